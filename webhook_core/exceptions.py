@@ -1,0 +1,74 @@
+"""Errors raised by webhook_core.
+
+Every error a user can cause names the file, entry or field at fault and says
+how to fix it; the CLI prints ``str(error)`` as one line and exits non-zero.
+
+Hierarchy::
+
+    WebhookAuditError
+    ├── ConfigError            webhooks.json (or a settings object) is invalid
+    │   └── LocationError      a location string such as "json.data.ref" is malformed
+    ├── DatasetError           a dataset folder or one of its files is unusable
+    │   └── MissingFileError   a required file is absent
+    └── ReplayError            replay options are inconsistent with the data
+
+Row-level problems (a bad line, a bad timestamp) are *not* errors: those rows
+go to the quarantine table and loading goes on.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DatasetError",
+    "LocationError",
+    "MissingFileError",
+    "ReplayError",
+    "WebhookAuditError",
+]
+
+
+class WebhookAuditError(Exception):
+    """Base class of every error webhook_core raises on purpose."""
+
+
+class ConfigError(WebhookAuditError):
+    """Invalid webhook settings.
+
+    ``source`` is the file (or ``"<settings>"``), ``webhook`` the webhook ID or
+    entry number, ``field`` the offending field.
+    """
+
+    def __init__(self, message: str, *, source: str = "<settings>", webhook: str | None = None,
+                 field: str | None = None) -> None:
+        self.source = source
+        self.webhook = webhook
+        self.field = field
+        where = source
+        if webhook is not None:
+            where += f": webhook {webhook}"
+        if field is not None:
+            where += f": field '{field}'"
+        super().__init__(f"{where}: {message}")
+
+
+class LocationError(ConfigError):
+    """A location string is not ``query.NAME``, ``form.NAME``, ``json.PATH`` or ``header.NAME``."""
+
+
+class DatasetError(WebhookAuditError):
+    """A dataset file cannot be used at all (not a row-level problem)."""
+
+    def __init__(self, message: str, *, path: str, field: str | None = None) -> None:
+        self.path = path
+        self.field = field
+        where = path if field is None else f"{path}: field '{field}'"
+        super().__init__(f"{where}: {message}")
+
+
+class MissingFileError(DatasetError):
+    """A required dataset file does not exist."""
+
+
+class ReplayError(WebhookAuditError):
+    """Replay options that cannot apply to this dataset (e.g. a --timeout for an unknown webhook)."""

@@ -1,0 +1,500 @@
+"""Loading a dataset folder into DuckDB.
+
+A dataset is a folder with ``webhooks.json``, one ``dispatches.{csv,jsonl,parquet}``
+and one ``callbacks.{jsonl,har,parquet}`` (docs/semantics.md, "Inputs").
+
+Loading never stops on a bad row and never drops one silently: a row that cannot
+be used goes to the ``quarantine`` table with its file, line (or HAR entry
+number), raw text and reason, and every file reconciles as
+``read = loaded + quarantined``. A file that cannot be used at all raises a
+:class:`~webhook_core.exceptions.DatasetError` naming the file and field.
+
+Tables written (all replaced on each load):
+
+* ``webhook_versions`` – one row per webhook version;
+* ``dispatches`` – waiting webhooks: ``row, lead_id, conversion_id, advertiser_id,
+  external_id, webhook_id, created_at, source_line``;
+* ``callbacks`` – captured requests: ``seq, request_id, received_at, method, url,
+  headers, body, recorded_status, recorded_body, capture_notes``;
+* ``quarantine`` – ``source_file, line, raw, reason``;
+* ``load_report`` – ``source_file, table_name, read, loaded, quarantined``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from webhook_core.exceptions import DatasetError, MissingFileError
+from webhook_core.linereader import iter_line_chunks
+from webhook_core.matching import to_us
+from webhook_core.settings import WebhookVersions, load_webhooks
+from webhook_core.sql import install_macros
+
+__all__ = [
+    "CALLBACK_FORMATS",
+    "DISPATCH_COLUMNS",
+    "DISPATCH_FORMATS",
+    "Dataset",
+    "FileReport",
+    "ProgressCallback",
+    "connect",
+    "find_input",
+    "load_dataset",
+]
+
+DISPATCH_COLUMNS = ("lead_id", "conversion_id", "advertiser_id", "external_id", "webhook_id", "created_at")
+DISPATCH_FORMATS = ("csv", "jsonl", "parquet")
+CALLBACK_FORMATS = ("jsonl", "har", "parquet")
+
+#: ``progress(label, bytes_done, bytes_total)`` is called as a file is read.
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FileReport:
+    path: str
+    table: str
+    read: int
+    loaded: int
+    quarantined: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    path: Path
+    webhooks: WebhookVersions
+    files: tuple[FileReport, ...]
+
+
+def connect(database: str = ":memory:", *, memory_limit: str | None = None,
+            temp_directory: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection set up for webhook_core (UTC session, macros installed).
+
+    ``memory_limit`` (e.g. ``"4GB"``) and ``temp_directory`` let data larger than
+    memory spill to disk instead of failing.
+    """
+    con = duckdb.connect(database)
+    prepare(con, memory_limit=memory_limit, temp_directory=temp_directory, threads=threads)
+    return con
+
+
+def prepare(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None,
+            temp_directory: str | None = None, threads: int | None = None) -> None:
+    # A naive timestamp means UTC, whatever the machine's zone.
+    con.execute("SET TimeZone = 'UTC'")
+    if memory_limit is not None:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    if temp_directory is not None:
+        con.execute(f"SET temp_directory = '{temp_directory}'")
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
+    install_macros(con)
+
+
+def find_input(folder: Path, stem: str, formats: tuple[str, ...]) -> Path:
+    """The one ``stem.EXT`` file in ``folder``; none or several is a :class:`DatasetError`."""
+    found = [folder / f"{stem}.{ext}" for ext in formats if (folder / f"{stem}.{ext}").is_file()]
+    if not found:
+        names = ", ".join(f"{stem}.{ext}" for ext in formats)
+        raise MissingFileError(f"no {stem} file; a dataset needs one of {names}", path=str(folder))
+    if len(found) > 1:
+        raise DatasetError(f"several {stem} files ({', '.join(p.name for p in found)}); keep one",
+                           path=str(folder))
+    return found[0]
+
+
+def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
+                 progress: ProgressCallback | None = None) -> Dataset:
+    """Load ``folder`` into ``con``'s tables and return what was read, loaded and quarantined."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingFileError("not a folder; a dataset is a folder with webhooks.json, "
+                               "dispatches.* and callbacks.*", path=str(folder))
+    webhooks = load_webhooks(folder / "webhooks.json")
+    dispatch_path = find_input(folder, "dispatches", DISPATCH_FORMATS)
+    callback_path = find_input(folder, "callbacks", CALLBACK_FORMATS)
+    prepare(con)
+    _create_tables(con)
+    write_webhook_versions(con, webhooks)
+    _load_dispatches(con, dispatch_path, progress)
+    _load_callbacks(con, callback_path, progress)
+    rows = con.execute(
+        "SELECT source_file, table_name, read, loaded, quarantined FROM load_report ORDER BY table_name DESC"
+    ).fetchall()
+    return Dataset(folder, webhooks, tuple(FileReport(*row) for row in rows))
+
+
+def write_webhook_versions(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions,
+                           table: str = "webhook_versions") -> None:
+    con.execute(f"""
+        CREATE OR REPLACE TABLE {table} (
+            version_no INTEGER, webhook_id VARCHAR, advertiser_id VARCHAR, wait BOOLEAN,
+            timeout_us BIGINT, active_from_us BIGINT, active_to_us BIGINT)
+    """)
+    rows = [
+        (number, v.webhook_id, v.advertiser_id, v.wait, v.timeout_us,
+         None if v.active_from is None else to_us(v.active_from),
+         None if v.active_to is None else to_us(v.active_to))
+        for number, v in enumerate(webhooks.versions)
+    ]
+    if rows:
+        con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE OR REPLACE TABLE quarantine (source_file VARCHAR, line BIGINT, raw VARCHAR, reason VARCHAR);
+        CREATE OR REPLACE TABLE load_report (
+            source_file VARCHAR, table_name VARCHAR, read BIGINT, loaded BIGINT, quarantined BIGINT);
+        CREATE OR REPLACE TABLE dispatches (
+            "row" BIGINT, lead_id VARCHAR, conversion_id VARCHAR, advertiser_id VARCHAR,
+            external_id VARCHAR, webhook_id VARCHAR, created_at TIMESTAMPTZ, source_line BIGINT);
+        CREATE OR REPLACE TABLE callbacks (
+            seq BIGINT, request_id VARCHAR, received_at TIMESTAMPTZ, method VARCHAR, url VARCHAR,
+            headers STRUCT(name VARCHAR, value VARCHAR)[], body VARCHAR,
+            recorded_status INTEGER, recorded_body VARCHAR, capture_notes VARCHAR[]);
+    """)
+
+
+# --------------------------------------------------------------------------- dispatches
+
+_DISPATCH_STAGE = """
+    CREATE OR REPLACE TEMP TABLE dispatch_stage (
+        line BIGINT, raw VARCHAR, parse_error VARCHAR,
+        lead_id VARCHAR, conversion_id VARCHAR, advertiser_id VARCHAR,
+        external_id VARCHAR, webhook_id VARCHAR, created_at_text VARCHAR)
+"""
+
+
+def _load_dispatches(con: duckdb.DuckDBPyConnection, path: Path, progress: ProgressCallback | None) -> None:
+    con.execute(_DISPATCH_STAGE)
+    suffix = path.suffix.lstrip(".")
+    if suffix == "csv":
+        _stage_dispatch_csv(con, path)
+    elif suffix == "jsonl":
+        for chunk in _line_chunks(path, progress):
+            con.register("chunk", chunk)
+            fields = ", ".join(f"wa_json_text(json_extract(doc, '$.{c}'))" for c in DISPATCH_COLUMNS[:5])
+            con.execute(f"""
+                INSERT INTO dispatch_stage
+                SELECT line, raw,
+                       CASE WHEN NOT utf8 THEN 'not valid UTF-8'
+                            WHEN doc IS NULL THEN 'not valid JSON'
+                            WHEN json_type(doc) <> 'OBJECT' THEN 'not a JSON object' END,
+                       {fields},
+                       CASE json_type(doc, '$.created_at')
+                            WHEN 'VARCHAR' THEN json_extract_string(doc, '$.created_at')
+                            WHEN 'NULL' THEN NULL
+                            ELSE CAST(json_extract(doc, '$.created_at') AS VARCHAR) END
+                FROM (SELECT line, raw, utf8, try_cast(raw AS JSON) AS doc
+                      FROM (SELECT line, utf8, regexp_replace(raw, '\\r$', '') AS raw FROM chunk)
+                      WHERE trim(raw, ' \t') <> '')
+            """)
+            con.unregister("chunk")
+    else:
+        columns = _parquet_columns(con, path)
+        missing = [c for c in DISPATCH_COLUMNS if c not in columns]
+        if missing:
+            raise DatasetError("missing column; the file must have columns " + ", ".join(DISPATCH_COLUMNS),
+                               path=str(path), field=missing[0])
+        values = ", ".join(f"CAST({_ident(c)} AS VARCHAR)" for c in DISPATCH_COLUMNS)
+        con.execute(f"""
+            INSERT INTO dispatch_stage
+            SELECT file_row_number + 1,
+                   CAST(to_json(struct_pack({", ".join(_ident(c) for c in columns)})) AS VARCHAR),
+                   NULL, {values}
+            FROM read_parquet({_path_literal(path)}, file_row_number = true)
+        """)
+    _finish_dispatches(con, path)
+
+
+def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    header = _csv_header(path)
+    missing = [c for c in DISPATCH_COLUMNS if c not in header]
+    if missing:
+        raise DatasetError("missing column; the header must name " + ", ".join(DISPATCH_COLUMNS),
+                           path=str(path), field=missing[0])
+    source = f"""read_csv({_path_literal(path)}, header = true, all_varchar = true, auto_detect = false,
+                          columns = {{{", ".join(f"'{c}': 'VARCHAR'" for c in header)}}},
+                          delim = ',', quote = '"', escape = '"',
+                          store_rejects = true, rejects_table = 'wa_csv_rejects',
+                          rejects_scan = 'wa_csv_scans')"""
+    joined = " || ',' || ".join(f"coalesce({_ident(c)}, '')" for c in header)
+    # Records are numbered from the header; the line is exact unless a quoted
+    # field spans lines or blank lines precede the record (both rare in exports).
+    con.execute(f"""
+        INSERT INTO dispatch_stage
+        SELECT row_number() OVER () + 1, {joined}, NULL,
+               {", ".join(f"nullif({_ident(c)}, '')" for c in DISPATCH_COLUMNS[:5])}, created_at
+        FROM {source}
+    """)
+    con.execute("""
+        INSERT INTO dispatch_stage
+        SELECT line, csv_line, 'malformed CSV row: ' || lower(error_type) || ' (' || error_message || ')',
+               NULL, NULL, NULL, NULL, NULL, NULL
+        FROM wa_csv_rejects
+    """)
+    con.execute("DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans")
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open("rb") as handle:
+        first = handle.readline()
+    try:
+        text = first.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise DatasetError("the header line is not UTF-8 text", path=str(path)) from exc
+    if not text:
+        raise DatasetError("empty file; the first line must be the header "
+                           + ",".join(DISPATCH_COLUMNS), path=str(path))
+    return [name.strip().strip('"') for name in text.split(",")]
+
+
+def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    source = _path_literal(path.name)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE dispatch_checked AS
+        WITH typed AS (
+            SELECT *, try_cast(created_at_text AS TIMESTAMPTZ) AS created_at FROM dispatch_stage
+        ),
+        judged AS (
+            SELECT typed.*,
+                CASE
+                    WHEN parse_error IS NOT NULL THEN parse_error
+                    WHEN lead_id IS NULL THEN 'missing lead_id'
+                    WHEN conversion_id IS NULL THEN 'missing conversion_id'
+                    WHEN advertiser_id IS NULL THEN 'missing advertiser_id'
+                    WHEN webhook_id IS NULL THEN 'missing webhook_id'
+                    WHEN created_at_text IS NULL OR created_at_text = '' THEN 'missing created_at'
+                    WHEN created_at IS NULL THEN 'bad created_at: not an ISO 8601 timestamp'
+                    WHEN webhook_id NOT IN (SELECT webhook_id FROM webhook_versions)
+                        THEN 'unknown webhook_id (not in webhooks.json)'
+                    WHEN NOT EXISTS (
+                        SELECT 1 FROM webhook_versions v
+                        WHERE v.webhook_id = typed.webhook_id
+                          AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(typed.created_at))
+                          AND (v.active_to_us IS NULL OR epoch_us(typed.created_at) < v.active_to_us))
+                        THEN 'webhook has no version live at created_at'
+                END AS reason
+            FROM typed
+        )
+        SELECT *,
+            CASE WHEN reason IS NULL
+                      AND row_number() OVER (PARTITION BY reason IS NULL, conversion_id ORDER BY line) > 1
+                 THEN 'duplicate conversion_id (first on line '
+                      || CAST(min(line) OVER (PARTITION BY reason IS NULL, conversion_id) AS VARCHAR) || ')'
+                 ELSE reason END AS final_reason
+        FROM judged
+    """)
+    con.execute(f"""
+        INSERT INTO quarantine
+        SELECT {source}, line, raw, final_reason FROM dispatch_checked WHERE final_reason IS NOT NULL;
+        INSERT INTO dispatches
+        SELECT row_number() OVER (ORDER BY line), lead_id, conversion_id, advertiser_id, external_id,
+               webhook_id, created_at, line
+        FROM dispatch_checked WHERE final_reason IS NULL ORDER BY line;
+        INSERT INTO load_report
+        SELECT {source}, 'dispatches', count(*), count(*) FILTER (final_reason IS NULL),
+               count(*) FILTER (final_reason IS NOT NULL)
+        FROM dispatch_checked;
+        DROP TABLE dispatch_checked; DROP TABLE dispatch_stage;
+    """)
+
+
+# --------------------------------------------------------------------------- callbacks
+
+_CALLBACK_STAGE = """
+    CREATE OR REPLACE TEMP TABLE callback_stage (line BIGINT, raw VARCHAR, parse_error VARCHAR, doc JSON)
+"""
+
+#: From a JSONL-shaped document to the callbacks columns; a non-NULL ``reason`` quarantines the row.
+_CALLBACK_FIELDS = """
+    line AS seq, raw,
+    CASE
+        WHEN parse_error IS NOT NULL THEN parse_error
+        WHEN doc IS NULL THEN 'not valid JSON'
+        WHEN json_type(doc) <> 'OBJECT' THEN 'not a JSON object'
+        WHEN json_type(doc, '$.received_at') IS NULL OR json_type(doc, '$.received_at') = 'NULL'
+            THEN 'missing received_at'
+        WHEN json_type(doc, '$.received_at') <> 'VARCHAR'
+             OR try_cast(json_extract_string(doc, '$.received_at') AS TIMESTAMPTZ) IS NULL
+            THEN 'bad received_at: not an ISO 8601 timestamp'
+        WHEN json_type(doc, '$.url') IS NULL OR json_type(doc, '$.url') = 'NULL'
+             OR json_extract_string(doc, '$.url') = ''
+            THEN 'missing url'
+        WHEN json_type(doc, '$.url') <> 'VARCHAR' THEN 'bad url: not a string'
+    END AS reason,
+    coalesce(wa_json_text(json_extract(doc, '$.request_id')), CAST(line AS VARCHAR)) AS request_id,
+    try_cast(json_extract_string(doc, '$.received_at') AS TIMESTAMPTZ) AS received_at,
+    coalesce(nullif(json_extract_string(doc, '$.method'), ''), 'POST') AS method,
+    json_extract_string(doc, '$.url') AS url,
+    wa_headers(json_extract(doc, '$.headers')) AS headers,
+    CASE WHEN json_type(doc, '$.body') = 'VARCHAR' THEN json_extract_string(doc, '$.body')
+         WHEN json_type(doc, '$.body') IN ('OBJECT', 'ARRAY') THEN CAST(json_extract(doc, '$.body') AS VARCHAR)
+    END AS body,
+    CASE WHEN try_cast(json_extract_string(doc, '$.response_status') AS INTEGER) BETWEEN 100 AND 599
+         THEN try_cast(json_extract_string(doc, '$.response_status') AS INTEGER) END AS recorded_status,
+    json_extract_string(doc, '$.response_body') AS recorded_body,
+    list_filter([
+        CASE WHEN coalesce(json_type(doc, '$.body'), 'NULL') = 'NULL' THEN 'body_absent' END,
+        CASE WHEN json_type(doc, '$.body') IN ('OBJECT', 'ARRAY') THEN 'body_not_text' END,
+        CASE WHEN json_type(doc, '$.body') IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN') THEN 'body_not_text' END,
+        CASE WHEN coalesce(json_type(doc, '$.headers'), 'NULL') NOT IN ('NULL', 'OBJECT', 'ARRAY')
+               OR len(wa_headers(json_extract(doc, '$.headers')))
+                  < json_array_length(CASE WHEN json_type(doc, '$.headers') = 'ARRAY'
+                                           THEN json_extract(doc, '$.headers') END)
+             THEN 'headers_unreadable' END
+    ], lambda n: n IS NOT NULL) AS capture_notes
+"""
+
+_HEADER_MACRO = """
+CREATE OR REPLACE MACRO wa_headers(h) AS coalesce(list_filter(
+    CASE json_type(h)
+        WHEN 'OBJECT' THEN list_transform(json_keys(h), lambda k: {
+            'name': k,
+            'value': coalesce(json_extract_string(h, '/' || replace(replace(k, '~', '~0'), '/', '~1')), '')})
+        WHEN 'ARRAY' THEN list_transform(CAST(h AS JSON[]), lambda x:
+            CASE json_type(x)
+                WHEN 'ARRAY' THEN {'name': json_extract_string(x, '$[0]'),
+                                   'value': coalesce(json_extract_string(x, '$[1]'), '')}
+                WHEN 'OBJECT' THEN {'name': json_extract_string(x, '$.name'),
+                                    'value': coalesce(json_extract_string(x, '$.value'), '')}
+            END)
+    END, lambda e: e IS NOT NULL AND e.name IS NOT NULL), [])
+"""
+
+
+def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: ProgressCallback | None) -> None:
+    con.execute(_HEADER_MACRO)
+    con.execute(_CALLBACK_STAGE)
+    suffix = path.suffix.lstrip(".")
+    source = _path_literal(path.name)
+    if suffix == "jsonl":
+        # Each chunk goes all the way to the final tables so memory stays one chunk deep.
+        for chunk in _line_chunks(path, progress):
+            con.register("chunk", chunk)
+            con.execute("""
+                INSERT INTO callback_stage
+                SELECT line, raw, CASE WHEN NOT utf8 THEN 'not valid UTF-8' END, try_cast(raw AS JSON)
+                FROM (SELECT line, utf8, regexp_replace(raw, '\\r$', '') AS raw FROM chunk)
+                WHERE trim(raw, ' \t') <> ''
+            """)
+            con.unregister("chunk")
+            _flush_callbacks(con, source)
+    elif suffix == "har":
+        _stage_har(con, path)
+        _flush_callbacks(con, source)
+    else:
+        columns = _parquet_columns(con, path)
+        for required in ("received_at", "url"):
+            if required not in columns:
+                raise DatasetError("missing column; callbacks need at least received_at and url",
+                                   path=str(path), field=required)
+        struct = ", ".join(_ident(c) for c in columns)
+        con.execute(f"""
+            INSERT INTO callback_stage
+            SELECT file_row_number + 1, CAST(doc AS VARCHAR), NULL, doc
+            FROM (SELECT file_row_number, to_json(struct_pack({struct})) AS doc
+                  FROM read_parquet({_path_literal(path)}, file_row_number = true))
+        """)
+        _flush_callbacks(con, source)
+    con.execute(f"""
+        INSERT INTO load_report
+        SELECT {source}, 'callbacks', loaded + quarantined, loaded, quarantined
+        FROM (SELECT (SELECT count(*) FROM callbacks) AS loaded,
+                     (SELECT count(*) FROM quarantine WHERE source_file = {source}) AS quarantined)
+    """)
+    con.execute("DROP TABLE callback_stage")
+
+
+def _flush_callbacks(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE callback_judged AS SELECT {_CALLBACK_FIELDS} FROM callback_stage;
+        INSERT INTO quarantine SELECT {source}, seq, raw, reason FROM callback_judged WHERE reason IS NOT NULL;
+        INSERT INTO callbacks
+        SELECT seq, request_id, received_at, method, url, headers, body, recorded_status, recorded_body,
+               capture_notes
+        FROM callback_judged WHERE reason IS NULL ORDER BY seq;
+        DROP TABLE callback_judged;
+        DELETE FROM callback_stage;
+    """)
+
+
+def _stage_har(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    literal = _path_literal(path)
+    try:
+        kind = con.execute(f"""
+            SELECT CASE WHEN doc IS NULL THEN 'invalid'
+                        WHEN json_type(doc, '$.log.entries') = 'ARRAY' THEN 'ok'
+                        ELSE 'no_entries' END
+            FROM (SELECT try_cast(content AS JSON) AS doc FROM read_text({literal}))
+        """).fetchone()
+    except duckdb.Error as exc:  # not UTF-8, unreadable
+        raise DatasetError(f"cannot read as text: {str(exc).splitlines()[0]}", path=str(path)) from exc
+    if kind is None or kind[0] == "invalid":
+        raise DatasetError("not valid JSON; a HAR file is one JSON document", path=str(path))
+    if kind[0] == "no_entries":
+        raise DatasetError("not a HAR file: log.entries must be a list", path=str(path), field="log.entries")
+    # Re-shape each entry into the JSONL fields; a lossy writer's missing parts become nulls.
+    con.execute(f"""
+        INSERT INTO callback_stage
+        SELECT position, CAST(entry AS VARCHAR),
+               CASE WHEN json_type(entry) <> 'OBJECT' THEN 'not a JSON object' END,
+               json_object(
+                   'received_at', json_extract(entry, '$.startedDateTime'),
+                   'url', json_extract(entry, '$.request.url'),
+                   'method', json_extract(entry, '$.request.method'),
+                   'headers', json_extract(entry, '$.request.headers'),
+                   'body', json_extract(entry, '$.request.postData.text'),
+                   'request_id', json_extract(entry, '$._request_id'),
+                   'response_status', json_extract(entry, '$.response.status'),
+                   'response_body',
+                       CASE WHEN json_extract_string(entry, '$.response.content.encoding') = 'base64'
+                            THEN to_json(coalesce(
+                                try(decode(from_base64(json_extract_string(entry, '$.response.content.text')))),
+                                json_extract_string(entry, '$.response.content.text')))
+                            ELSE json_extract(entry, '$.response.content.text') END)
+        FROM (
+            SELECT unnest(entries) AS entry, unnest(range(1, len(entries) + 1)) AS position
+            FROM (SELECT CAST(json_extract(try_cast(content AS JSON), '$.log.entries') AS JSON[]) AS entries
+                  FROM read_text({literal}))
+        )
+    """)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _line_chunks(path: Path, progress: ProgressCallback | None):  # type: ignore[no-untyped-def]
+    total = path.stat().st_size
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(path.name, done, total)
+
+    if progress is not None:
+        progress(path.name, 0, total)
+    return iter_line_chunks(path, progress=advance)
+
+
+def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_path_literal(path)})").fetchall()
+    except duckdb.Error as exc:
+        raise DatasetError(f"not a readable Parquet file: {str(exc).splitlines()[0]}", path=str(path)) from exc
+    return [row[0] for row in rows]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _path_literal(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"

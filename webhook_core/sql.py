@@ -1,0 +1,113 @@
+"""The extraction rules of docs/semantics.md as DuckDB SQL.
+
+``webhook_core.extraction`` is the same in Python; the property test holds the
+two to each other. Parsing text has no standard SQL form, so this module uses
+DuckDB's list lambdas and JSON functions; the matching in ``replay.py`` is
+plain joins and window functions.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from webhook_core.locations import Location, LocationKind
+
+__all__ = ["install_macros", "location_sql", "quote_literal"]
+
+_MACROS = r"""
+-- Percent-decode as UTF-8; text that does not decode is kept as written.
+CREATE OR REPLACE MACRO wa_pct_decode(s) AS
+    CASE WHEN strpos(s, '%') = 0 THEN s ELSE coalesce(try(url_decode(s)), s) END;
+
+-- "a=1&b=&c" -> [{k:'a', v:'1'}, {k:'b', v:''}, {k:'c', v:''}], '+' meaning a space.
+CREATE OR REPLACE MACRO wa_parse_pairs(s) AS
+    list_transform(
+        list_filter(string_split(coalesce(s, ''), '&'), lambda p: p <> ''),
+        lambda p: {
+            'k': wa_pct_decode(replace(CASE WHEN strpos(p, '=') > 0 THEN p[:strpos(p, '=') - 1] ELSE p END, '+', ' ')),
+            'v': wa_pct_decode(replace(CASE WHEN strpos(p, '=') > 0 THEN p[strpos(p, '=') + 1:] ELSE '' END, '+', ' '))
+        });
+
+-- First non-empty value of a name in parsed pairs.
+CREATE OR REPLACE MACRO wa_pair(pairs, name) AS
+    list_filter(pairs, lambda x: x.k = name AND x.v <> '')[1].v;
+
+-- First non-empty value of a header, name compared ignoring case.
+CREATE OR REPLACE MACRO wa_header(headers, name) AS
+    list_filter(headers, lambda h: lower(h.name) = lower(name) AND h.value <> '')[1].value;
+
+-- A JSON value as identifier text: strings as they are, numbers in plain decimal,
+-- anything else (objects, arrays, booleans, null, fractions, non-finite) NULL.
+CREATE OR REPLACE MACRO wa_json_text(j) AS
+    CASE json_type(j)
+        WHEN 'VARCHAR' THEN nullif(json_extract_string(j, '$'), '')
+        WHEN 'BIGINT' THEN json_extract_string(j, '$')
+        WHEN 'UBIGINT' THEN json_extract_string(j, '$')
+        WHEN 'DOUBLE' THEN
+            CASE
+                WHEN regexp_full_match(json_extract_string(j, '$'), '-?(0|[1-9][0-9]*)')
+                    THEN json_extract_string(j, '$')
+                WHEN isfinite(try_cast(json_extract_string(j, '$') AS DOUBLE))
+                     AND try_cast(json_extract_string(j, '$') AS DOUBLE)
+                         = trunc(try_cast(json_extract_string(j, '$') AS DOUBLE))
+                     AND abs(try_cast(json_extract_string(j, '$') AS DOUBLE)) < 9007199254740992
+                    THEN CAST(CAST(try_cast(json_extract_string(j, '$') AS DOUBLE) AS BIGINT) AS VARCHAR)
+            END
+    END;
+
+-- The URL's path: scheme and authority removed from an absolute URL, query and fragment dropped.
+CREATE OR REPLACE MACRO wa_url_path(u) AS
+    CASE
+        WHEN regexp_matches(split_part(split_part(u, '#', 1), '?', 1), '^[A-Za-z][A-Za-z0-9+.\-]*://')
+        THEN CASE
+            WHEN strpos(split_part(split_part(split_part(u, '#', 1), '?', 1), '://', 2), '/') = 0 THEN ''
+            ELSE split_part(split_part(u, '#', 1), '?', 1)[
+                strpos(split_part(split_part(u, '#', 1), '?', 1), '://') + 2
+                + strpos(split_part(split_part(split_part(u, '#', 1), '?', 1), '://', 2), '/'):]
+        END
+        ELSE split_part(split_part(u, '#', 1), '?', 1)
+    END;
+
+-- The token: the last non-empty path segment, percent-decoded.
+CREATE OR REPLACE MACRO wa_token(u) AS
+    wa_pct_decode(list_filter(string_split(wa_url_path(u), '/'), lambda s: s <> '')[-1]);
+
+-- The query string (after the first '?', fragment dropped).
+CREATE OR REPLACE MACRO wa_query(u) AS
+    CASE WHEN strpos(split_part(u, '#', 1), '?') > 0
+         THEN split_part(u, '#', 1)[strpos(split_part(u, '#', 1), '?') + 1:]
+         ELSE '' END;
+"""
+
+
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(_MACROS)
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def json_pointer(path: tuple[str, ...]) -> str:
+    return "".join("/" + segment.replace("~", "~0").replace("/", "~1") for segment in path)
+
+
+def location_sql(location: Location) -> str:
+    """SQL reading ``location`` from a row of ``parsed_callbacks`` (NULL when absent or empty)."""
+    name = quote_literal(location.name)
+    if location.kind is LocationKind.QUERY:
+        return f"wa_pair(query_pairs, {name})"
+    if location.kind is LocationKind.FORM:
+        return f"wa_pair(form_pairs, {name})"
+    if location.kind is LocationKind.HEADER:
+        return f"wa_header(headers, {name})"
+    pointer = quote_literal(json_pointer(location.path))
+    return f"wa_json_text(json_extract(body_json, {pointer}))"
+
+
+def standard_sql(name: str) -> str:
+    """A standard name: query string, then form body, then a top-level JSON key."""
+    literal = quote_literal(name)
+    pointer = quote_literal(json_pointer((name,)))
+    return (f"coalesce(wa_pair(query_pairs, {literal}), wa_pair(form_pairs, {literal}), "
+            f"wa_json_text(json_extract(body_json, {pointer})))")
