@@ -95,6 +95,8 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, timeouts: tup
                    temp_dir: Path | None) -> None:
     """Replay DATASET's captured callbacks and write one outcome per callback and per lead."""
     with _user_errors():
+        if out_dir.exists() and not out_dir.is_dir():
+            raise click.ClickException(f"{out_dir}: --out must be a folder, and this is a file")
         if timeouts and (dataset / "webhooks.json").is_file():
             load_webhooks(dataset / "webhooks.json").with_timeouts(dict(timeouts))  # fail before a long load
         con = connect(str(database) if database else ":memory:", memory_limit=memory_limit,
@@ -111,6 +113,8 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, timeouts: tup
                     out_dir / f"lead_outcomes.{file_format}", file_format),
             _export(con, "SELECT * FROM quarantine ORDER BY source_file, line",
                     out_dir / f"quarantine.{file_format}", file_format),
+            _export(con, "SELECT * FROM load_report ORDER BY table_name DESC",
+                    out_dir / f"load_report.{file_format}", file_format),
         ]
         _print_outcomes(result.outcome_counts())
         end = result.observation_end.isoformat() if result.observation_end else "-"
@@ -189,6 +193,8 @@ def _user_errors() -> Iterator[None]:
     except duckdb.OutOfMemoryException as exc:
         raise click.ClickException(
             "DuckDB ran out of memory; raise --memory-limit or give --temp-dir on a disk with room") from exc
+    except duckdb.Error as exc:  # e.g. a --database that is not a DuckDB file, a bad --memory-limit
+        raise click.ClickException(f"DuckDB: {str(exc).splitlines()[0]}") from exc
     except OSError as exc:
         raise click.ClickException(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from exc
 

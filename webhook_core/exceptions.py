@@ -10,7 +10,7 @@ Hierarchy::
     │   └── LocationError      a location string such as "json.data.ref" is malformed
     ├── DatasetError           a dataset folder or one of its files is unusable
     │   └── MissingFileError   a required file is absent
-    └── ReplayError            replay options are inconsistent with the data
+    └── ReplayError            replay options do not fit the data (e.g. --timeout for an unknown webhook)
 
 Row-level problems (a bad line, a bad timestamp) are *not* errors: those rows
 go to the quarantine table and loading goes on.
@@ -41,6 +41,7 @@ class ConfigError(WebhookAuditError):
 
     def __init__(self, message: str, *, source: str = "<settings>", webhook: str | None = None,
                  field: str | None = None) -> None:
+        self.message = message
         self.source = source
         self.webhook = webhook
         self.field = field

@@ -33,8 +33,8 @@ __all__ = [
 STANDARD_NAMES = {"conversion_id": "pcid", "external_id": "external_id", "advertiser_id": "advertiser_id"}
 
 _ABSOLUTE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-_INTEGER_LITERAL = re.compile(r"^-?(0|[1-9][0-9]*)$")
-_ARRAY_INDEX = re.compile(r"^(0|[1-9][0-9]*)$")
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _EXACT_DOUBLE_INTEGERS = 2**53
 _MAYBE_TRAILING_COMMA = re.compile(r",[ \t\r\n]*[\]}]")
 
@@ -71,8 +71,8 @@ class ParsedRequest:
         if location.kind is LocationKind.FORM:
             return _first(self.form, location.name)
         if location.kind is LocationKind.HEADER:
-            wanted = location.name.lower()
-            return next((v for n, v in self.headers if n.lower() == wanted and v != ""), None)
+            wanted = location.name.translate(_ASCII_LOWER)
+            return next((v for n, v in self.headers if n.translate(_ASCII_LOWER) == wanted and v != ""), None)
         if self.body_kind is not BodyKind.JSON:
             return None
         return _json_text(_walk(self.json_body, location.path))
@@ -166,8 +166,8 @@ def _classify_body(body: str | None, headers: tuple[tuple[str, str], ...]) -> tu
     document = _load_json(body)
     if document is not _INVALID:
         return BodyKind.JSON, document
-    content_type = next((v for n, v in headers if n.lower() == "content-type" and v != ""), "")
-    if body.lstrip(" \t\r\n")[:1] in ("{", "[") or "json" in content_type.lower():
+    content_type = next((v for n, v in headers if n.translate(_ASCII_LOWER) == "content-type" and v != ""), "")
+    if body.lstrip(" \t\r\n")[:1] in ("{", "[") or "json" in content_type.translate(_ASCII_LOWER):
         return BodyKind.INVALID_JSON, None
     return BodyKind.FORM, None
 
@@ -186,7 +186,7 @@ def _load_json(body: str) -> Any:
         text = _drop_trailing_commas(body) if _MAYBE_TRAILING_COMMA.search(body) else body
         document = json.loads(
             text,
-            parse_int=lambda s: str(int(s)),
+            parse_int=lambda s: "0" if s == "-0" else s,
             parse_float=_float_text,
             parse_constant=lambda _: _NO_ID,
             object_pairs_hook=_first_key_wins,
@@ -242,7 +242,7 @@ def _drop_trailing_commas(text: str) -> str:
 
 def _walk(node: Any, path: tuple[str, ...]) -> Any:
     for segment in path:
-        if isinstance(node, list) and _ARRAY_INDEX.match(segment) and int(segment) < len(node):
+        if isinstance(node, list) and _ARRAY_INDEX.fullmatch(segment) and int(segment) < len(node):
             node = node[int(segment)]
         elif isinstance(node, dict) and segment in node:
             node = node[segment]

@@ -19,13 +19,14 @@ CHUNK_BYTES = 32 * 1024 * 1024
 Progress = Callable[[int], None]
 
 
-def iter_line_chunks(path: Path, *, chunk_bytes: int = CHUNK_BYTES,
+def iter_line_chunks(path: Path, *, chunk_bytes: int | None = None,
                      progress: Progress | None = None) -> Iterator[pa.Table]:
     """Yield Arrow tables ``line int64, raw string, utf8 bool`` covering every line.
 
     A line that is not valid UTF-8 comes with ``utf8 = false`` and its raw text
     with the bad bytes written as ``\\xNN``.
     """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     next_line = 1
     carry = b""
     with path.open("rb") as handle:

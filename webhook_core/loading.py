@@ -201,7 +201,7 @@ def _load_dispatches(con: duckdb.DuckDBPyConnection, path: Path, progress: Progr
         if missing:
             raise DatasetError("missing column; the file must have columns " + ", ".join(DISPATCH_COLUMNS),
                                path=str(path), field=missing[0])
-        values = ", ".join(f"CAST({_ident(c)} AS VARCHAR)" for c in DISPATCH_COLUMNS)
+        values = ", ".join(f"nullif(CAST({_ident(c)} AS VARCHAR), '')" for c in DISPATCH_COLUMNS)
         con.execute(f"""
             INSERT INTO dispatch_stage
             SELECT file_row_number + 1,
@@ -213,45 +213,89 @@ def _load_dispatches(con: duckdb.DuckDBPyConnection, path: Path, progress: Progr
 
 
 def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    header = _csv_header(path)
+    header_line, header = _csv_header(path)
     missing = [c for c in DISPATCH_COLUMNS if c not in header]
     if missing:
         raise DatasetError("missing column; the header must name " + ", ".join(DISPATCH_COLUMNS),
                            path=str(path), field=missing[0])
     source = f"""read_csv({_path_literal(path)}, header = true, all_varchar = true, auto_detect = false,
+                          skip = {header_line - 1},
                           columns = {{{", ".join(f"'{c}': 'VARCHAR'" for c in header)}}},
                           delim = ',', quote = '"', escape = '"',
                           store_rejects = true, rejects_table = 'wa_csv_rejects',
                           rejects_scan = 'wa_csv_scans')"""
-    joined = " || ',' || ".join(f"coalesce({_ident(c)}, '')" for c in header)
-    # Records are numbered from the header; the line is exact unless a quoted
-    # field spans lines or blank lines precede the record (both rare in exports).
     con.execute(f"""
-        INSERT INTO dispatch_stage
-        SELECT row_number() OVER () + 1, {joined}, NULL,
-               {", ".join(f"nullif({_ident(c)}, '')" for c in DISPATCH_COLUMNS[:5])}, created_at
+        CREATE OR REPLACE TEMP TABLE csv_rows AS
+        SELECT row_number() OVER () AS k,
+               {", ".join(f"nullif({_ident(c)}, '') AS {c}" for c in DISPATCH_COLUMNS[:5])},
+               created_at AS created_at_text
         FROM {source}
     """)
+    # DuckDB lists a row once per bad column: one record, one quarantine row.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE csv_rejects AS
+        SELECT line, csv_line, error_type, error_message FROM wa_csv_rejects
+        QUALIFY row_number() OVER (PARTITION BY line ORDER BY column_idx) = 1
+    """)
+    # The file's own lines give each parsed record its line number and raw text: the
+    # records are the non-blank lines after the header that DuckDB did not reject,
+    # in order. A quoted field spanning lines breaks that count; then records are
+    # numbered from the header instead (Q5).
+    con.execute("CREATE OR REPLACE TEMP TABLE csv_lines (line BIGINT, raw VARCHAR)")
+    for chunk in iter_line_chunks(path):
+        con.register("chunk", chunk)
+        con.execute(f"""
+            INSERT INTO csv_lines
+            SELECT line, regexp_replace(raw, '\\r$', '') FROM chunk
+            WHERE line > {header_line} AND trim(regexp_replace(raw, '\\r$', ''), ' \t') <> ''
+        """)
+        con.unregister("chunk")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE csv_record_lines AS
+        SELECT row_number() OVER (ORDER BY line) AS k, line, raw
+        FROM csv_lines WHERE line NOT IN (SELECT line FROM csv_rejects)
+    """)
+    exact = con.execute(
+        "SELECT (SELECT count(*) FROM csv_record_lines) = (SELECT count(*) FROM csv_rows)").fetchone()
+    if exact is not None and exact[0]:
+        con.execute("""
+            INSERT INTO dispatch_stage
+            SELECT l.line, l.raw, NULL, r.lead_id, r.conversion_id, r.advertiser_id, r.external_id,
+                   r.webhook_id, r.created_at_text
+            FROM csv_rows r JOIN csv_record_lines l USING (k)
+        """)
+    else:
+        joined = " || ',' || ".join(f"coalesce({c}, '')" for c in (*DISPATCH_COLUMNS[:5], "created_at_text"))
+        con.execute(f"""
+            INSERT INTO dispatch_stage
+            SELECT k + {header_line}, {joined}, NULL, lead_id, conversion_id, advertiser_id, external_id,
+                   webhook_id, created_at_text
+            FROM csv_rows
+        """)
     con.execute("""
         INSERT INTO dispatch_stage
         SELECT line, csv_line, 'malformed CSV row: ' || lower(error_type) || ' (' || error_message || ')',
                NULL, NULL, NULL, NULL, NULL, NULL
-        FROM wa_csv_rejects
+        FROM csv_rejects
     """)
-    con.execute("DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans")
+    con.execute("""
+        DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans; DROP TABLE csv_rejects;
+        DROP TABLE csv_rows; DROP TABLE csv_lines; DROP TABLE csv_record_lines;
+    """)
 
 
-def _csv_header(path: Path) -> list[str]:
+def _csv_header(path: Path) -> tuple[int, list[str]]:
+    """The header's line number (blank lines before it are skipped) and its column names."""
     with path.open("rb") as handle:
-        first = handle.readline()
-    try:
-        text = first.decode("utf-8-sig").rstrip("\r\n")
-    except UnicodeDecodeError as exc:
-        raise DatasetError("the header line is not UTF-8 text", path=str(path)) from exc
-    if not text:
-        raise DatasetError("empty file; the first line must be the header "
-                           + ",".join(DISPATCH_COLUMNS), path=str(path))
-    return [name.strip().strip('"') for name in text.split(",")]
+        for number, first in enumerate(handle, 1):
+            try:
+                text = first.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise DatasetError("the header line is not UTF-8 text", path=str(path)) from exc
+            if text.strip():
+                return number, [name.strip().strip('"') for name in text.split(",")]
+    raise DatasetError("empty file; the first line must be the header " + ",".join(DISPATCH_COLUMNS),
+                       path=str(path))
 
 
 def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -259,7 +303,7 @@ def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     con.execute("""
         CREATE OR REPLACE TEMP TABLE dispatch_checked AS
         WITH typed AS (
-            SELECT *, try_cast(created_at_text AS TIMESTAMPTZ) AS created_at FROM dispatch_stage
+            SELECT *, wa_timestamp(created_at_text) AS created_at FROM dispatch_stage
         ),
         judged AS (
             SELECT typed.*,
@@ -321,7 +365,7 @@ _CALLBACK_FIELDS = """
         WHEN json_type(doc, '$.received_at') IS NULL OR json_type(doc, '$.received_at') = 'NULL'
             THEN 'missing received_at'
         WHEN json_type(doc, '$.received_at') <> 'VARCHAR'
-             OR try_cast(json_extract_string(doc, '$.received_at') AS TIMESTAMPTZ) IS NULL
+             OR wa_timestamp(json_extract_string(doc, '$.received_at')) IS NULL
             THEN 'bad received_at: not an ISO 8601 timestamp'
         WHEN json_type(doc, '$.url') IS NULL OR json_type(doc, '$.url') = 'NULL'
              OR json_extract_string(doc, '$.url') = ''
@@ -329,7 +373,7 @@ _CALLBACK_FIELDS = """
         WHEN json_type(doc, '$.url') <> 'VARCHAR' THEN 'bad url: not a string'
     END AS reason,
     coalesce(wa_json_text(json_extract(doc, '$.request_id')), CAST(line AS VARCHAR)) AS request_id,
-    try_cast(json_extract_string(doc, '$.received_at') AS TIMESTAMPTZ) AS received_at,
+    wa_timestamp(json_extract_string(doc, '$.received_at')) AS received_at,
     coalesce(nullif(json_extract_string(doc, '$.method'), ''), 'POST') AS method,
     json_extract_string(doc, '$.url') AS url,
     wa_headers(json_extract(doc, '$.headers')) AS headers,
@@ -394,7 +438,11 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
             if required not in columns:
                 raise DatasetError("missing column; callbacks need at least received_at and url",
                                    path=str(path), field=required)
-        struct = ", ".join(_ident(c) for c in columns)
+        types = dict(zip(columns, _parquet_types(con, path), strict=True))
+        # A headers column may hold JSON text: parse it so it reads like the JSONL field.
+        struct = ", ".join(
+            f"{_ident(c)} := try_cast({_ident(c)} AS JSON)" if c == "headers" and types[c] == "VARCHAR"
+            else _ident(c) for c in columns)
         con.execute(f"""
             INSERT INTO callback_stage
             SELECT file_row_number + 1, CAST(doc AS VARCHAR), NULL, doc
@@ -490,6 +538,11 @@ def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     except duckdb.Error as exc:
         raise DatasetError(f"not a readable Parquet file: {str(exc).splitlines()[0]}", path=str(path)) from exc
     return [row[0] for row in rows]
+
+
+def _parquet_types(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_path_literal(path)})").fetchall()
+    return [row[1] for row in rows]
 
 
 def _ident(name: str) -> str:

@@ -137,7 +137,7 @@ def _build_sql(webhooks: WebhookVersions) -> str:
                 WHEN body IS NULL OR body = '' THEN 'empty'
                 WHEN body_json IS NOT NULL THEN 'json'
                 WHEN ltrim(body, ' \t\r\n')[1] IN ('{{', '[')
-                     OR contains(lower(coalesce(wa_header(headers, 'content-type'), '')), 'json')
+                     OR contains(wa_ascii_lower(coalesce(wa_header(headers, 'content-type'), '')), 'json')
                     THEN 'invalid_json'
                 ELSE 'form'
             END AS body_kind

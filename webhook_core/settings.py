@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from webhook_core.exceptions import ConfigError, DatasetError, LocationError, MissingFileError
+from webhook_core.exceptions import ConfigError, DatasetError, LocationError, MissingFileError, ReplayError
 from webhook_core.locations import Location, parse_location
 
 __all__ = [
@@ -114,10 +114,8 @@ class WebhookVersions:
         known = set(self.webhook_ids)
         for key in overrides:
             if key is not None and key not in known:
-                raise ConfigError(
-                    f"no webhook with this ID; known: {', '.join(sorted(known))}",
-                    source="--timeout", webhook=repr(key),
-                )
+                raise ReplayError(f"--timeout: webhook {key!r}: no webhook with this ID; "
+                                  f"known: {', '.join(sorted(known))}")
         replaced = []
         for version in self.versions:
             timeout = overrides.get(version.webhook_id, overrides.get(None))
@@ -235,7 +233,7 @@ def _location(text: Any, field_name: str, fail: Any) -> Location:
     try:
         return parse_location(text)
     except LocationError as exc:
-        raise fail(field_name, str(exc)) from exc
+        raise fail(field_name, exc.message) from exc
 
 
 def _timestamp(entry: dict[str, Any], name: str, fail: Any) -> datetime | None:

@@ -32,9 +32,13 @@ CREATE OR REPLACE MACRO wa_parse_pairs(s) AS
 CREATE OR REPLACE MACRO wa_pair(pairs, name) AS
     list_filter(pairs, lambda x: x.k = name AND x.v <> '')[1].v;
 
--- First non-empty value of a header, name compared ignoring case.
+-- ASCII-only lower case: the same in every engine and in Python, whatever the locale.
+CREATE OR REPLACE MACRO wa_ascii_lower(s) AS
+    translate(s, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz');
+
+-- First non-empty value of a header, name compared ignoring ASCII case.
 CREATE OR REPLACE MACRO wa_header(headers, name) AS
-    list_filter(headers, lambda h: lower(h.name) = lower(name) AND h.value <> '')[1].value;
+    list_filter(headers, lambda h: wa_ascii_lower(h.name) = wa_ascii_lower(name) AND h.value <> '')[1].value;
 
 -- A JSON value as identifier text: strings as they are, numbers in plain decimal,
 -- anything else (objects, arrays, booleans, null, fractions, non-finite) NULL.
@@ -55,15 +59,24 @@ CREATE OR REPLACE MACRO wa_json_text(j) AS
             END
     END;
 
+-- An ISO 8601 timestamp (an offset honoured, naive = session zone = UTC), else NULL. DuckDB's
+-- cast also takes words such as 'infinity' and 'epoch': only a date-first text counts.
+CREATE OR REPLACE MACRO wa_timestamp(t) AS
+    CASE WHEN regexp_full_match(t, '\s*[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ].*)?')
+              AND isfinite(try_cast(t AS TIMESTAMPTZ))
+         THEN try_cast(t AS TIMESTAMPTZ) END;
+
+-- An absolute URL without query and fragment, from just after the first '://'.
+CREATE OR REPLACE MACRO wa_after_scheme(u) AS
+    split_part(split_part(u, '#', 1), '?', 1)[strpos(split_part(split_part(u, '#', 1), '?', 1), '://') + 3:];
+
 -- The URL's path: scheme and authority removed from an absolute URL, query and fragment dropped.
 CREATE OR REPLACE MACRO wa_url_path(u) AS
     CASE
         WHEN regexp_matches(split_part(split_part(u, '#', 1), '?', 1), '^[A-Za-z][A-Za-z0-9+.\-]*://')
         THEN CASE
-            WHEN strpos(split_part(split_part(split_part(u, '#', 1), '?', 1), '://', 2), '/') = 0 THEN ''
-            ELSE split_part(split_part(u, '#', 1), '?', 1)[
-                strpos(split_part(split_part(u, '#', 1), '?', 1), '://') + 2
-                + strpos(split_part(split_part(split_part(u, '#', 1), '?', 1), '://', 2), '/'):]
+            WHEN strpos(wa_after_scheme(u), '/') = 0 THEN ''
+            ELSE wa_after_scheme(u)[strpos(wa_after_scheme(u), '/'):]
         END
         ELSE split_part(split_part(u, '#', 1), '?', 1)
     END;
