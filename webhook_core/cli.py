@@ -7,14 +7,15 @@ code 1, never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import duckdb
+import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -23,10 +24,17 @@ from webhook_core.exceptions import WebhookAuditError
 from webhook_core.generate import generate
 from webhook_core.loading import Dataset, ProgressCallback, connect, load_dataset
 from webhook_core.matching import Outcome
+from webhook_core.pairing import discover_locations, near_misses, pairing_validation
+from webhook_core.rates import disagreements, rates
 from webhook_core.replay import CALLBACK_COLUMNS, LEAD_COLUMNS, replay
 from webhook_core.settings import load_webhooks, parse_timestamp
+from webhook_core.survival import CURVE_COLUMNS, capture_curve, wait_summary
+from webhook_core.timeline import lead_timeline
+from webhook_core.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
 
 __all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Piped output gets wide tables rather than Rich's 80-column default, so names are not cut.
 stdout = Console(soft_wrap=True)
@@ -130,6 +138,202 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, timeouts: tup
             stdout.print(f"wrote {path}")
 
 
+def _replayed(dataset: Path, observation_end: datetime | None = None) -> tuple[duckdb.DuckDBPyConnection, Dataset]:
+    con = connect()
+    loaded = _load_with_progress(con, dataset)
+    _print_load_report(loaded)
+    with stderr.status("Replaying…"):
+        replay(con, loaded.webhooks, observation_end=observation_end)
+    return con, loaded
+
+
+def _write_frame(frame: pd.DataFrame, path: Path) -> Path:
+    """Parquet or CSV, by the file's extension."""
+    if path.suffix not in (".parquet", ".csv"):
+        raise click.ClickException(f"{path}: --out must end in .parquet or .csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.register("frame", frame)
+    _export(con, "SELECT * FROM frame", path, path.suffix.lstrip("."))
+    con.close()
+    stdout.print(f"wrote {path}", highlight=False)
+    return path
+
+
+def _out_option(help_text: str, required: bool = False) -> Callable[[F], F]:
+    return click.option("--out", "out_file", type=click.Path(path_type=Path), required=required,
+                        help=help_text + " Parquet or CSV, by the extension.")
+
+
+_end_option: Callable[[F], F] = click.option("--observation-end", type=Timestamp(), default=None,
+                           help="Judge leads as of this time (default: the latest timestamp in the data).")
+
+
+@cli.command("summary")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--by", type=click.Choice(["webhook", "advertiser"]), default="webhook", show_default=True,
+              help="Group by webhook or by advertiser.")
+@click.option("--per-day", is_flag=True, help="One row per group and UTC day.")
+@_out_option("Also write the full table (every reason, every count) here.")
+@_end_option
+def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None,
+                    observation_end: datetime | None) -> None:
+    """Match rate, 404 rate and 404s by reason, lead states, and agreement with production's answers."""
+    with _user_errors():
+        con, _ = _replayed(dataset, observation_end)
+        key = "webhook_id" if by == "webhook" else "advertiser_id"
+        frame = rates(con, by=key, per_day=per_day)  # type: ignore[arg-type]
+        shown = frame.copy()
+        shown["match_rate"] = shown["match_rate"].map(_percent)
+        shown["rate_404"] = shown["rate_404"].map(_percent)
+        shown["agreement_rate"] = shown["agreement_rate"].map(_percent)
+        reasons = [c for c in frame.columns if c.startswith("404_")]
+        columns = [key, *(["day"] if per_day else []), "callbacks", "match_rate", "rate_404", *reasons,
+                   "received", "timed_out", "waiting", "agreement_rate"]
+        shown = shown[columns].rename(columns={c: c.removeprefix("404_") for c in reasons})
+        _print_frame(shown.itertuples(index=False, name=None), list(shown.columns),
+                     title="Callbacks (rates) and 404s by reason; leads by state")
+        differ = disagreements(con)
+        if len(differ):
+            stdout.print(f"{len(differ):,} callbacks where production's recorded answer differs from the model "
+                         "(first 10):", highlight=False)
+            head = differ.head(10)[["request_id", "received_at", "webhook_id", "outcome", "model_status",
+                                    "recorded_status"]]
+            _print_frame(head.itertuples(index=False, name=None), list(head.columns))
+        else:
+            stdout.print("Production's recorded answers agree with the model everywhere they were captured.")
+        if out_file is not None:
+            _write_frame(frame, out_file)
+
+
+@cli.command("wait-times")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@_out_option("The Kaplan-Meier table: webhook_id, t_s, at_risk, events, captured, ci_low, ci_high.", required=True)
+@_end_option
+def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime | None) -> None:
+    """Time to first callback per webhook, Kaplan-Meier (leads still waiting count as censored)."""
+    with _user_errors():
+        con, _ = _replayed(dataset, observation_end)
+        curve = capture_curve(con)
+        summary = wait_summary(con)
+        shown = summary.copy()
+        shown["captured_by_end"] = shown["captured_by_end"].map(_percent)
+        for column in ("km_p50_s", "km_p90_s", "observed_p50_s", "observed_p90_s", "observed_p99_s"):
+            shown[column] = shown[column].map(_seconds)
+        shown = shown.rename(columns={"observed_p50_s": "observed_p50_s*", "observed_p90_s": "observed_p90_s*",
+                                      "observed_p99_s": "observed_p99_s*"})
+        _print_frame(shown.itertuples(index=False, name=None), list(shown.columns),
+                     title="Time to first callback (Kaplan-Meier)")
+        stdout.print("* plain percentiles over answered leads only: biased low, they ignore leads still waiting.")
+        _write_frame(curve[list(CURVE_COLUMNS)], out_file)
+
+
+@cli.command("timeouts")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@_out_option("One row per waiting webhook and candidate timeout.", required=True)
+@click.option("--candidates", default=",".join(f"{c:g}" for c in DEFAULT_CANDIDATES), show_default=True,
+              help="Candidate timeouts in seconds, comma-separated.")
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
+              help="Recommend the smallest timeout catching this share of the answers that eventually come.")
+@_end_option
+def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: float,
+                     observation_end: datetime | None) -> None:
+    """What each candidate timeout would have done, per webhook that waits, and a recommendation."""
+    try:
+        values = [float(c) for c in candidates.split(",") if c.strip()]
+        if not values or any(not v > 0 for v in values):
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"{candidates!r}: write positive seconds separated by commas, e.g. 5,30,300",
+                                 param_hint="'--candidates'") from None
+    with _user_errors():
+        con, loaded = _replayed(dataset, observation_end)
+        frame = timeout_whatifs(con, loaded.webhooks, values, target)
+        chosen = frame[frame.recommended][["webhook_id", "current_timeout_s", "timeout_s", "capture_rate",
+                                           "mean_block_s"]]
+        rows = []
+        for webhook_id in frame.webhook_id.unique():
+            pick = chosen[chosen.webhook_id == webhook_id]
+            current = frame[frame.webhook_id == webhook_id].current_timeout_s.iloc[0]
+            if len(pick):
+                row = pick.iloc[0]
+                rows.append((webhook_id, _seconds(current), _seconds(row.timeout_s), _percent(row.capture_rate),
+                             _seconds(row.mean_block_s)))
+            else:
+                rows.append((webhook_id, _seconds(current), "none reaches the target", "", ""))
+        _print_frame(rows, ["webhook_id", "current", "recommended", "capture_rate", "mean_block"],
+                     title=f"Recommended timeouts (target {target:.0%} of the answers that come)")
+        blocked = blocking_webhooks(con)
+        for row in blocked.itertuples(index=False):
+            stdout.print(f"warning: {row.webhook_id} waits without a timeout and {row.never_answered:,} of "
+                         f"{row.leads:,} leads never got an answer: the ping tree is blocked for them "
+                         f"(longest {_seconds(row.longest_block_s)}). Set a timeout.", highlight=False)
+        _write_frame(frame, out_file)
+
+
+@cli.command("pairing")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@_out_option("Validation table; discovery and near-misses go beside it as STEM.discovered.EXT and "
+             "STEM.near_misses.EXT.", required=True)
+@_end_option
+def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | None) -> None:
+    """Check Lead ID pairing: where each identifier is found, where else it hides, and near-misses."""
+    with _user_errors():
+        con, loaded = _replayed(dataset, observation_end)
+        validation = pairing_validation(con, loaded.webhooks)
+        found = discover_locations(con, loaded.webhooks)
+        misses = near_misses(con)
+        shown = validation[(validation.present > 0) | (validation.source == "pairing")].copy()
+        shown["precision"] = shown["precision"].map(_percent)
+        _print_frame(shown.itertuples(index=False, name=None), list(shown.columns),
+                     title="Locations read by the replay (standard names shown only where present)")
+        flagged = found[found.unmapped]
+        for row in flagged.itertuples(index=False):
+            stdout.print(f"proposal: {row.webhook_id} carries {row.identifier} in {row.location} "
+                         f"({row.support:,} callbacks, precision {_percent(row.precision)}), which no pairing "
+                         "rule reads", highlight=False)
+        rescued = misses[misses.rescued > 0]
+        if len(rescued):
+            _print_frame(rescued.itertuples(index=False, name=None), list(rescued.columns),
+                         title="Near-misses: 404s a normalisation would rescue (not applied to the replay)")
+        _write_frame(validation, out_file)
+        suffix = out_file.suffix
+        _write_frame(found, out_file.with_name(f"{out_file.stem}.discovered{suffix}"))
+        _write_frame(misses, out_file.with_name(f"{out_file.stem}.near_misses{suffix}"))
+
+
+@cli.command("timeline")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("lead")
+@_out_option("Also write the events here.")
+@_end_option
+def timeline_command(dataset: Path, lead: str, out_file: Path | None, observation_end: datetime | None) -> None:
+    """One lead's waiting webhook, deadline and every callback resolved to it (LEAD: lead or conversion ID)."""
+    with _user_errors():
+        con, _ = _replayed(dataset, observation_end)
+        frame = lead_timeline(con, lead)
+        shown = frame[["time", "event", "outcome", "status_code", "recorded_status", "request_id", "method",
+                       "url", "body", "detail"]]
+        _print_frame(shown.itertuples(index=False, name=None), list(shown.columns), title=f"Lead {lead}")
+        if out_file is not None:
+            _write_frame(frame, out_file)
+
+
+def _percent(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.1%}"
+
+
+def _seconds(value: Any) -> str:
+    if value is None or pd.isna(value):
+        return ""
+    value = float(value)
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
 @cli.command("generate")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--leads", type=click.IntRange(min=1), default=3000, show_default=True, help="How many leads.")
@@ -169,12 +373,33 @@ def _print_outcomes(frame: Any) -> None:
 
 
 def _print_frame(rows: Any, columns: list[str], title: str | None = None) -> None:
+    rows = list(rows)
     table = Table(title=title, title_justify="left", header_style="bold")
     for index, name in enumerate(columns):
-        table.add_column(name, justify="left" if index == 0 else "right")
+        values = [row[index] for row in rows if row[index] is not None and not isinstance(row[index], str)]
+        numeric = bool(values) and all(isinstance(v, (int, float)) for v in values)
+        table.add_column(name, justify="right" if numeric or _looks_numeric(rows, index) else "left")
     for row in rows:
-        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row))
+        table.add_row(*(_cell(v) for v in row))
     stdout.print(table)
+
+
+def _looks_numeric(rows: list[Any], index: int) -> bool:
+    """Formatted figures ("12.5%", "3.1 s") line up on the right like numbers."""
+    texts = [row[index] for row in rows if isinstance(row[index], str) and row[index]]
+    return bool(texts) and all(t[:1].isdigit() for t in texts)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (not isinstance(value, (str, list, tuple)) and pd.isna(value)):
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, int) or (hasattr(value, "is_integer") and not isinstance(value, float)):
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    return str(value)
 
 
 def _export(con: duckdb.DuckDBPyConnection, query: str, path: Path, file_format: str) -> Path:

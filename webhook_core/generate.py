@@ -7,7 +7,7 @@ seeded NumPy generator and every column is built a whole array at a time, so
 
 Production's recorded answers are the model's answers (a replay of the
 generated requests), except in two planted incidents the analysis should find:
-an hour in which production answered 200 to duplicates, and scattered 502s
+a day on which production answered 200 to duplicates, and scattered 502s
 from the gateway.
 """
 
@@ -59,7 +59,7 @@ WEBHOOKS: list[dict[str, Any]] = [
 ]
 _ADVERTISER = {w["webhook_id"]: w["advertiser_id"] for w in WEBHOOKS}
 _SLOWBANK_GAP = (pd.Timestamp("2026-11-05T12:00:00Z"), pd.Timestamp("2026-11-05T12:30:00Z"))
-_DUPLICATE_BUG = (pd.Timestamp("2026-11-06T10:00:00Z"), pd.Timestamp("2026-11-06T11:00:00Z"))
+_DUPLICATE_BUG = (pd.Timestamp("2026-11-06T00:00:00Z"), pd.Timestamp("2026-11-07T00:00:00Z"))
 
 JSON_HEADERS = [["Content-Type", "application/json"], ["User-Agent", "advertiser-callback/2.1"]]
 FORM_HEADERS = [["Content-Type", "application/x-www-form-urlencoded"], ["User-Agent", "batch-sender/1.0"]]

@@ -168,7 +168,7 @@ def _build_sql(webhooks: WebhookVersions) -> str:
 
     CREATE OR REPLACE TEMP TABLE replay_leads AS
     SELECT d."row", d.lead_id, d.conversion_id, d.advertiser_id, d.external_id, d.webhook_id, d.created_at,
-           epoch_us(d.created_at) AS created_us,
+           epoch_us(d.created_at) AS created_us, v.wait AS waits,
            CASE WHEN v.wait AND v.timeout_us IS NOT NULL THEN epoch_us(d.created_at) + v.timeout_us END AS deadline_us
     FROM dispatches d
     JOIN replay_versions v
@@ -225,6 +225,7 @@ def _build_sql(webhooks: WebhookVersions) -> str:
     resolved AS (
         SELECT f.ord, f.seq, f.request_id, f.received_at, f.us, f.webhook_id, f.token, f.conversion_id,
                f.external_id, f.advertiser_id, f.matched_by, f.recorded_status, f.lead_row, f.created_us,
+               f.is_interim, f.body_kind,
                coalesce(f.lead_id, o.lead_id) AS lead_id,
                CASE
                    WHEN f.conversion_id IS NULL AND f.external_id IS NULL THEN 'no_identifiers'
@@ -239,24 +240,24 @@ def _build_sql(webhooks: WebhookVersions) -> str:
         FROM finishing f LEFT JOIN replay_leads o ON o."row" = f.other_lead_row
     ),
     unknown AS (
-        SELECT seq, request_id, received_at, us, token, recorded_status
+        SELECT seq, request_id, received_at, us, token, recorded_status, body_kind
         FROM replay_parsed WHERE webhook_id IS NULL
     ),
     everything AS (
         SELECT seq, request_id, received_at, us, webhook_id, token, conversion_id, external_id, advertiser_id,
                matched_by, lead_id, outcome, recorded_status, lead_row,
-               CASE WHEN lead_row IS NOT NULL THEN (us - created_us) / 1e6 END AS wait_s
+               CASE WHEN lead_row IS NOT NULL THEN (us - created_us) / 1e6 END AS wait_s, is_interim, body_kind
         FROM resolved
         UNION ALL
         SELECT seq, request_id, received_at, us, NULL, token, NULL, NULL, NULL,
-               NULL, NULL, 'unknown_token', recorded_status, NULL, NULL
+               NULL, NULL, 'unknown_token', recorded_status, NULL, NULL, false, body_kind
         FROM unknown
     )
     SELECT row_number() OVER (ORDER BY us, seq) AS ord, seq, request_id, received_at, webhook_id, token,
            conversion_id, external_id, advertiser_id, matched_by, lead_id, outcome,
            CASE WHEN outcome IN ('matched', 'interim') THEN 200 ELSE 404 END AS status_code,
            CASE WHEN outcome IN ('matched', 'interim') THEN NULL ELSE {not_found} END AS response_body,
-           wait_s, recorded_status, lead_row, us
+           wait_s, recorded_status, lead_row, us, is_interim, body_kind
     FROM everything
     ORDER BY ord;
 

@@ -1,0 +1,117 @@
+"""Wait times that account for the leads still waiting: Kaplan–Meier, in SQL.
+
+The time to first callback of a lead is ``first_callback_s`` of ``lead_outcomes``
+(W4: the first callback resolved to it with ``received_at >= created_at``, any
+outcome but early, at or before the observation end). A lead with none is
+*right-censored* at the observation end: all we know is that it waited at least
+that long. Plain percentiles of the observed waits ignore those leads and so
+understate waits; the Kaplan–Meier estimate does not.
+
+For each webhook and each distinct event time ``t``: ``at_risk`` = leads whose
+time (event or censoring) is ``>= t``; ``events`` = leads first answered at
+``t``; survival ``S(t) = Π (1 − events/at_risk)``; ``captured = 1 − S``. The 95 %
+band is Greenwood's variance on the log(−log) scale (the "exponential Greenwood"
+interval, as lifelines computes it): with ``v = ln S`` and
+``g = Σ events / (at_risk·(at_risk − events))``,
+``S_± = exp(−exp(ln(−v) ∓ z·√g / v))``. Where ``S`` reaches 0 the band is undefined
+(NULL).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+__all__ = ["CURVE_COLUMNS", "Z_95", "capture_curve", "wait_summary"]
+
+#: The standard normal quantile for a two-sided 95 % interval.
+Z_95 = 1.959963984540054
+
+CURVE_COLUMNS = ("webhook_id", "t_s", "at_risk", "events", "captured", "ci_low", "ci_high")
+
+_DURATIONS = """
+    SELECT webhook_id,
+           coalesce(first_callback_s, (epoch_us(observation_end) - epoch_us(created_at)) / 1e6) AS t,
+           first_callback_s IS NOT NULL AS event
+    FROM lead_outcomes
+    WHERE created_at <= observation_end
+"""
+
+
+def capture_curve_sql(z: float = Z_95) -> str:
+    """The Kaplan–Meier table as one SQL query over ``lead_outcomes``."""
+    return f"""
+        WITH durations AS ({_DURATIONS}),
+        grouped AS (
+            SELECT webhook_id, t, count(*) FILTER (event) AS events, count(*) AS leaving
+            FROM durations GROUP BY webhook_id, t
+        ),
+        at_risk AS (
+            SELECT *, sum(leaving) OVER (PARTITION BY webhook_id ORDER BY t DESC
+                                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS at_risk
+            FROM grouped
+        ),
+        running AS (
+            SELECT webhook_id, t, at_risk, events,
+                   sum(CASE WHEN events < at_risk THEN ln(1 - events / at_risk) END) OVER w AS log_survival,
+                   sum(CASE WHEN events = at_risk THEN 1 ELSE 0 END) OVER w AS exhausted,
+                   sum(CASE WHEN events < at_risk THEN events / (at_risk * (at_risk - events)) END) OVER w
+                       AS greenwood
+            FROM at_risk WHERE events > 0
+            WINDOW w AS (PARTITION BY webhook_id ORDER BY t ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        ),
+        estimate AS (
+            SELECT *, CASE WHEN exhausted > 0 THEN 0.0 ELSE exp(coalesce(log_survival, 0)) END AS survival
+            FROM running
+        ),
+        banded AS (
+            SELECT *,
+                CASE WHEN survival > 0 AND survival < 1 THEN
+                    exp(-exp(ln(-ln(survival)) + {z} * sqrt(greenwood) / ln(survival))) END AS s_a,
+                CASE WHEN survival > 0 AND survival < 1 THEN
+                    exp(-exp(ln(-ln(survival)) - {z} * sqrt(greenwood) / ln(survival))) END AS s_b
+            FROM estimate
+        )
+        SELECT webhook_id, t AS t_s, at_risk, events, 1 - survival AS captured,
+               1 - greatest(s_a, s_b) AS ci_low, 1 - least(s_a, s_b) AS ci_high
+        FROM banded
+        ORDER BY webhook_id, t
+    """
+
+
+def capture_curve(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Kaplan–Meier share of leads answered by ``t_s`` per webhook, one row per event time."""
+    return con.execute(capture_curve_sql()).df()
+
+
+def wait_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Per webhook: answered and censored leads, Kaplan–Meier quantiles, and the biased plain percentiles.
+
+    ``km_p50_s`` / ``km_p90_s`` are the first event times where ``captured`` reaches
+    0.5 / 0.9 (empty when it never does). ``observed_p50_s`` … ``observed_p99_s`` are
+    plain percentiles over answered leads only: **biased low by censoring**, shown
+    for comparison.
+    """
+    return con.execute(f"""
+        WITH durations AS ({_DURATIONS}),
+        curve AS ({capture_curve_sql()}),
+        km AS (
+            SELECT webhook_id,
+                   min(t_s) FILTER (captured >= 0.5) AS km_p50_s,
+                   min(t_s) FILTER (captured >= 0.9) AS km_p90_s,
+                   max(captured) AS captured_by_end
+            FROM curve GROUP BY webhook_id
+        ),
+        plain AS (
+            SELECT webhook_id, count(*) AS leads, count(*) FILTER (event) AS answered,
+                   count(*) FILTER (NOT event) AS censored,
+                   quantile_cont(t, 0.5) FILTER (event) AS observed_p50_s,
+                   quantile_cont(t, 0.9) FILTER (event) AS observed_p90_s,
+                   quantile_cont(t, 0.99) FILTER (event) AS observed_p99_s
+            FROM durations GROUP BY webhook_id
+        )
+        SELECT p.webhook_id, leads, answered, censored, coalesce(captured_by_end, 0) AS captured_by_end,
+               km_p50_s, km_p90_s, observed_p50_s, observed_p90_s, observed_p99_s
+        FROM plain p LEFT JOIN km USING (webhook_id)
+        ORDER BY p.webhook_id
+    """).df()
