@@ -27,6 +27,7 @@ from webhook_core.matching import Outcome
 from webhook_core.pairing import discover_locations, near_misses, pairing_validation
 from webhook_core.rates import disagreements, rates
 from webhook_core.replay import CALLBACK_COLUMNS, LEAD_COLUMNS, replay
+from webhook_core.report import build_report
 from webhook_core.settings import load_webhooks, parse_timestamp
 from webhook_core.survival import CURVE_COLUMNS, capture_curve, wait_summary
 from webhook_core.timeline import lead_timeline
@@ -332,6 +333,28 @@ def _seconds(value: Any) -> str:
     if value < 7200:
         return f"{value / 60:.1f} min"
     return f"{value / 3600:.1f} h"
+
+
+@cli.command("report")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for one HTML page per notebook and index.html.")
+def report_command(dataset: Path, out_dir: Path) -> None:
+    """Run every notebook on DATASET and write a self-contained HTML report (charts work offline)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with _user_errors(), Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task("notebooks", total=None)
+
+        def advance(name: str, index: int, total: int) -> None:
+            progress.update(task, description=f"Running {name}", completed=index, total=total)
+            if not stderr.is_terminal:
+                stderr.print(f"[{index + 1}/{total}] {name}" if index < total else "writing index.html",
+                             highlight=False)
+
+        pages = build_report(dataset, out_dir, progress=advance)
+    for page in pages:
+        stdout.print(f"wrote {page.html}", highlight=False)
+    stdout.print(f"open {out_dir / 'index.html'}", highlight=False)
 
 
 @cli.command("generate")

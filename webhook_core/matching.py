@@ -129,13 +129,27 @@ class _Lead:
     finished_us: int | None = None
     finished_at: datetime | None = None
     callbacks: list[int] = field(default_factory=list)  # received_at (µs) of resolved callbacks
+    last_key: tuple[int, int] | None = None  # (received_at µs, seq) of the latest callback; per-lead order only
 
 
 class OnlineMatcher:
-    """Stateful matcher. Feed callbacks in ``(received_at, input order)`` order."""
+    """Stateful matcher. Feed callbacks in ``(received_at, input order)`` order.
 
-    def __init__(self, webhooks: WebhookVersions) -> None:
+    ``per_lead_order=True`` relaxes that to: the callbacks *resolved to one lead*
+    come in ``(received_at, seq)`` order; callbacks to different leads may
+    interleave in any order (the HTTP receiver's replay clock needs this, since a
+    replayer sends different leads concurrently). Outcomes are the same as in the
+    global order, because ``match`` reads only static inputs (settings, the
+    callback, the registered leads) and the resolved lead's own state (whether its
+    wait has finished), which only callbacks resolved to that lead write. Leads
+    must be registered before the callbacks that should see them, as in global
+    order. A callback out of order for its lead raises ``ValueError`` before its
+    lead's state changes.
+    """
+
+    def __init__(self, webhooks: WebhookVersions, *, per_lead_order: bool = False) -> None:
         self.webhooks = webhooks
+        self.per_lead_order = per_lead_order
         self._by_conversion: dict[str, _Lead] = {}
         self._by_external: dict[tuple[str, str, str], list[tuple[int, int, _Lead]]] = {}
         self._leads: list[_Lead] = []
@@ -167,9 +181,10 @@ class OnlineMatcher:
     def match(self, request: CapturedRequest) -> MatchResult:
         received_us = to_us(request.received_at)
         key = (received_us, request.seq)
-        if self._last_key is not None and key < self._last_key:
-            raise ValueError("callbacks must be fed in (received_at, seq) order")
-        self._last_key = key
+        if not self.per_lead_order:
+            if self._last_key is not None and key < self._last_key:
+                raise ValueError("callbacks must be fed in (received_at, seq) order")
+            self._last_key = key
         self._see(received_us)
 
         parsed = parse_request(request)
@@ -182,6 +197,11 @@ class OnlineMatcher:
             return MatchResult(request, Outcome.NO_IDENTIFIERS, webhook_id, ids)
 
         lead, matched_by = self._resolve(webhook_id, ids, received_us)  # rule 3
+        if lead is not None and self.per_lead_order:
+            if lead.last_key is not None and key < lead.last_key:
+                raise ValueError(f"callbacks to lead {lead.waiting.lead_id!r} must be fed in (received_at, seq) "
+                                 "order")
+            lead.last_key = key
         if lead is None:  # rule 4
             other = self._by_conversion.get(ids.conversion_id) if ids.conversion_id else None
             if other is not None:
