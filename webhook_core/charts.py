@@ -130,7 +130,7 @@ def km_chart(curve: pd.DataFrame) -> alt.LayerChart:
         y2="ci_high:Q",
     )
     line = base.mark_line(interpolate="step-after").encode(
-        y="captured:Q",
+        y=alt.Y("captured:Q", title="Share of leads with a callback"),
         tooltip=["webhook_id", alt.Tooltip("t_s:Q", format=".1f"), alt.Tooltip("captured:Q", format=".1%"),
                  "at_risk", "events"],
     )

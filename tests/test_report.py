@@ -1,0 +1,182 @@
+"""`webhook-audit report`: every notebook executed on a dataset, HTML that renders offline.
+
+The browser test opens each page in a real headless Chromium with every request
+routed to a local recording proxy: a chart must be a visible image, and nothing
+may reach the proxy (nothing would leave the machine). CI installs Chromium
+(.ci/run) and sets WEBHOOK_AUDIT_REQUIRE_CHROMIUM=1, so there the test cannot skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from webhook_core.cli import cli
+from webhook_core.report import ReportError, build_report, notebook_paths
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    out = tmp_path_factory.mktemp("report")
+    result = CliRunner().invoke(cli, ["report", str(SAMPLE), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    yield out
+
+
+def test_report_writes_one_page_per_notebook_and_an_index(report: Path) -> None:
+    names = [p.stem for p in notebook_paths()]
+    assert sorted(p.stem for p in report.glob("*.html")) == sorted([*names, "index"])
+    index = (report / "index.html").read_text(encoding="utf-8")
+    for name in names:
+        assert f'href="{name}.html"' in index
+    assert "Load and replay" in index and "Pairing keys" in index
+
+
+def test_report_pages_are_self_contained(report: Path) -> None:
+    for page in report.glob("0*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r"<(script|link|img)[^>]+(src|href)=\"https?://", text), page.name
+        assert text.count("data:image/png;base64,") >= 1, f"{page.name}: no embedded chart"
+
+
+def test_report_runs_notebooks_on_the_given_dataset(report: Path) -> None:
+    executed = json.loads((report / "executed" / "01_load_and_replay.ipynb").read_text(encoding="utf-8"))
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1 and str(SAMPLE.resolve()) in "".join(injected[0]["source"])
+
+
+def test_report_names_the_notebook_and_cell_that_broke(tmp_path: Path) -> None:
+    broken = tmp_path / "notebooks" / "01_broken.ipynb"
+    broken.parent.mkdir()
+    broken.write_text(json.dumps({
+        "cells": [
+            {"cell_type": "code", "id": "params", "metadata": {"tags": ["parameters"]}, "source": "DATASET = ''",
+             "outputs": [], "execution_count": None},
+            {"cell_type": "code", "id": "broken", "metadata": {}, "source": "1 / 0", "outputs": [],
+             "execution_count": None},
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }), encoding="utf-8")
+    with pytest.raises(ReportError) as caught:
+        build_report(SAMPLE, tmp_path / "out", notebooks=[broken])
+    assert str(caught.value) == "01_broken.ipynb: cell 3 failed: ZeroDivisionError: division by zero"
+
+
+def test_report_on_a_missing_dataset_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["report", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {tmp_path / 'nope'}: not a folder; a dataset is a folder with webhooks.json, dispatches.* "
+        "and callbacks.*")
+
+
+class RecordingProxy:
+    """A TCP listener that records every connection a browser makes through it."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> RecordingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.server.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(1)
+                try:
+                    self.requests.append(connection.recv(4096))
+                except OSError:
+                    self.requests.append(b"")
+                connection.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+
+
+#: Chromium's own housekeeping (component updates, network time), not requests of the page; a CDN a page
+#: loaded from would show up as another host.
+BROWSER_SERVICES = (".googleapis.com", "clients1.google.com", "clients2.google.com", "accounts.google.com",
+                    ".gvt1.com")
+
+
+def _host(request: bytes) -> str:
+    line = request.split(b"\r\n", 1)[0].decode("latin-1")
+    target = line.split(" ")[1] if " " in line else line
+    host = re.sub(r"^[a-z]+://", "", target).split("/", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const images = [...document.images];
+  const shown = images.filter(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0);
+  document.title = 'IMAGES ' + shown.length + '/' + images.length;
+});
+</script></body>"""
+
+
+def _chromium(url: str, proxy_port: int, profile: Path, *extra: str) -> str:
+    assert CHROMIUM is not None
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-domain-reliability",
+         "--disable-features=Translate,MediaRouter,OptimizationHints,NetworkTimeServiceQuerying",
+         f"--user-data-dir={profile}",
+         f"--proxy-server=http://127.0.0.1:{proxy_port}", "--proxy-bypass-list=<-loopback>",
+         "--virtual-time-budget=10000", *extra, url],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_charts_render_offline_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        if os.environ.get("WEBHOOK_AUDIT_REQUIRE_CHROMIUM") == "1":
+            pytest.fail("Chromium is required here (WEBHOOK_AUDIT_REQUIRE_CHROMIUM=1) but not installed")
+        pytest.skip("Chromium not installed (apt-get install chromium); CI installs it")
+    with RecordingProxy() as proxy:
+        for page in sorted(report.glob("0*.html")):
+            executed = json.loads((report / "executed" / f"{page.stem}.ipynb").read_text(encoding="utf-8"))
+            charts = sum("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", []))
+            probed = tmp_path / page.name
+            probed.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE, 1), encoding="utf-8")
+            dom = _chromium(probed.as_uri(), proxy.port, tmp_path / "profile", "--dump-dom")
+            title = re.search(r"<title>IMAGES (\d+)/(\d+)</title>", dom)
+            assert title is not None, f"{page.name}: the page did not finish loading"
+            assert (int(title.group(1)), int(title.group(2))) == (charts, charts), page.name
+            assert charts > 0
+        _chromium((report / "03_wait_times_and_timeouts.html").as_uri(), proxy.port, tmp_path / "profile",
+                  f"--screenshot={tmp_path / 'page.png'}", "--window-size=1280,2400")
+    hosts = sorted({_host(request) for request in proxy.requests})
+    print("browser's own requests (allowed):", hosts)
+    from_page = [h for h in hosts if not h.endswith(BROWSER_SERVICES)]
+    assert from_page == [], f"requests left the page for {from_page}"
+    assert (tmp_path / "page.png").stat().st_size > 10_000
