@@ -56,7 +56,7 @@ def build_all(con: duckdb.DuckDBPyConnection, loaded: wc.Dataset) -> dict[str, a
         "km": charts.km_chart(capture_curve(con)),
         "tradeoff": charts.timeout_tradeoff_chart(timeout_whatifs(con, loaded.webhooks)),
         "discovery": charts.discovery_chart(discover_locations(con, loaded.webhooks)),
-        "near_miss": charts.near_miss_chart(near_misses(con)),
+        "near_miss": charts.near_miss_chart(near_misses(con, loaded.webhooks)),
     }
 
 

@@ -7,6 +7,7 @@ code 1, never a traceback.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from webhook_core.cli_http import replay_http_command, serve_command
 from webhook_core.exceptions import WebhookAuditError
 from webhook_core.generate import generate
 from webhook_core.loading import Dataset, ProgressCallback, connect, load_dataset
@@ -242,7 +244,7 @@ def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: flo
     """What each candidate timeout would have done, per webhook that waits, and a recommendation."""
     try:
         values = [float(c) for c in candidates.split(",") if c.strip()]
-        if not values or any(not v > 0 for v in values):
+        if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
             raise ValueError
     except ValueError:
         raise click.BadParameter(f"{candidates!r}: write positive seconds separated by commas, e.g. 5,30,300",
@@ -283,7 +285,7 @@ def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | N
         con, loaded = _replayed(dataset, observation_end)
         validation = pairing_validation(con, loaded.webhooks)
         found = discover_locations(con, loaded.webhooks)
-        misses = near_misses(con)
+        misses = near_misses(con, loaded.webhooks)
         shown = validation[(validation.present > 0) | (validation.source == "pairing")].copy()
         shown["precision"] = shown["precision"].map(_percent)
         _print_frame(shown.itertuples(index=False, name=None), list(shown.columns),
@@ -445,6 +447,10 @@ def _user_errors() -> Iterator[None]:
         raise click.ClickException(f"DuckDB: {str(exc).splitlines()[0]}") from exc
     except OSError as exc:
         raise click.ClickException(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from exc
+
+
+cli.add_command(serve_command)
+cli.add_command(replay_http_command)
 
 
 def main() -> None:

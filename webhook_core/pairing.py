@@ -174,27 +174,40 @@ def discover_locations(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions
     """).df()
 
 
-def near_misses(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Per webhook and transform: ``not_found`` / ``no_identifiers`` callbacks it would rescue."""
+def near_misses(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> pd.DataFrame:
+    """Per webhook and transform: ``not_found`` / ``no_identifiers`` callbacks it would rescue.
+
+    An external ID only names a lead together with the callback's advertiser ID (M3),
+    here as in the replay. ``unmapped_location`` counts values at locations the replay
+    does *not* read for that identifier.
+    """
     request_values(con)
     branches = []
     for name, (value_sql, key_sql) in NEAR_MISS_TRANSFORMS.items():
         branches.append(f"""
             SELECT DISTINCT m.seq, m.webhook_id, '{name}' AS transform
-            FROM misses m JOIN keys k ON k.webhook_id = m.webhook_id AND k.identifier = m.identifier
-            WHERE {value_sql.format("m.v")} = {key_sql.format("k.k")} AND m.v <> k.k""")
+            FROM misses m JOIN leads l ON l.webhook_id = m.webhook_id
+            WHERE CASE m.identifier
+                      WHEN 'conversion_id' THEN {value_sql.format("m.v")} = {key_sql.format("l.conversion_id")}
+                                                AND m.v <> l.conversion_id
+                      ELSE l.advertiser_id = m.advertiser_id
+                           AND {value_sql.format("m.v")} = {key_sql.format("l.external_id")}
+                           AND m.v <> l.external_id
+                  END""")
     union = " UNION ALL ".join(branches)
     return con.execute(f"""
         WITH keys AS ({_LEAD_KEYS}),
+        leads AS (SELECT webhook_id, conversion_id, advertiser_id, external_id FROM dispatches),
+        expected(webhook_id, identifier, location, source, rank) AS (VALUES {_expected_locations(webhooks)}),
         candidates AS (
             SELECT seq, webhook_id, outcome FROM callback_outcomes
             WHERE outcome IN ('not_found', 'no_identifiers')
         ),
         misses AS (
-            SELECT seq, webhook_id, 'conversion_id' AS identifier, conversion_id AS v
+            SELECT seq, webhook_id, 'conversion_id' AS identifier, conversion_id AS v, advertiser_id
             FROM callback_outcomes WHERE outcome = 'not_found' AND conversion_id IS NOT NULL
             UNION ALL
-            SELECT seq, webhook_id, 'external_id', external_id
+            SELECT seq, webhook_id, 'external_id', external_id, advertiser_id
             FROM callback_outcomes WHERE outcome = 'not_found' AND external_id IS NOT NULL
         ),
         rescued AS (
@@ -204,6 +217,8 @@ def near_misses(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             FROM candidates c
             JOIN request_values v ON v.seq = c.seq
             JOIN keys k ON k.webhook_id = c.webhook_id AND k.k = v.value AND k.identifier <> 'advertiser_id'
+            WHERE NOT EXISTS (SELECT 1 FROM expected e WHERE e.webhook_id = c.webhook_id
+                                                        AND e.identifier = k.identifier AND e.location = v.location)
         ),
         totals AS (
             SELECT webhook_id, count(*) FILTER (outcome = 'not_found') AS not_found,

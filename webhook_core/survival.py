@@ -72,7 +72,7 @@ def capture_curve_sql(z: float = Z_95) -> str:
                     exp(-exp(ln(-ln(survival)) - {z} * sqrt(greenwood) / ln(survival))) END AS s_b
             FROM estimate
         )
-        SELECT webhook_id, t AS t_s, at_risk, events, 1 - survival AS captured,
+        SELECT webhook_id, t AS t_s, CAST(at_risk AS BIGINT) AS at_risk, events, 1 - survival AS captured,
                1 - greatest(s_a, s_b) AS ci_low, 1 - least(s_a, s_b) AS ci_high
         FROM banded
         ORDER BY webhook_id, t
@@ -97,8 +97,9 @@ def wait_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         curve AS ({capture_curve_sql()}),
         km AS (
             SELECT webhook_id,
-                   min(t_s) FILTER (captured >= 0.5) AS km_p50_s,
-                   min(t_s) FILTER (captured >= 0.9) AS km_p90_s,
+                   -- A product of float factors lands a hair off exact fractions (1/2 as 0.4999…9).
+                   min(t_s) FILTER (captured >= 0.5 - 1e-12) AS km_p50_s,
+                   min(t_s) FILTER (captured >= 0.9 - 1e-12) AS km_p90_s,
                    max(captured) AS captured_by_end
             FROM curve GROUP BY webhook_id
         ),

@@ -20,8 +20,8 @@ def lead_timeline(con: duckdb.DuckDBPyConnection, lead: str) -> pd.DataFrame:
 
     Rows: ``created`` (the waiting webhook), ``deadline`` (if its webhook waits with a
     timeout), one ``callback`` per callback resolved to it (and any ``wrong_webhook``
-    callback naming it from another webhook), and ``finished`` / ``timed_out`` /
-    ``waiting`` at the observation end.
+    callback naming it from another webhook), and its state (W-rules): ``received`` at
+    the instant the wait finished, or ``timed_out`` / ``waiting`` at the observation end.
     """
     found = con.execute("""
         SELECT "row" FROM lead_outcomes WHERE lead_id = $lead OR conversion_id = $lead ORDER BY "row"

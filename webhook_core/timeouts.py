@@ -19,17 +19,21 @@ Per webhook that waits and candidate ``timeout_s``:
   timeout (infinite if none), and a lead still inside its window at the
   observation end counts the time it has waited so far;
 * ``recommended``: true on the smallest candidate whose Kaplan–Meier ``captured(T)``
-  (survival.py) reaches ``target × captured`` at the last event time.
+  (survival.py: time to the *first* callback) reaches ``target × captured`` at the
+  last event time. On a webhook that sends interim statuses the first callback is
+  usually an interim update, so read ``capture_rate`` (finishing callbacks) beside it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+
 import duckdb
 import pandas as pd
 
-from webhook_core.settings import WebhookVersions, seconds_to_us
+from webhook_core.settings import WebhookSettings, WebhookVersions, seconds_to_us
 from webhook_core.survival import capture_curve_sql
 
 __all__ = ["DEFAULT_CANDIDATES", "blocking_webhooks", "timeout_whatifs"]
@@ -42,7 +46,7 @@ def timeout_whatifs(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions,
     """One row per waiting webhook and candidate; needs the replay's tables in ``con``."""
     if not candidates:
         raise ValueError("give at least one candidate timeout")
-    if any(not c > 0 for c in candidates):
+    if any(not (c > 0 and math.isfinite(c)) for c in candidates):
         raise ValueError("candidate timeouts must be positive numbers of seconds")
     if not 0 < target <= 1:
         raise ValueError("target must be in (0, 1]")
@@ -124,7 +128,9 @@ def timeout_whatifs(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions,
                    lc.received / nullif(lc.ever_answered, 0) AS capture_rate,
                    lc.mean_block_s,
                    coalesce(km.km_captured, 0) AS km_captured,
-                   coalesce(km.km_captured >= {float(target)!r} * km.km_captured_final, false) AS reaches_target,
+                   -- 1e-12: the KM product lands a hair off exact fractions.
+                   coalesce(km.km_captured >= {float(target)!r} * km.km_captured_final - 1e-12, false)
+                       AS reaches_target,
                    cur.current_timeout_s
             FROM lead_counts lc
             LEFT JOIN callback_counts cc USING (webhook_id, timeout_s)
@@ -158,8 +164,9 @@ def blocking_webhooks(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """).df()
 
 
-def _latest_versions(webhooks: WebhookVersions) -> list:  # type: ignore[type-arg]
-    latest = {}
-    for version in webhooks.versions:
+def _latest_versions(webhooks: WebhookVersions) -> list[WebhookSettings]:
+    """Per webhook, the version that starts last (the one live now, if any), whatever the file's order."""
+    latest: dict[str, WebhookSettings] = {}
+    for version in sorted(webhooks.versions, key=lambda v: (v.active_from is not None, v.active_from)):
         latest[version.webhook_id] = version
     return list(latest.values())

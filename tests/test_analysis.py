@@ -1,0 +1,1196 @@
+"""The analysis modules: rates, Kaplan–Meier wait times, timeout what-ifs, pairing, timelines, generate.
+
+Hand-built datasets carry answers worked out by hand in the test (as fractions or
+literal counts, never by re-running the code under test). Larger data is checked
+against independent oracles: lifelines' ``KaplanMeierFitter`` for the survival
+curve, exact rational arithmetic for Kaplan–Meier quantiles, and a separate
+``replay(timeouts={None: T})`` on a fresh connection for every timeout what-if.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import KaplanMeierFitter
+
+from conftest import write_dataset
+from webhook_core import ReplayError, WebhookVersions, connect, load_dataset, parse_webhooks, replay
+from webhook_core.generate import generate
+from webhook_core.pairing import discover_locations, near_misses, pairing_validation
+from webhook_core.rates import REASONS_404, disagreements, rates
+from webhook_core.survival import CURVE_COLUMNS, Z_95, capture_curve, wait_summary
+from webhook_core.timeline import lead_timeline
+from webhook_core.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
+
+MakeDataset = Callable[..., Path]
+Row = dict[str, Any]
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
+DAY1 = pd.Timestamp("2024-05-01")
+DAY2 = pd.Timestamp("2024-05-02")
+GENERATED_SEEDS = (11, 12)
+Replayed = tuple[duckdb.DuckDBPyConnection, WebhookVersions]  # a replayed connection and its settings
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def ts(seconds: float = 0.0) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat()
+
+
+def moment(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def webhook(webhook_id: str, advertiser_id: str, **fields: Any) -> Row:
+    return {"webhook_id": webhook_id, "advertiser_id": advertiser_id, **fields}
+
+
+def lead(lead_id: str, conversion_id: str, webhook_id: str, advertiser_id: str, *, at: float | str = 0.0,
+         external_id: str | None = None) -> Row:
+    created = at if isinstance(at, str) else ts(at)
+    return {"lead_id": lead_id, "conversion_id": conversion_id, "advertiser_id": advertiser_id,
+            "external_id": external_id, "webhook_id": webhook_id, "created_at": created}
+
+
+def call(request_id: str, token: str, query: str = "", *, at: float | str = 1.0, body: str | None = None,
+         headers: list[list[str]] | None = None, recorded: int | None = None) -> Row:
+    row: Row = {"request_id": request_id, "received_at": at if isinstance(at, str) else ts(at),
+                "url": f"/webhooks/{token}" + (f"?{query}" if query else "")}
+    if body is not None:
+        row["body"] = body
+    if headers is not None:
+        row["headers"] = headers
+    if recorded is not None:
+        row["response_status"] = recorded
+    return row
+
+
+def replayed(con: duckdb.DuckDBPyConnection, folder: Path, **options: Any) -> WebhookVersions:
+    loaded = load_dataset(con, folder)
+    replay(con, loaded.webhooks, **options)
+    return loaded.webhooks
+
+
+def records(frame: pd.DataFrame) -> list[Row]:
+    """Rows as dicts with NaN/NaT turned into None, so they compare with ``==``."""
+    return [{str(k): (None if not isinstance(v, (list, tuple, np.ndarray)) and pd.isna(v) else v)
+             for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def close(actual: Any, expected: Any, rel: float = 1e-12) -> bool:
+    if expected is None:
+        return actual is None
+    if isinstance(expected, float | Fraction) and not isinstance(expected, bool):
+        return actual is not None and math.isclose(float(actual), float(expected), rel_tol=rel, abs_tol=1e-15)
+    return bool(actual == expected)
+
+
+def assert_rows(actual: list[Row], expected: list[Row]) -> None:
+    """Each expected row's keys equal the actual row's (floats to 1e-12), in order."""
+    assert len(actual) == len(expected), (actual, expected)
+    for got, want in zip(actual, expected, strict=True):
+        wrong = {k: (got.get(k), v) for k, v in want.items() if not close(got.get(k), v)}
+        assert not wrong, f"row {want}: (actual, expected) differ in {wrong}"
+
+
+@pytest.fixture(scope="module")
+def sample() -> Iterator[Replayed]:
+    connection = connect()
+    webhooks = replayed(connection, SAMPLE)
+    yield connection, webhooks
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """``generate(leads=2000)`` for a couple of seeds, written once per module."""
+    return {seed: generate(tmp_path_factory.mktemp(f"gen{seed}"), leads=2000, seed=seed).path
+            for seed in GENERATED_SEEDS}
+
+
+@pytest.fixture(scope="module")
+def generated_replays(generated: dict[int, Path]) -> Iterator[dict[int, Replayed]]:
+    """Each generated dataset loaded and replayed once (the analyses only read the replay's tables)."""
+    cases = {seed: replayed_dataset(folder) for seed, folder in generated.items()}
+    yield cases
+    for con, _ in cases.values():
+        con.close()
+
+
+def module_case(factory: pytest.TempPathFactory, name: str, webhooks: list[Row], leads: list[Row],
+                callbacks: list[Row], **options: Any) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A hand-built dataset replayed once per module (the analysis functions only read the replay's tables)."""
+    connection = connect()
+    replayed(connection, write_dataset(factory.mktemp(name), webhooks, leads, callbacks), **options)
+    yield connection
+    connection.close()
+
+
+def replayed_dataset(folder: Path) -> Replayed:
+    connection = connect()
+    return connection, replayed(connection, folder)
+
+
+# =========================================================================== rates
+#
+# wh-a (advertiser A) waits 30 s; wh-b (B) waits without a timeout, status in json.status, "pending" is interim;
+# wh-c (A again) does not wait. Day 1 = 2024-05-01 UTC, day 2 = 2024-05-02 UTC. Observation end: the latest
+# timestamp, day 2 09:00:10 (r11).
+
+RATES_WEBHOOKS = [
+    webhook("wh-a", "A", wait=True, timeout_s=30),
+    webhook("wh-b", "B", wait=True, status_location="json.status", interim_statuses=["pending"]),
+    webhook("wh-c", "A"),
+]
+DAY2_0800 = 22 * 3600.0  # seconds from T0 (day 1 10:00) to day 2 08:00
+RATES_LEADS = [
+    lead("L1", "C1", "wh-a", "A"),                    # received (r1)
+    lead("L2", "C2", "wh-a", "A", external_id="E2"),  # only a late callback: timed_out
+    lead("L3", "C3", "wh-a", "A"),                    # never answered: timed_out
+    lead("L4", "C4", "wh-b", "B"),                    # received on day 2 (r10)
+    lead("L5", "C5", "wh-b", "B", at=DAY2_0800),      # only an interim: waiting (no timeout)
+    lead("L6", "C6", "wh-c", "A", at=DAY2_0800 + 3600),  # received (r11)
+    lead("L7", "C7", "wh-a", "A", at=DAY2_0800),      # day 2, never answered: timed_out, a day without callbacks
+]
+RATES_CALLBACKS = [
+    call("r1", "wh-a", "pcid=C1", at=5, recorded=200),                           # matched, agree
+    call("r2", "wh-a", "pcid=C1", at=10, recorded=200),                          # duplicate, DISAGREE
+    call("r3", "wh-a", "external_id=E2", at=40, recorded=404),                   # late, agree
+    call("r4", "wh-a", "pcid=C9", at=50),                                        # not_found, no recorded answer
+    call("r5", "wh-a", at=60, recorded=502),                                     # no_identifiers, DISAGREE
+    call("r6", "wh-b", at=3, body='{"pcid": "C4", "status": "pending"}', recorded=200),  # interim, agree
+    call("r7", "wh-b", "pcid=C1", at=4, recorded=404),                           # wrong_webhook, agree
+    call("r8", "wh-zzz", "pcid=C1", at=6, recorded=404),                         # unknown_token, agree
+    call("r9", "wh-b", "pcid=C4", at=-1, recorded=404),                          # early, agree
+    # 22:00:05 at -02:00 is day 2 00:00:05 UTC: counts on day 2.
+    call("r10", "wh-b", "pcid=C4", at="2024-05-01T22:00:05-02:00", recorded=200),  # matched, agree
+    call("r11", "wh-c", at=DAY2_0800 + 3610, body="pcid=C6", recorded=404),      # matched, DISAGREE
+    call("r12", "wh-b", at=DAY2_0800 + 30, body='{"pcid": "C5", "status": "pending"}'),  # interim
+]
+
+
+def rate_row(key: str, *, callbacks: int = 0, matched: int = 0, interim: int = 0, leads: int = 0,
+             received: int = 0, timed_out: int = 0, waiting: int = 0, recorded: int = 0, agree: int = 0,
+             **reasons: int) -> Row:
+    """The expected row, with rates as hand-divided fractions of the counts given."""
+    answered_404 = sum(reasons.values())
+    assert answered_404 + matched + interim == callbacks
+    return {
+        "key": key, "callbacks": callbacks, "matched": matched, "interim": interim, "answered_404": answered_404,
+        "match_rate": Fraction(matched, callbacks) if callbacks else None,
+        "rate_404": Fraction(answered_404, callbacks) if callbacks else None,
+        **{f"404_{r}": reasons.get(r, 0) for r in REASONS_404},
+        "leads": leads, "received": received, "timed_out": timed_out, "waiting": waiting,
+        "recorded": recorded, "agree": agree, "disagree": recorded - agree,
+        "agreement_rate": Fraction(agree, recorded) if recorded else None,
+    }
+
+
+def keyed(frame: pd.DataFrame, by: str) -> list[Row]:
+    rows = records(frame)
+    for row in rows:
+        row["key"] = row.pop(by)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def rates_con(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    yield from module_case(tmp_path_factory, "rates", RATES_WEBHOOKS, RATES_LEADS, RATES_CALLBACKS)
+
+
+def test_rates_outcomes_of_the_hand_built_dataset_are_as_designed(rates_con: duckdb.DuckDBPyConnection) -> None:
+    # The premise of every rates test below: each callback got the outcome its comment says.
+    outcomes = dict(rates_con.execute("SELECT request_id, outcome FROM callback_outcomes").fetchall())
+    assert outcomes == {
+        "r1": "matched", "r2": "duplicate", "r3": "late", "r4": "not_found", "r5": "no_identifiers",
+        "r6": "interim", "r7": "wrong_webhook", "r8": "unknown_token", "r9": "early", "r10": "matched",
+        "r11": "matched", "r12": "interim",
+    }
+    states = dict(rates_con.execute("SELECT lead_id, state FROM lead_outcomes").fetchall())
+    assert states == {"L1": "received", "L2": "timed_out", "L3": "timed_out", "L4": "received",
+                      "L5": "waiting", "L6": "received", "L7": "timed_out"}
+
+
+def test_rates_per_webhook_with_all_row(rates_con: duckdb.DuckDBPyConnection) -> None:
+    frame = rates(rates_con)
+    assert list(frame.columns) == [
+        "webhook_id", "callbacks", "matched", "interim", "answered_404", "match_rate", "rate_404",
+        *[f"404_{r}" for r in REASONS_404], "leads", "received", "timed_out", "waiting",
+        "recorded", "agree", "disagree", "agreement_rate"]
+    assert_rows(keyed(frame, "webhook_id"), [
+        rate_row("(unknown)", callbacks=1, unknown_token=1, recorded=1, agree=1),
+        rate_row("wh-a", callbacks=5, matched=1, duplicate=1, late=1, not_found=1, no_identifiers=1,
+                 leads=4, received=1, timed_out=3, recorded=4, agree=2),
+        rate_row("wh-b", callbacks=5, matched=1, interim=2, wrong_webhook=1, early=1,
+                 leads=2, received=1, waiting=1, recorded=4, agree=4),
+        rate_row("wh-c", callbacks=1, matched=1, leads=1, received=1, recorded=1, agree=0),
+        rate_row("(all)", callbacks=12, matched=3, interim=2, duplicate=1, late=1, not_found=1, no_identifiers=1,
+                 wrong_webhook=1, early=1, unknown_token=1, leads=7, received=3, timed_out=3, waiting=1,
+                 recorded=10, agree=7),
+    ])
+
+
+def test_rates_per_advertiser_groups_webhooks_of_one_advertiser(rates_con: duckdb.DuckDBPyConnection) -> None:
+    frame = rates(rates_con, by="advertiser_id")
+    assert frame.columns[0] == "advertiser_id"
+    assert_rows(keyed(frame, "advertiser_id"), [
+        rate_row("(unknown)", callbacks=1, unknown_token=1, recorded=1, agree=1),
+        rate_row("A", callbacks=6, matched=2, duplicate=1, late=1, not_found=1, no_identifiers=1,
+                 leads=5, received=2, timed_out=3, recorded=5, agree=2),
+        rate_row("B", callbacks=5, matched=1, interim=2, wrong_webhook=1, early=1,
+                 leads=2, received=1, waiting=1, recorded=4, agree=4),
+        rate_row("(all)", callbacks=12, matched=3, interim=2, duplicate=1, late=1, not_found=1, no_identifiers=1,
+                 wrong_webhook=1, early=1, unknown_token=1, leads=7, received=3, timed_out=3, waiting=1,
+                 recorded=10, agree=7),
+    ])
+
+
+def test_rates_per_day_callbacks_by_received_day_leads_by_created_day(rates_con: duckdb.DuckDBPyConnection) -> None:
+    frame = rates(rates_con, per_day=True)
+    assert list(frame.columns[:2]) == ["webhook_id", "day"]
+    rows = keyed(frame, "webhook_id")
+    for row in rows:
+        row["day"] = pd.Timestamp(row["day"])
+    expected = [
+        (DAY1, rate_row("(unknown)", callbacks=1, unknown_token=1, recorded=1, agree=1)),
+        (DAY1, rate_row("wh-a", callbacks=5, matched=1, duplicate=1, late=1, not_found=1, no_identifiers=1,
+                        leads=3, received=1, timed_out=2, recorded=4, agree=2)),
+        # A day with a lead and no callback: zero callbacks, rates undefined.
+        (DAY2, rate_row("wh-a", leads=1, timed_out=1)),
+        (DAY1, rate_row("wh-b", callbacks=3, interim=1, wrong_webhook=1, early=1, leads=1, received=1,
+                        recorded=3, agree=3)),
+        # r10 was sent at 22:00:05-02:00, i.e. on day 2 in UTC.
+        (DAY2, rate_row("wh-b", callbacks=2, matched=1, interim=1, leads=1, waiting=1, recorded=1, agree=1)),
+        (DAY2, rate_row("wh-c", callbacks=1, matched=1, leads=1, received=1, recorded=1, agree=0)),
+    ]
+    assert [(r["key"], r["day"]) for r in rows] == [(row["key"], day) for day, row in expected]
+    assert_rows(rows, [row for _, row in expected])
+
+
+def test_rates_per_day_by_advertiser(rates_con: duckdb.DuckDBPyConnection) -> None:
+    rows = keyed(rates(rates_con, by="advertiser_id", per_day=True), "advertiser_id")
+    assert [(r["key"], pd.Timestamp(r["day"])) for r in rows] == [
+        ("(unknown)", DAY1), ("A", DAY1), ("A", DAY2), ("B", DAY1), ("B", DAY2)]
+    assert_rows(rows[1:3], [
+        rate_row("A", callbacks=5, matched=1, duplicate=1, late=1, not_found=1, no_identifiers=1,
+                 leads=3, received=1, timed_out=2, recorded=4, agree=2),
+        rate_row("A", callbacks=1, matched=1, leads=2, received=1, timed_out=1, recorded=1, agree=0),
+    ])
+
+
+def test_rates_match_plus_interim_plus_404_shares_sum_to_one(sample: Replayed) -> None:
+    frame = rates(sample[0])
+    share = frame.match_rate + frame.interim / frame.callbacks + frame.rate_404
+    assert np.allclose(share, 1.0, rtol=0, atol=1e-12)
+    assert (frame.answered_404 == frame[[f"404_{r}" for r in REASONS_404]].sum(axis=1)).all()
+    assert (frame.leads == frame.received + frame.timed_out + frame.waiting).all()
+    assert (frame.recorded == frame.agree + frame.disagree).all()
+
+
+@pytest.mark.parametrize("by", ["webhook_id", "advertiser_id"])
+def test_rates_per_day_rows_add_up_to_the_overall_rows(sample: Replayed, by: str) -> None:
+    con = sample[0]
+    counts = ["callbacks", "matched", "interim", "answered_404", *[f"404_{r}" for r in REASONS_404],
+              "leads", "received", "timed_out", "waiting", "recorded", "agree", "disagree"]
+    overall: pd.DataFrame = rates(con, by=by).set_index(by)[counts]  # type: ignore[arg-type]
+    per_day: pd.DataFrame = rates(con, by=by, per_day=True).groupby(by)[counts].sum()  # type: ignore[arg-type]
+    assert list(overall.loc["(all)"]) == list(per_day.sum(axis=0))
+    pd.testing.assert_frame_equal(overall.drop(index="(all)").astype("int64"), per_day.astype("int64"),
+                                  check_names=False)
+
+
+def test_rates_sample_all_row_counts_every_callback_and_lead(sample: Replayed) -> None:
+    con = sample[0]
+    total = rates(con).set_index("webhook_id").loc["(all)"]
+    callbacks, recorded = con.execute(
+        "SELECT count(*), count(recorded_status) FROM callback_outcomes").fetchone()  # type: ignore[misc]
+    assert (total.callbacks, total.recorded) == (callbacks, recorded) == (3537, 3537)
+    assert total.leads == 3000
+
+
+def test_rates_rejects_an_unknown_grouping(con: duckdb.DuckDBPyConnection) -> None:
+    with pytest.raises(ValueError, match=r"^by must be 'webhook_id' or 'advertiser_id', not 'advertiser'$"):
+        rates(con, by="advertiser")  # type: ignore[arg-type]
+
+
+def test_disagreements_lists_exactly_the_callbacks_where_recorded_differs(
+        rates_con: duckdb.DuckDBPyConnection) -> None:
+    frame = disagreements(rates_con)
+    assert list(frame.columns) == ["request_id", "received_at", "webhook_id", "token", "conversion_id",
+                                   "external_id", "lead_id", "outcome", "model_status", "recorded_status"]
+    got = [(r["request_id"], r["webhook_id"], r["outcome"], r["lead_id"], r["model_status"], r["recorded_status"])
+           for r in records(frame)]
+    assert got == [
+        ("r2", "wh-a", "duplicate", "L1", 404, 200),
+        ("r5", "wh-a", "no_identifiers", None, 404, 502),
+        ("r11", "wh-c", "matched", "L6", 200, 404),
+    ]
+    assert frame.received_at.tolist() == [moment(10), moment(60), moment(DAY2_0800 + 3610)]
+
+
+def test_disagreements_equals_every_recorded_row_that_differs_on_sample(
+        sample: Replayed) -> None:
+    con = sample[0]
+    outcomes = con.execute("SELECT request_id, status_code, recorded_status FROM callback_outcomes ORDER BY ord").df()
+    differ = outcomes[outcomes.recorded_status.notna() & (outcomes.recorded_status != outcomes.status_code)]
+    frame = disagreements(con)
+    assert frame.request_id.tolist() == differ.request_id.tolist()
+    assert len(frame) == rates(con).set_index("webhook_id").loc["(all)", "disagree"]
+
+
+# =========================================================================== Kaplan–Meier
+#
+# wh-k: the observation end is set to T0 + 100 s. Times to first callback (event) or to the end (censored):
+#   K1 event 10 · K3 censored 10 (created at 90) · K2, K5 events 20 · K4 censored 20 (created at 80)
+#   K6 event 40 · K7 censored 100.
+# wh-all: every lead answered (1, 2, 2): S reaches 0 at t = 2.
+# wh-none: no lead answered (one had only an early callback, which is no event).
+# wh-late-first: the first callback is late (after the 5 s timeout) and still counts as the first callback (W4).
+
+KM_END = moment(100)
+KM_WEBHOOKS = [
+    webhook("wh-k", "K", wait=True),
+    webhook("wh-all", "K", wait=True),
+    webhook("wh-none", "K", wait=True),
+    webhook("wh-late-first", "K", wait=True, timeout_s=5),
+]
+KM_LEADS = [
+    lead("K1", "CK1", "wh-k", "K"), lead("K2", "CK2", "wh-k", "K"), lead("K3", "CK3", "wh-k", "K", at=90),
+    lead("K4", "CK4", "wh-k", "K", at=80), lead("K5", "CK5", "wh-k", "K"), lead("K6", "CK6", "wh-k", "K"),
+    lead("K7", "CK7", "wh-k", "K"),
+    lead("A1", "CA1", "wh-all", "K"), lead("A2", "CA2", "wh-all", "K"), lead("A3", "CA3", "wh-all", "K"),
+    lead("N1", "CN1", "wh-none", "K", at=50), lead("N2", "CN2", "wh-none", "K"),
+    lead("F1", "CF1", "wh-late-first", "K"),
+]
+KM_CALLBACKS = [
+    call("k1", "wh-k", "pcid=CK1", at=10), call("k2", "wh-k", "pcid=CK2", at=20),
+    call("k5", "wh-k", "pcid=CK5", at=20), call("k5b", "wh-k", "pcid=CK5", at=30),  # a duplicate: no 2nd event
+    call("k6", "wh-k", "pcid=CK6", at=40),
+    call("k8", "wh-k", "pcid=CK1", at=150),  # after the observation end: does not count
+    call("a1", "wh-all", "pcid=CA1", at=1), call("a2", "wh-all", "pcid=CA2", at=2),
+    call("a3", "wh-all", "pcid=CA3", at=2),
+    call("n1", "wh-none", "pcid=CN1", at=45),  # early: before N1 was created at 50
+    call("f1", "wh-late-first", "pcid=CF1", at=7),
+]
+
+
+def exponential_greenwood(survival: float, greenwood: float) -> tuple[float, float]:
+    """(ci_low, ci_high) of ``captured = 1 − S`` by the formula in survival.py's docstring, computed here."""
+    v = math.log(survival)
+    a = math.exp(-math.exp(math.log(-v) + Z_95 * math.sqrt(greenwood) / v))
+    b = math.exp(-math.exp(math.log(-v) - Z_95 * math.sqrt(greenwood) / v))
+    return 1 - max(a, b), 1 - min(a, b)
+
+
+@pytest.fixture(scope="module")
+def km_con(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    yield from module_case(tmp_path_factory, "km", KM_WEBHOOKS, KM_LEADS, KM_CALLBACKS, observation_end=KM_END)
+
+
+def test_km_curve_columns(km_con: duckdb.DuckDBPyConnection) -> None:
+    assert tuple(capture_curve(km_con).columns) == CURVE_COLUMNS
+
+
+def test_km_ties_between_events_and_censoring_at_the_same_t(km_con: duckdb.DuckDBPyConnection) -> None:
+    curve = capture_curve(km_con)
+    rows = records(curve[curve.webhook_id == "wh-k"])
+    s10 = Fraction(6, 7)                 # 7 at risk at 10 (the lead censored at 10 is still at risk), 1 event
+    s20 = s10 * Fraction(3, 5)           # 5 at risk (K1, K3 left at 10), 2 events
+    s40 = s20 * Fraction(1, 2)           # 2 at risk (K6, K7), 1 event
+    g10 = Fraction(1, 7 * 6)
+    g20 = g10 + Fraction(2, 5 * 3)
+    g40 = g20 + Fraction(1, 2 * 1)
+    expected = []
+    for t, at_risk, events, s, g in [(10.0, 7, 1, s10, g10), (20.0, 5, 2, s20, g20), (40.0, 2, 1, s40, g40)]:
+        low, high = exponential_greenwood(float(s), float(g))
+        expected.append({"t_s": t, "at_risk": at_risk, "events": events, "captured": 1 - s,
+                         "ci_low": low, "ci_high": high})
+    assert_rows(rows, expected)
+
+
+def test_km_every_lead_answered_reaches_one_and_band_is_null(km_con: duckdb.DuckDBPyConnection) -> None:
+    curve = capture_curve(km_con)
+    rows = records(curve[curve.webhook_id == "wh-all"])
+    low, high = exponential_greenwood(2 / 3, 1 / (3 * 2))
+    assert_rows(rows, [
+        {"t_s": 1.0, "at_risk": 3, "events": 1, "captured": Fraction(1, 3), "ci_low": low, "ci_high": high},
+        {"t_s": 2.0, "at_risk": 2, "events": 2, "captured": 1.0, "ci_low": None, "ci_high": None},
+    ])
+
+
+def test_km_no_lead_answered_has_no_curve_rows(km_con: duckdb.DuckDBPyConnection) -> None:
+    curve = capture_curve(km_con)
+    assert set(curve.webhook_id) == {"wh-k", "wh-all", "wh-late-first"}
+
+
+def test_km_late_first_callback_is_an_event_at_its_time(km_con: duckdb.DuckDBPyConnection) -> None:
+    curve = capture_curve(km_con)
+    assert_rows(records(curve[curve.webhook_id == "wh-late-first"]),
+                [{"t_s": 7.0, "at_risk": 1, "events": 1, "captured": 1.0, "ci_low": None, "ci_high": None}])
+
+
+def test_wait_summary_counts_quantiles_and_observed_percentiles(km_con: duckdb.DuckDBPyConnection) -> None:
+    rows = records(wait_summary(km_con))
+    answered_k = np.array([10.0, 20.0, 20.0, 40.0])
+    answered_all = np.array([1.0, 2.0, 2.0])
+    assert_rows(rows, [
+        {"webhook_id": "wh-all", "leads": 3, "answered": 3, "censored": 0, "captured_by_end": 1.0,
+         "km_p50_s": 2.0, "km_p90_s": 2.0,  # captured 1/3 at 1, 1 at 2
+         **{f"observed_p{q}_s": float(np.percentile(answered_all, q, method="linear")) for q in (50, 90, 99)}},
+        # captured 1/7 at 10, 17/35 at 20, 26/35 ≈ 0.743 at 40: reaches 0.5 at 40, never 0.9.
+        {"webhook_id": "wh-k", "leads": 7, "answered": 4, "censored": 3, "captured_by_end": Fraction(26, 35),
+         "km_p50_s": 40.0, "km_p90_s": None,
+         **{f"observed_p{q}_s": float(np.percentile(answered_k, q, method="linear")) for q in (50, 90, 99)}},
+        {"webhook_id": "wh-late-first", "leads": 1, "answered": 1, "censored": 0, "captured_by_end": 1.0,
+         "km_p50_s": 7.0, "km_p90_s": 7.0, "observed_p50_s": 7.0},
+        {"webhook_id": "wh-none", "leads": 2, "answered": 0, "censored": 2, "captured_by_end": 0.0,
+         "km_p50_s": None, "km_p90_s": None, "observed_p50_s": None, "observed_p90_s": None,
+         "observed_p99_s": None},
+    ])
+
+
+def exact_km_quantile(durations: np.ndarray, events: np.ndarray, share: Fraction) -> float | None:
+    """The first event time where captured = 1 − Π(1 − d/n) reaches ``share``, in exact rationals."""
+    survival = Fraction(1)
+    frame = pd.DataFrame({"t": durations, "e": events.astype(int)})
+    grouped = frame.groupby("t").agg(events=("e", "sum"), leaving=("e", "size")).sort_index()
+    at_risk = len(frame)
+    for t, row in grouped.iterrows():
+        if row.events:
+            survival *= 1 - Fraction(int(row.events), at_risk)
+            if 1 - survival >= share:
+                return float(t)  # type: ignore[arg-type]
+        at_risk -= int(row.leaving)
+    return None
+
+
+def test_wait_summary_km_p50_when_captured_is_exactly_one_half(dataset: MakeDataset,
+                                                               con: duckdb.DuckDBPyConnection) -> None:
+    leads = [lead(f"M{i}", f"CM{i}", "wh-m", "M") for i in range(1, 5)]
+    calls = [call(f"m{i}", "wh-m", f"pcid=CM{i}", at=i) for i in range(1, 5)]
+    replayed(con, dataset([webhook("wh-m", "M", wait=True)], leads, calls))
+    row = records(wait_summary(con))[0]
+    assert (row["km_p50_s"], row["km_p90_s"]) == (2.0, 4.0)
+
+
+def durations(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Per lead: first_callback_s, or observation_end − created_at when censored (the oracle's input)."""
+    return con.execute("""
+        SELECT webhook_id, first_callback_s,
+               coalesce(first_callback_s, (epoch_us(observation_end) - epoch_us(created_at)) / 1e6) AS t,
+               first_callback_s IS NOT NULL AS event
+        FROM lead_outcomes WHERE created_at <= observation_end
+    """).df()
+
+
+def assert_matches_lifelines(con: duckdb.DuckDBPyConnection) -> None:
+    curve = capture_curve(con)
+    data = durations(con)
+    assert set(curve.webhook_id) == set(data[data.event].webhook_id)
+    for webhook_id, group in data.groupby("webhook_id"):
+        fitter = KaplanMeierFitter().fit(group.t.to_numpy(), group.event.to_numpy())
+        table = fitter.event_table[fitter.event_table.observed > 0]
+        mine = curve[curve.webhook_id == webhook_id].set_index("t_s")
+        assert mine.index.tolist() == table.index.tolist(), webhook_id
+        assert mine.at_risk.astype(int).tolist() == table.at_risk.astype(int).tolist(), webhook_id
+        assert mine.events.astype(int).tolist() == table.observed.astype(int).tolist(), webhook_id
+        survival = fitter.survival_function_.iloc[:, 0].loc[mine.index].to_numpy()
+        band = fitter.confidence_interval_.loc[mine.index]
+        np.testing.assert_allclose(mine.captured.to_numpy(), 1 - survival, rtol=1e-9, atol=0)
+        positive = survival > 0
+        np.testing.assert_allclose(mine.ci_low.to_numpy()[positive], 1 - band.iloc[:, 1].to_numpy()[positive],
+                                   rtol=1e-9, atol=0)
+        np.testing.assert_allclose(mine.ci_high.to_numpy()[positive], 1 - band.iloc[:, 0].to_numpy()[positive],
+                                   rtol=1e-9, atol=0)
+        # Where S reaches 0 the band is undefined (NULL), where lifelines gives [0, 0].
+        assert mine.ci_low[~positive].isna().all() and mine.ci_high[~positive].isna().all()
+
+
+def assert_quantiles_exact(con: duckdb.DuckDBPyConnection) -> None:
+    summary = wait_summary(con).set_index("webhook_id")
+    data = durations(con)
+    for webhook_id, group in data.groupby("webhook_id"):
+        t, e = group.t.to_numpy(), group.event.to_numpy()
+        row = summary.loc[webhook_id]
+        for column, share in (("km_p50_s", Fraction(1, 2)), ("km_p90_s", Fraction(9, 10))):
+            expected = exact_km_quantile(t, e, share)
+            assert close(None if pd.isna(row[column]) else row[column], expected), (webhook_id, column)
+        answered = t[e]
+        for q in (50, 90, 99):
+            value = row[f"observed_p{q}_s"]
+            if len(answered):
+                assert math.isclose(value, np.percentile(answered, q, method="linear"), rel_tol=1e-9)
+            else:
+                assert pd.isna(value)
+        assert (row.leads, row.answered, row.censored) == (len(t), int(e.sum()), int((~e).sum()))
+
+
+def test_km_curve_equals_lifelines_on_sample(sample: Replayed) -> None:
+    assert_matches_lifelines(sample[0])
+
+
+@pytest.mark.parametrize("seed", GENERATED_SEEDS, ids=[f"seed-{s}" for s in GENERATED_SEEDS])
+def test_km_curve_equals_lifelines_on_generated(generated_replays: dict[int, Replayed], seed: int) -> None:
+    assert_matches_lifelines(generated_replays[seed][0])
+
+
+def test_km_curve_equals_lifelines_with_an_earlier_observation_end() -> None:
+    con = connect()
+    replayed(con, SAMPLE, observation_end=datetime(2026, 11, 5, 12, tzinfo=UTC))
+    assert_matches_lifelines(con)
+    con.close()
+
+
+def test_wait_summary_km_quantiles_exact_on_sample(sample: Replayed) -> None:
+    assert_quantiles_exact(sample[0])
+
+
+def test_wait_summary_counts_and_observed_percentiles_on_sample(
+        sample: Replayed) -> None:
+    con = sample[0]
+    summary = wait_summary(con).set_index("webhook_id")
+    final = capture_curve(con).groupby("webhook_id").captured.max()
+    data = durations(con)
+    for webhook_id, group in data.groupby("webhook_id"):
+        answered = group.t[group.event].to_numpy()
+        row = summary.loc[webhook_id]
+        assert (row.leads, row.answered, row.censored) == (len(group), len(answered), len(group) - len(answered))
+        for q in (50, 90, 99):
+            assert math.isclose(row[f"observed_p{q}_s"], np.percentile(answered, q, method="linear"),
+                                rel_tol=1e-9)
+        assert row.captured_by_end == final[webhook_id]
+
+
+# =========================================================================== timeout what-ifs
+
+
+def assert_whatifs_equal_separate_replays(folder: Path, candidates: tuple[float, ...],
+                                          observation_end: datetime | None = None,
+                                          replayed_case: Replayed | None = None) -> None:
+    """``timeout_whatifs`` on ``replayed_case`` (default: a replay of ``folder``) vs a replay per candidate."""
+    con, webhooks = replayed_case or replayed_dataset(folder)
+    if observation_end is not None:
+        replay(con, webhooks, observation_end=observation_end)
+    frame = timeout_whatifs(con, webhooks, candidates)
+    waiting = sorted({v.webhook_id for v in webhooks.versions if v.wait})
+    assert sorted(frame.webhook_id.unique()) == waiting
+    assert sorted(frame.timeout_s.unique()) == sorted(candidates)
+    # A fresh connection, loaded once, replayed again for every candidate (replay replaces its tables).
+    fresh = connect()
+    loaded = load_dataset(fresh, folder)
+    for timeout in candidates:
+        replay(fresh, loaded.webhooks, timeouts={None: timeout}, observation_end=observation_end)
+        callbacks = fresh.execute("""
+            SELECT webhook_id, count(*) FILTER (outcome = 'matched') AS matched,
+                   count(*) FILTER (outcome = 'late') AS late
+            FROM callback_outcomes WHERE webhook_id IS NOT NULL GROUP BY ALL""").df().set_index("webhook_id")
+        leads = fresh.execute("""
+            SELECT webhook_id, count(*) AS leads, count(*) FILTER (state = 'timed_out') AS timed_out,
+                   count(*) FILTER (state = 'received') AS received
+            FROM lead_outcomes GROUP BY ALL""").df().set_index("webhook_id")
+        for row in frame[frame.timeout_s == timeout].itertuples():
+            expected = (callbacks.matched.get(row.webhook_id, 0), callbacks.late.get(row.webhook_id, 0),
+                        leads.timed_out[row.webhook_id], leads.received[row.webhook_id], leads.leads[row.webhook_id])
+            assert (row.matched, row.late, row.timed_out, row.received, row.leads) == expected, \
+                (row.webhook_id, timeout)
+    fresh.close()
+    if replayed_case is None:
+        con.close()
+
+
+def test_whatifs_equal_separate_replays_on_sample() -> None:
+    assert_whatifs_equal_separate_replays(SAMPLE, DEFAULT_CANDIDATES)
+
+
+def test_whatifs_equal_separate_replays_on_sample_with_an_earlier_observation_end() -> None:
+    assert_whatifs_equal_separate_replays(SAMPLE, (20.0, 600.0),
+                                          observation_end=datetime(2026, 11, 5, 12, 15, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("seed", GENERATED_SEEDS, ids=[f"seed-{s}" for s in GENERATED_SEEDS])
+def test_whatifs_equal_separate_replays_on_generated(generated: dict[int, Path],
+                                                     generated_replays: dict[int, Replayed], seed: int) -> None:
+    assert_whatifs_equal_separate_replays(generated[seed], (5.0, 12.5, 60.0, 3600.0),
+                                          replayed_case=generated_replays[seed])
+
+
+# wh-t waits 30 s, status in json.status ("pending" is interim); observation end T0 + 100 s.
+#   TA answered at 10 · TB at 50 · TC never · TD created at 90, never (10 s waited by the end)
+#   TE interim at 5, final at 20 · TF early at −1, then at 3.
+# Untimed waits (to the callback that would finish the lead): 10, 50, ∞, ∞, 20, 3.
+# First callbacks (KM): TF 3, TE 5 (the interim), TA 10 (TD censored at 10), TB 50, TC censored at 100.
+#   S: 5/6 at 3, 4/6 at 5, 3/6 at 10, 1/4 at 50 → captured 1/6, 1/3, 1/2, 3/4.
+TIMEOUT_END = moment(100)
+TIMEOUT_WEBHOOKS = [
+    webhook("wh-t", "T", wait=True, timeout_s=30, status_location="json.status", interim_statuses=["pending"]),
+]
+TIMEOUT_LEADS = [
+    lead("TA", "CA", "wh-t", "T"), lead("TB", "CB", "wh-t", "T"), lead("TC", "CC", "wh-t", "T"),
+    lead("TD", "CD", "wh-t", "T", at=90), lead("TE", "CE", "wh-t", "T"), lead("TF", "CF", "wh-t", "T"),
+]
+TIMEOUT_CALLBACKS = [
+    call("ta", "wh-t", "pcid=CA", at=10), call("tb", "wh-t", "pcid=CB", at=50),
+    call("te1", "wh-t", at=5, body='{"pcid": "CE", "status": "pending"}'),
+    call("te2", "wh-t", at=20, body='{"pcid": "CE", "status": "approved"}'),
+    call("tf1", "wh-t", "pcid=CF", at=-1), call("tf2", "wh-t", "pcid=CF", at=3),
+]
+
+
+@pytest.fixture(scope="module")
+def timeout_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
+    for con in module_case(tmp_path_factory, "timeouts", TIMEOUT_WEBHOOKS, TIMEOUT_LEADS, TIMEOUT_CALLBACKS,
+                           observation_end=TIMEOUT_END):
+        yield con, parse_webhooks(TIMEOUT_WEBHOOKS, source="webhooks.json")
+
+
+@pytest.mark.parametrize(("target", "recommended"), [
+    pytest.param(0.9, 60.0, id="target-0.9-needs-3/4-times-0.9"),
+    pytest.param(0.6, 30.0, id="target-0.6-needs-0.45"),
+    pytest.param(1.0, 60.0, id="target-1-needs-the-final-captured"),
+    pytest.param(0.4, 5.0, id="target-0.4-needs-0.3"),
+])
+def test_whatifs_hand_built_figures_and_recommendation(
+        timeout_case: Replayed, target: float, recommended: float) -> None:
+    con, webhooks = timeout_case
+    frame = timeout_whatifs(con, webhooks, [300, 5, 60, 30, 30], target=target)
+    assert frame.timeout_s.tolist() == [5.0, 30.0, 60.0, 300.0]  # sorted, duplicates dropped
+    # ever answered (by the end, no timeout): TA, TB, TE, TF.
+    assert_rows(records(frame), [
+        {"webhook_id": "wh-t", "timeout_s": 5.0, "matched": 1, "late": 3, "leads": 6, "received": 1,
+         "timed_out": 5, "ever_answered": 4, "capture_rate": Fraction(1, 4),
+         "mean_block_s": Fraction(5 + 5 + 5 + 5 + 5 + 3, 6), "km_captured": Fraction(1, 3),
+         "current_timeout_s": 30.0, "recommended": recommended == 5.0},
+        # TD was created at 90: at the end (100) it is inside a 30 s window, so it is not timed out.
+        {"webhook_id": "wh-t", "timeout_s": 30.0, "matched": 3, "late": 1, "leads": 6, "received": 3,
+         "timed_out": 2, "ever_answered": 4, "capture_rate": Fraction(3, 4),
+         "mean_block_s": Fraction(10 + 30 + 30 + 10 + 20 + 3, 6), "km_captured": Fraction(1, 2),
+         "current_timeout_s": 30.0, "recommended": recommended == 30.0},
+        {"webhook_id": "wh-t", "timeout_s": 60.0, "matched": 4, "late": 0, "leads": 6, "received": 4,
+         "timed_out": 1, "ever_answered": 4, "capture_rate": 1.0,
+         "mean_block_s": Fraction(10 + 50 + 60 + 10 + 20 + 3, 6), "km_captured": Fraction(3, 4),
+         "current_timeout_s": 30.0, "recommended": recommended == 60.0},
+        {"webhook_id": "wh-t", "timeout_s": 300.0, "matched": 4, "late": 0, "leads": 6, "received": 4,
+         "timed_out": 0, "ever_answered": 4, "capture_rate": 1.0,
+         "mean_block_s": Fraction(10 + 50 + 100 + 10 + 20 + 3, 6), "km_captured": Fraction(3, 4),
+         "current_timeout_s": 30.0, "recommended": False},
+    ])
+
+
+def test_whatifs_hand_built_equal_separate_replays(dataset: MakeDataset) -> None:
+    folder = dataset(TIMEOUT_WEBHOOKS, TIMEOUT_LEADS, TIMEOUT_CALLBACKS)
+    # 10, 20 and 50 s fall exactly on callbacks: the deadline itself is in time (M5).
+    assert_whatifs_equal_separate_replays(folder, (5.0, 10.0, 20.0, 50.0), observation_end=TIMEOUT_END)
+
+
+def test_whatifs_capture_rate_with_huge_timeout_is_one_and_received_equals_ever_answered(
+        sample: Replayed) -> None:
+    con, webhooks = sample
+    frame = timeout_whatifs(con, webhooks, [1e8])
+    assert (frame.received == frame.ever_answered).all()
+    assert (frame.capture_rate == 1.0).all()
+    assert (frame.late == 0).all()
+
+
+def test_whatifs_no_recommendation_when_no_candidate_reaches_the_target(
+        timeout_case: Replayed) -> None:
+    con, webhooks = timeout_case
+    frame = timeout_whatifs(con, webhooks, [1, 2], target=0.9)  # nothing answered before 3 s
+    assert frame.recommended.tolist() == [False, False]
+    assert frame.km_captured.tolist() == [0.0, 0.0]
+
+
+def test_whatifs_only_webhooks_that_wait_and_current_timeout(dataset: MakeDataset,
+                                                              con: duckdb.DuckDBPyConnection) -> None:
+    hooks = [webhook("wh-x", "X", wait=True, timeout_s=12.5), webhook("wh-y", "Y", wait=True), webhook("wh-z", "Z")]
+    leads = [lead("X1", "CX1", "wh-x", "X"), lead("Y1", "CY1", "wh-y", "Y"), lead("Z1", "CZ1", "wh-z", "Z")]
+    calls = [call("x", "wh-x", "pcid=CX1", at=2), call("y", "wh-y", "pcid=CY1", at=4),
+             call("z", "wh-z", "pcid=CZ1", at=6)]
+    webhooks = replayed(con, dataset(hooks, leads, calls))
+    frame = timeout_whatifs(con, webhooks, [10])
+    assert records(frame[["webhook_id", "current_timeout_s", "matched", "received"]]) == [
+        {"webhook_id": "wh-x", "current_timeout_s": 12.5, "matched": 1, "received": 1},
+        {"webhook_id": "wh-y", "current_timeout_s": None, "matched": 1, "received": 1},
+    ]
+
+
+def test_whatifs_current_timeout_is_the_latest_versions(dataset: MakeDataset, con: duckdb.DuckDBPyConnection) -> None:
+    hooks = [webhook("wh-v", "V", wait=True, timeout_s=90, active_from=ts(50)),
+             webhook("wh-v", "V", wait=True, timeout_s=30, active_to=ts(50))]
+    leads = [lead("V1", "CV1", "wh-v", "V"), lead("V2", "CV2", "wh-v", "V", at=60)]
+    webhooks = replayed(con, dataset(hooks, leads, [call("v", "wh-v", "pcid=CV2", at=70)]))
+    assert timeout_whatifs(con, webhooks, [10]).current_timeout_s.tolist() == [90.0]
+
+
+def test_whatifs_recommendation_follows_the_first_callback_even_when_interim(
+        dataset: MakeDataset, con: duckdb.DuckDBPyConnection) -> None:
+    """docs/analysis.md: the recommendation reads KM time to the first callback (interim ones too);
+    capture_rate beside it shows that such a timeout catches no finishing callback."""
+    hooks = [webhook("wh-i", "I", wait=True, status_location="query.status", interim_statuses=["pending"])]
+    leads = [lead(f"I{n}", f"CI{n}", "wh-i", "I") for n in range(4)]
+    calls = [call(f"i{n}a", "wh-i", f"pcid=CI{n}&status=pending", at=2) for n in range(4)]
+    calls += [call(f"i{n}b", "wh-i", f"pcid=CI{n}&status=approved", at=100) for n in range(4)]
+    webhooks = replayed(con, dataset(hooks, leads, calls))
+    frame = timeout_whatifs(con, webhooks, [5, 300], target=0.95)
+    chosen = frame[frame.recommended]
+    assert chosen.timeout_s.tolist() == [5.0]
+    assert chosen.capture_rate.tolist() == [0.0]
+    assert frame[frame.timeout_s == 300].capture_rate.tolist() == [1.0]
+
+
+@pytest.mark.parametrize(("candidates", "target", "message"), [
+    pytest.param([], 0.95, "give at least one candidate timeout", id="no-candidates"),
+    pytest.param([5, 0], 0.95, "candidate timeouts must be positive numbers of seconds", id="zero"),
+    pytest.param([-1], 0.95, "candidate timeouts must be positive numbers of seconds", id="negative"),
+    pytest.param([float("nan")], 0.95, "candidate timeouts must be positive numbers of seconds", id="nan"),
+    pytest.param([5], 0.0, "target must be in (0, 1]", id="target-zero"),
+    pytest.param([5], 1.5, "target must be in (0, 1]", id="target-above-one"),
+])
+def test_whatifs_reject_bad_arguments(timeout_case: Replayed,
+                                      candidates: list[float], target: float, message: str) -> None:
+    con, webhooks = timeout_case
+    with pytest.raises(ValueError) as caught:
+        timeout_whatifs(con, webhooks, candidates, target)
+    assert str(caught.value) == message
+
+
+def test_whatifs_reject_an_infinite_candidate(timeout_case: Replayed) -> None:
+    con, webhooks = timeout_case
+    with pytest.raises(ValueError, match="candidate timeouts must be"):
+        timeout_whatifs(con, webhooks, [5, float("inf")])
+
+
+def test_blocking_webhooks_flags_waiting_without_timeout_with_never_answered_leads(
+        dataset: MakeDataset, con: duckdb.DuckDBPyConnection) -> None:
+    hooks = [
+        webhook("wh-block", "B", wait=True),                # no timeout, two leads never answered
+        webhook("wh-timeout", "T", wait=True, timeout_s=5),  # never-answered leads, but a timeout
+        webhook("wh-always", "A", wait=True),               # no timeout, every lead answered
+        webhook("wh-nowait", "N"),                          # does not wait
+    ]
+    leads = [
+        lead("B1", "CB1", "wh-block", "B"), lead("B2", "CB2", "wh-block", "B", at=20),
+        lead("B3", "CB3", "wh-block", "B", at=40),
+        lead("T1", "CT1", "wh-timeout", "T"), lead("A1", "CA1", "wh-always", "A"), lead("N1", "CN1", "wh-nowait", "N"),
+    ]
+    calls = [call("b1", "wh-block", "pcid=CB1", at=3), call("a1", "wh-always", "pcid=CA1", at=4)]
+    replayed(con, dataset(hooks, leads, calls), observation_end=moment(100))
+    # B2 (created at 20) has waited longest by the end: 80 s.
+    assert records(blocking_webhooks(con)) == [
+        {"webhook_id": "wh-block", "leads": 3, "never_answered": 2, "longest_block_s": 80.0},
+    ]
+
+
+def test_blocking_webhooks_on_sample_is_the_webhook_waiting_without_timeout(
+        sample: Replayed) -> None:
+    con, _ = sample
+    frame = blocking_webhooks(con)
+    assert frame.webhook_id.tolist() == ["wh-refco"]  # the only one that waits without a timeout
+    never = con.execute("""SELECT count(*) FROM lead_outcomes
+                           WHERE webhook_id = 'wh-refco' AND first_callback_s IS NULL""").fetchone()
+    assert frame.never_answered.tolist() == [never[0]]  # type: ignore[index]
+
+
+# =========================================================================== pairing
+#
+# wh-p (advertiser P) reads the conversion ID from json.data.ref; wh-q (Q) is another webhook; wh-h reads it from a
+# header configured as header.X-Ref. wh-n is the near-miss webhook: each not_found callback there is rescued by
+# exactly one transform.
+
+PAIRING_WEBHOOKS = [
+    webhook("wh-p", "P", wait=True, pairing=[{"identifier": "conversion_id", "location": "json.data.ref"}]),
+    webhook("wh-q", "Q", wait=True),
+    webhook("wh-h", "H", wait=True, pairing=[{"identifier": "conversion_id", "location": "header.X-Ref"}]),
+    webhook("wh-n", "N", wait=True),
+]
+PAIRING_LEADS = [
+    lead("P1", "C100", "wh-p", "P"), lead("P2", "C200", "wh-p", "P"), lead("P3", "C300", "wh-p", "P"),
+    lead("P4", "C400", "wh-p", "P"), lead("P5", "C500", "wh-p", "P", external_id="E500"),
+    lead("P7", "C700", "wh-p", "P"),
+    lead("Q1", "Q-1", "wh-q", "Q"),
+    lead("H1", "H-1", "wh-h", "H"),
+    lead("N1", "C/1", "wh-n", "N"),                            # url_decode
+    lead("N2", "AbC-2", "wh-n", "N"),                          # case_fold
+    lead("N3", "C3", "wh-n", "N"),                             # trim
+    lead("N4", "CN4", "wh-n", "N", external_id="0042X"),       # leading_zeros (not a number)
+    lead("N5", "12345", "wh-n", "N"),                          # numeric
+    lead("N6", "C6", "wh-n", "N"),                             # unmapped_location
+]
+JSON = [["Content-Type", "application/json"]]
+PAIRING_CALLBACKS = [
+    call("p1", "wh-p", at=1, body='{"data": {"ref": "C100"}}', headers=JSON),          # matched (pairing rule)
+    call("p2", "wh-p", at=2, body='{"data": {"reference": "C200"}}', headers=JSON),    # unmapped JSON key
+    call("p3", "wh-p", at=3, headers=[["X-Conversion", "C300"]]),                     # in a header
+    call("p4", "wh-p", "pcid=&pcid=C400", at=4),                                     # repeated query param
+    call("p5", "wh-p", "pcid=Q-1", at=5),                                            # wrong webhook
+    call("p6", "wh-p", "external_id=E500&advertiser_id=P", at=6),                    # matched by external ID
+    call("p7", "wh-p", "external_id=E600&advertiser_id=Q", at=7),                    # not_found; Q is wh-q's
+    call("p8", "wh-p", at=8, body='{"items": [{"id": "C700"}]}', headers=JSON),       # unmapped array path
+    call("h1", "wh-h", at=1, headers=[["x-ref", "H-1"]]),                             # matched, header any case
+    call("n1", "wh-n", "pcid=C%252F1", at=1),        # decodes once to C%2F1
+    call("n2", "wh-n", "pcid=abc-2", at=2),
+    call("n3", "wh-n", "pcid=%20C3%20", at=3),       # " C3 "
+    call("n4", "wh-n", "external_id=42X", at=4),
+    call("n5", "wh-n", "pcid=12345.00", at=5),
+    call("n6", "wh-n", at=6, body='{"ref": "C6"}', headers=JSON),  # no_identifiers; C6 in json.ref
+]
+
+
+@pytest.fixture(scope="module")
+def pairing_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
+    for con in module_case(tmp_path_factory, "pairing", PAIRING_WEBHOOKS, PAIRING_LEADS, PAIRING_CALLBACKS):
+        yield con, parse_webhooks(PAIRING_WEBHOOKS, source="webhooks.json")
+
+
+def test_pairing_outcomes_of_the_hand_built_dataset_are_as_designed(
+        pairing_case: Replayed) -> None:
+    outcomes = dict(pairing_case[0].execute("SELECT request_id, outcome FROM callback_outcomes").fetchall())
+    assert outcomes == {
+        "p1": "matched", "p2": "no_identifiers", "p3": "no_identifiers", "p4": "matched", "p5": "wrong_webhook",
+        "p6": "matched", "p7": "not_found", "p8": "no_identifiers", "h1": "matched",
+        "n1": "not_found", "n2": "not_found", "n3": "not_found", "n4": "not_found", "n5": "not_found",
+        "n6": "no_identifiers",
+    }
+
+
+def validation_row(location: str, identifier: str, source: str, callbacks: int, present: int = 0, here: int = 0,
+                   elsewhere: int = 0) -> Row:
+    return {"identifier": identifier, "location": location, "source": source, "callbacks": callbacks,
+            "present": present, "resolves_here": here, "resolves_elsewhere": elsewhere,
+            "precision": Fraction(here, present) if present else None}
+
+
+def test_pairing_validation_rows_for_a_webhook_with_a_pairing_rule(
+        pairing_case: Replayed) -> None:
+    con, webhooks = pairing_case
+    frame = pairing_validation(con, webhooks)
+    assert list(frame.columns) == ["webhook_id", "identifier", "location", "source", "callbacks", "present",
+                                   "resolves_here", "resolves_elsewhere", "precision"]
+    rows = records(frame[frame.webhook_id == "wh-p"])
+    # Identifiers alphabetically, then the order the replay reads their locations in.
+    assert_rows(rows, [
+        # p6 names wh-p's advertiser P, p7 names wh-q's advertiser Q.
+        validation_row("query.advertiser_id", "advertiser_id", "standard", 8, present=2, here=1, elsewhere=1),
+        validation_row("form.advertiser_id", "advertiser_id", "standard", 8),
+        validation_row("json.advertiser_id", "advertiser_id", "standard", 8),
+        validation_row("json.data.ref", "conversion_id", "pairing", 8, present=1, here=1),
+        # p4 (the first non-empty pcid, C400) here; p5 (Q-1) names wh-q's lead.
+        validation_row("query.pcid", "conversion_id", "standard", 8, present=2, here=1, elsewhere=1),
+        validation_row("form.pcid", "conversion_id", "standard", 8),
+        validation_row("json.pcid", "conversion_id", "standard", 8),
+        # E500 names P5; E600 names nobody.
+        validation_row("query.external_id", "external_id", "standard", 8, present=2, here=1),
+        validation_row("form.external_id", "external_id", "standard", 8),
+        validation_row("json.external_id", "external_id", "standard", 8),
+    ])
+
+
+def test_pairing_validation_configured_header_location_is_read_ignoring_case(
+        pairing_case: Replayed) -> None:
+    con, webhooks = pairing_case
+    frame = pairing_validation(con, webhooks)
+    rows = records(frame[(frame.webhook_id == "wh-h") & (frame.identifier == "conversion_id")])
+    assert_rows(rows, [
+        validation_row("header.x-ref", "conversion_id", "pairing", 1, present=1, here=1),
+        validation_row("query.pcid", "conversion_id", "standard", 1),
+        validation_row("form.pcid", "conversion_id", "standard", 1),
+        validation_row("json.pcid", "conversion_id", "standard", 1),
+    ])
+
+
+def test_discover_locations_finds_unmapped_keys_headers_and_array_paths(
+        pairing_case: Replayed) -> None:
+    con, webhooks = pairing_case
+    frame = discover_locations(con, webhooks)
+    assert list(frame.columns) == ["webhook_id", "identifier", "location", "support", "present", "precision",
+                                   "configured_as", "unmapped"]
+    rows = records(frame[frame.webhook_id == "wh-p"])
+    assert rows == [
+        {"webhook_id": "wh-p", "identifier": "conversion_id", "location": "header.x-conversion", "support": 1,
+         "present": 1, "precision": 1.0, "configured_as": "unmapped", "unmapped": True},
+        {"webhook_id": "wh-p", "identifier": "conversion_id", "location": "json.data.ref", "support": 1,
+         "present": 1, "precision": 1.0, "configured_as": "pairing", "unmapped": False},
+        {"webhook_id": "wh-p", "identifier": "conversion_id", "location": "json.data.reference", "support": 1,
+         "present": 1, "precision": 1.0, "configured_as": "unmapped", "unmapped": True},
+        {"webhook_id": "wh-p", "identifier": "conversion_id", "location": "json.items.0.id", "support": 1,
+         "present": 1, "precision": 1.0, "configured_as": "unmapped", "unmapped": True},
+        {"webhook_id": "wh-p", "identifier": "conversion_id", "location": "query.pcid", "support": 1,
+         "present": 2, "precision": 0.5, "configured_as": "standard", "unmapped": False},
+        {"webhook_id": "wh-p", "identifier": "external_id", "location": "query.external_id", "support": 1,
+         "present": 2, "precision": 0.5, "configured_as": "standard", "unmapped": False},
+    ]
+
+
+def test_discover_locations_min_support(pairing_case: Replayed) -> None:
+    con, webhooks = pairing_case
+    assert discover_locations(con, webhooks, min_support=2).empty
+
+
+NEAR_MISS_ORDER = ["trim", "case_fold", "url_decode", "leading_zeros", "numeric", "unmapped_location"]
+
+
+def test_near_misses_each_transform_rescues_exactly_its_own_case(
+        pairing_case: Replayed) -> None:
+    con, webhooks = pairing_case
+    frame = near_misses(con, webhooks)
+    assert list(frame.columns) == ["webhook_id", "transform", "not_found", "no_identifiers", "rescued",
+                                   "rescued_share"]
+    rows = records(frame[frame.webhook_id == "wh-n"])
+    assert [r["transform"] for r in rows] == NEAR_MISS_ORDER
+    assert_rows(rows, [{"transform": t, "not_found": 5, "no_identifiers": 1, "rescued": 1,
+                        "rescued_share": Fraction(1, 6)} for t in NEAR_MISS_ORDER])
+
+
+@pytest.mark.parametrize(("request_id", "transform"), [
+    pytest.param("n1", "url_decode", id="double-encoded-C%252F1"),
+    pytest.param("n2", "case_fold", id="lower-case-abc-2"),
+    pytest.param("n3", "trim", id="padded-space-C3"),
+    pytest.param("n4", "leading_zeros", id="42X-for-0042X"),
+    pytest.param("n5", "numeric", id="12345.00-for-12345"),
+    pytest.param("n6", "unmapped_location", id="json.ref"),
+])
+def test_near_misses_only_one_transform_rescues_each_case(
+        dataset: MakeDataset, con: duckdb.DuckDBPyConnection, request_id: str, transform: str) -> None:
+    calls = [c for c in PAIRING_CALLBACKS if c["request_id"] == request_id]
+    webhooks = replayed(con, dataset(PAIRING_WEBHOOKS, PAIRING_LEADS, calls))
+    frame = near_misses(con, webhooks)
+    rescued = frame[frame.rescued > 0]
+    assert rescued["transform"].tolist() == [transform]
+    assert rescued["rescued"].tolist() == [1]
+
+
+def test_near_misses_on_a_webhook_with_unmapped_locations(
+        pairing_case: Replayed) -> None:
+    con, webhooks = pairing_case
+    frame = near_misses(con, webhooks)
+    rows = records(frame[frame.webhook_id == "wh-p"])
+    # p7 (E600) is not_found and nothing rescues it; p2, p3 and p8 carry a conversion ID where nothing reads it.
+    assert_rows(rows, [{"transform": t, "not_found": 1, "no_identifiers": 3,
+                        "rescued": 3 if t == "unmapped_location" else 0,
+                        "rescued_share": Fraction(3 if t == "unmapped_location" else 0, 4)}
+                       for t in NEAR_MISS_ORDER])
+    assert set(frame.webhook_id) == {"wh-p", "wh-n"}  # only webhooks with not_found / no_identifiers
+
+
+def test_near_misses_external_id_with_a_wrong_advertiser_is_not_rescued(dataset: MakeDataset,
+                                                                        con: duckdb.DuckDBPyConnection) -> None:
+    hooks = [webhook("wh-e", "E", wait=True)]
+    leads = [lead("E1", "CE1", "wh-e", "E", external_id="X9")]
+    webhooks = replayed(con, dataset(hooks, leads, [call("e", "wh-e", "external_id=X9&advertiser_id=OTHER", at=5)]))
+    assert con.execute("SELECT outcome FROM callback_outcomes").fetchall() == [("not_found",)]
+    frame = near_misses(con, webhooks)
+    assert frame["rescued"].tolist() == [0] * len(NEAR_MISS_ORDER)
+
+
+# =========================================================================== timeline
+#
+# Lead TL1 on wh-tl (timeout 30 s, interim "pending"): an early callback at −2, created at 0, interim at 3,
+# matched at 5, duplicate at 8, deadline at 30; a callback naming it sent to wh-other at 12 (wrong_webhook).
+
+TIMELINE_WEBHOOKS = [
+    webhook("wh-tl", "T", wait=True, timeout_s=30, status_location="query.status", interim_statuses=["pending"]),
+    webhook("wh-other", "O", wait=True),
+]
+TIMELINE_LEADS = [
+    lead("TL1", "CT1", "wh-tl", "T"),
+    lead("TL2", "CT2", "wh-tl", "T"),
+    lead("DUP", "CD1", "wh-tl", "T"), lead("DUP", "CD2", "wh-other", "O"),  # one lead sent to two webhooks
+]
+TIMELINE_CALLBACKS = [
+    call("e", "wh-tl", "pcid=CT1", at=-2, recorded=404),
+    call("i", "wh-tl", "pcid=CT1&status=pending", at=3, recorded=200),
+    call("m", "wh-tl", "pcid=CT1&status=approved", at=5, recorded=200),
+    call("d", "wh-tl", "pcid=CT1", at=8, recorded=200),
+    call("w", "wh-other", "pcid=CT1", at=12),
+    call("x", "wh-tl", "pcid=CT2", at=40),  # TL2's callback, late; sets the observation end at 40
+]
+
+
+@pytest.fixture(scope="module")
+def timeline_con(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    yield from module_case(tmp_path_factory, "timeline", TIMELINE_WEBHOOKS, TIMELINE_LEADS, TIMELINE_CALLBACKS)
+
+
+def test_timeline_events_in_order(timeline_con: duckdb.DuckDBPyConnection) -> None:
+    frame = lead_timeline(timeline_con, "TL1")
+    assert list(frame.columns) == ["time", "event", "outcome", "status_code", "recorded_status", "request_id",
+                                   "method", "url", "headers", "body", "detail"]
+    got = [(r["time"], r["event"], r["outcome"], r["status_code"], r["recorded_status"], r["request_id"],
+            r["detail"]) for r in records(frame) if r["event"] not in ("received", "finished")]
+    assert got == [
+        (moment(-2), "callback", "early", 404, 404, "e", "paired by conversion_id"),
+        (moment(0), "created", None, None, None, None, "waiting webhook CT1 on wh-tl"),
+        (moment(3), "callback", "interim", 200, 200, "i", "paired by conversion_id"),
+        (moment(5), "callback", "matched", 200, 200, "m", "paired by conversion_id"),
+        (moment(8), "callback", "duplicate", 404, 200, "d", "paired by conversion_id"),
+        (moment(12), "callback", "wrong_webhook", 404, None, "w", "sent to wh-other, not to this lead's webhook"),
+        (moment(30), "deadline", None, None, None, None, "the ping tree stops waiting after this instant"),
+    ]
+    finished = records(frame[frame.event.isin(["received", "finished"])])
+    assert [(r["outcome"], r["status_code"], r["detail"]) for r in finished] == [(None, None, "finished after 5.0 s")]
+    assert frame.url[frame.request_id == "m"].tolist() == ["/webhooks/wh-tl?pcid=CT1&status=approved"]
+    assert frame.method[frame.request_id == "m"].tolist() == ["POST"]
+
+
+def test_timeline_received_state_stands_where_the_wait_finished(timeline_con: duckdb.DuckDBPyConnection) -> None:
+    """W1: the state event of a received lead is placed at finished_at, right after the matched callback."""
+    frame = lead_timeline(timeline_con, "TL1")
+    events = list(zip(frame.event, frame.outcome, strict=True))
+    received = events.index(("received", None))
+    assert events[received - 1] == ("callback", "matched")
+    assert frame.time.iloc[received] == moment(5)
+
+
+def test_timeline_timed_out_lead(timeline_con: duckdb.DuckDBPyConnection) -> None:
+    frame = lead_timeline(timeline_con, "TL2")
+    got = [(r["time"], r["event"], r["outcome"], r["detail"]) for r in records(frame)]
+    assert got == [
+        (moment(0), "created", None, "waiting webhook CT2 on wh-tl"),
+        (moment(30), "deadline", None, "the ping tree stops waiting after this instant"),
+        (moment(40), "callback", "late", "paired by conversion_id"),
+        (moment(40), "timed_out", None, "no callback in time; the scenario failed"),
+    ]
+
+
+def test_timeline_by_conversion_id_equals_by_lead_id(timeline_con: duckdb.DuckDBPyConnection) -> None:
+    pd.testing.assert_frame_equal(lead_timeline(timeline_con, "CT1"), lead_timeline(timeline_con, "TL1"))
+    assert lead_timeline(timeline_con, "CD2").detail.iloc[0] == "waiting webhook CD2 on wh-other"
+
+
+@pytest.mark.parametrize(("lead_key", "message"), [
+    pytest.param("nope", "no lead with lead_id or conversion_id 'nope'", id="unknown"),
+    pytest.param("tl1", "no lead with lead_id or conversion_id 'tl1'", id="case-sensitive"),
+    pytest.param("DUP", "'DUP' names 2 waiting webhooks (one lead sent to several webhooks); give its conversion_id",
+                 id="lead-on-two-webhooks"),
+])
+def test_timeline_error_text(timeline_con: duckdb.DuckDBPyConnection, lead_key: str, message: str) -> None:
+    with pytest.raises(ReplayError) as caught:
+        lead_timeline(timeline_con, lead_key)
+    assert str(caught.value) == message
+
+
+# =========================================================================== generate
+#
+# data/sample is ``generate(leads=3000, seed=7)`` (README): the test below checks that byte for byte, so the
+# profile checks after it run on the sample's replay (the module's ``sample`` fixture).
+
+
+def test_generate_seed_7_is_the_bundled_sample(tmp_path: Path) -> None:
+    made = generate(tmp_path / "s7", leads=3000, seed=7)
+    assert (made.leads, made.callbacks, made.garbage_lines) == (3000, 3537, 3)
+    for name in ("webhooks.json", "dispatches.csv", "callbacks.jsonl"):
+        assert (made.path / name).read_bytes() == (SAMPLE / name).read_bytes(), name
+
+
+
+def test_generate_same_seed_same_bytes_other_seed_other_bytes(generated: dict[int, Path], tmp_path: Path) -> None:
+    seed = GENERATED_SEEDS[0]
+    again = generate(tmp_path / "again", leads=2000, seed=seed).path
+    files = ["webhooks.json", "dispatches.csv", "callbacks.jsonl"]
+    for name in files:
+        assert (again / name).read_bytes() == (generated[seed] / name).read_bytes(), name
+    other = generated[GENERATED_SEEDS[1]]
+    for name in ["dispatches.csv", "callbacks.jsonl"]:
+        assert (other / name).read_bytes() != (generated[seed] / name).read_bytes(), name
+
+
+def test_generate_counts_as_returned(tmp_path: Path) -> None:
+    made = generate(tmp_path / "g", leads=500, seed=3)
+    assert made.leads == 500
+    con = connect()
+    loaded = load_dataset(con, made.path)
+    reports = {Path(r.path).name: r for r in loaded.files}
+    assert (reports["dispatches.csv"].loaded, reports["dispatches.csv"].quarantined) == (500, 0)
+    callbacks = reports["callbacks.jsonl"]
+    assert (callbacks.loaded, callbacks.quarantined) == (made.callbacks, made.garbage_lines)
+    assert made.garbage_lines >= 2
+    lines = (made.path / "callbacks.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == made.callbacks + made.garbage_lines
+    reasons = {r for (r,) in con.execute("SELECT DISTINCT reason FROM quarantine").fetchall()}
+    assert reasons <= {"not valid JSON", "bad received_at: not an ISO 8601 timestamp"}
+    con.close()
+
+
+def outcome_count(con: duckdb.DuckDBPyConnection, where: str) -> int:
+    (count,) = con.execute(f"SELECT count(*) FROM callback_outcomes WHERE {where}").fetchone()  # type: ignore[misc]
+    return int(count)
+
+
+@pytest.mark.parametrize(("behaviour", "where"), [
+    pytest.param("refco-interim", "webhook_id = 'wh-refco' AND outcome = 'interim'", id="wh-refco-interim"),
+    pytest.param("refco-no-identifiers", "webhook_id = 'wh-refco' AND outcome = 'no_identifiers'",
+                 id="wh-refco-no_identifiers"),
+    pytest.param("slowbank-late", "webhook_id = 'wh-slowbank' AND outcome = 'late'", id="wh-slowbank-late"),
+    pytest.param("slowbank-gap", "token = 'wh-slowbank' AND outcome = 'unknown_token' "
+                 "AND received_at >= '2026-11-05T12:00:00Z' AND received_at < '2026-11-05T12:30:00Z'",
+                 id="wh-slowbank-unknown_token-in-gap"),
+    pytest.param("extonly-not-found", "webhook_id = 'wh-extonly' AND outcome = 'not_found'",
+                 id="wh-extonly-not_found"),
+    pytest.param("extonly-by-external", "webhook_id = 'wh-extonly' AND matched_by = 'external_id'",
+                 id="wh-extonly-paired-by-external-id"),
+    pytest.param("fastpay-early", "webhook_id = 'wh-fastpay' AND outcome = 'early'", id="wh-fastpay-early"),
+    pytest.param("old-token", "token = 'wh-fastpay-v1' AND outcome = 'unknown_token'", id="old-token"),
+    pytest.param("copy-paste", "webhook_id = 'wh-retry' AND outcome = 'wrong_webhook'", id="wrong-webhook"),
+    pytest.param("retry-duplicates", "webhook_id = 'wh-retry' AND outcome = 'duplicate'", id="wh-retry-duplicate"),
+])
+def test_generate_profile_behaviour_shows_after_replay(sample: Replayed,
+                                                       behaviour: str, where: str) -> None:
+    assert outcome_count(sample[0], where) > 0, behaviour
+
+
+def test_generate_slowbank_gap_has_only_unknown_tokens(sample: Replayed) -> None:
+    outcomes = {o for (o,) in sample[0].execute("""
+        SELECT DISTINCT outcome FROM callback_outcomes
+        WHERE token = 'wh-slowbank' AND received_at >= '2026-11-05T12:00:00Z'
+          AND received_at < '2026-11-05T12:30:00Z'""").fetchall()}
+    assert outcomes == {"unknown_token"}
+
+
+def test_generate_retry_has_duplicate_storms(sample: Replayed) -> None:
+    (storms,) = sample[0].execute("""
+        SELECT count(*) FROM (SELECT lead_id FROM callback_outcomes
+                              WHERE webhook_id = 'wh-retry' AND outcome IN ('duplicate', 'late')
+                              GROUP BY lead_id HAVING count(*) >= 3)""").fetchone()  # type: ignore[misc]
+    assert storms > 0
+
+
+def test_generate_nightly_does_not_wait(sample: Replayed) -> None:
+    states = {s for (s,) in sample[0].execute(
+        "SELECT DISTINCT state FROM lead_outcomes WHERE webhook_id = 'wh-nightly'").fetchall()}
+    assert "timed_out" not in states
+    assert outcome_count(sample[0], "webhook_id = 'wh-nightly' AND outcome = 'late'") == 0
+
+
+def test_generate_extonly_not_found_rescued_by_near_misses(sample: Replayed) -> None:
+    frame = near_misses(*sample).set_index(["webhook_id", "transform"])
+    for transform in ("trim", "case_fold", "leading_zeros"):
+        assert int(frame.loc[("wh-extonly", transform), "rescued"]) > 0, transform  # type: ignore[arg-type]
+
+
+def test_generate_refco_unmapped_reference_key_is_discovered(
+        sample: Replayed) -> None:
+    found = discover_locations(*sample)
+    flagged = found[found.unmapped & (found.webhook_id == "wh-refco")]
+    assert flagged.location.tolist() == ["json.data.reference"]
+
+
+def test_generate_disagreements_are_the_planted_incidents(sample: Replayed) -> None:
+    frame = disagreements(sample[0])
+    duplicate_day = (frame.received_at >= pd.Timestamp("2026-11-06", tz="UTC")) & \
+        (frame.received_at < pd.Timestamp("2026-11-07", tz="UTC"))
+    bug = duplicate_day & (frame.outcome == "duplicate") & (frame.recorded_status == 200) & (frame.model_status == 404)
+    gateway = frame.recorded_status == 502
+    assert bug.sum() > 0
+    assert (bug | gateway).all()
+    assert (frame[~gateway].outcome == "duplicate").all()
