@@ -26,9 +26,8 @@ Per webhook that waits and candidate ``timeout_s``:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import math
+from collections.abc import Sequence
 
 import duckdb
 import pandas as pd
