@@ -370,10 +370,11 @@ def test_timeline_prints_the_leads_events(small: Path, lead: str) -> None:
     rows = cells(result.stdout)
     assert rows[0] == ["time", "event", "outcome", "status_code", "recorded_status", "request_id", "method", "url",
                        "body", "detail"]
-    # The lead-state row is left out here: its name and place are an open bug (see test_analysis.py).
-    assert [(r[1], r[2], r[5]) for r in rows[1:] if r[1] not in ("received", "finished")] == [
-        ("created", "", ""), ("callback", "matched", "r1"), ("callback", "duplicate", "r2"), ("deadline", "", "")]
-    assert [r[9] for r in rows[1:] if r[1] in ("received", "finished")] == ["finished after 4.0 s"]
+    # The state row of a received lead stands where the wait finished (lead_timeline's docstring, W1).
+    assert [(r[1], r[2], r[5]) for r in rows[1:]] == [
+        ("created", "", ""), ("callback", "matched", "r1"), ("received", "", ""), ("callback", "duplicate", "r2"),
+        ("deadline", "", "")]
+    assert [r[9] for r in rows[1:] if r[1] == "received"] == ["finished after 4.0 s"]
 
 
 def test_timeline_out_csv(small: Path, tmp_path: Path) -> None:

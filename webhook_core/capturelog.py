@@ -206,14 +206,15 @@ class CaptureLog:
             await asyncio.shield(self._flusher)
 
     def close(self) -> None:
-        """Write anything still queued (synchronously), then release the files and the lock."""
+        """Release the files and the lock, after the batch being written (if any).
+
+        Lines still queued are dropped, not written: their answers wait for the
+        sync, so none of them was answered, and the log holds what was answered.
+        """
         if self._closed:
             return
         self._closed = True
-        if self._failed is None and any(self._pending.values()):
-            data = {name: b"".join(lines) for name, lines in self._pending.items()}
-            self._pending = {name: [] for name in self._pending}
-            self._write(data)
+        self._pending = {name: [] for name in self._pending}
         self._executor.shutdown(wait=True)
         for fd in self._fds.values():
             os.close(fd)

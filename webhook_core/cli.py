@@ -29,7 +29,6 @@ from webhook_core.matching import Outcome
 from webhook_core.pairing import discover_locations, near_misses, pairing_validation
 from webhook_core.rates import disagreements, rates
 from webhook_core.replay import CALLBACK_COLUMNS, LEAD_COLUMNS, replay
-from webhook_core.report import build_report
 from webhook_core.settings import load_webhooks, parse_timestamp
 from webhook_core.survival import CURVE_COLUMNS, capture_curve, wait_summary
 from webhook_core.timeline import lead_timeline
@@ -343,6 +342,8 @@ def _seconds(value: Any) -> str:
               help="Folder for one HTML page per notebook and index.html.")
 def report_command(dataset: Path, out_dir: Path) -> None:
     """Run every notebook on DATASET and write a self-contained HTML report (charts work offline)."""
+    from webhook_core.report import build_report  # papermill and nbconvert take seconds to import
+
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with _user_errors(), Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task("notebooks", total=None)

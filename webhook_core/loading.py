@@ -86,6 +86,8 @@ def prepare(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None,
             temp_directory: str | None = None, threads: int | None = None) -> None:
     # A naive timestamp means UTC, whatever the machine's zone.
     con.execute("SET TimeZone = 'UTC'")
+    # DuckDB's own bar would write to stdout mid-table; the CLI shows its own progress.
+    con.execute("SET enable_progress_bar = false")
     if memory_limit is not None:
         con.execute(f"SET memory_limit = '{memory_limit}'")
     if temp_directory is not None:
@@ -356,43 +358,56 @@ _CALLBACK_STAGE = """
 """
 
 #: From a JSONL-shaped document to the callbacks columns; a non-NULL ``reason`` quarantines the row.
-_CALLBACK_FIELDS = """
+#: The JSONL fields, extracted from each document in ONE parse (``json_extract`` with a
+#: list of paths); every later test reads a small sub-document. Field positions:
+_FIELD_PATHS = ("received_at", "url", "method", "headers", "body", "request_id", "response_status",
+                "response_body")
+_F = {name: f"f[{index}]" for index, name in enumerate(_FIELD_PATHS, 1)}
+
+#: From a JSONL-shaped document to the callbacks columns; a non-NULL ``reason`` quarantines the row.
+_CALLBACK_FIELDS = f"""
     line AS seq, raw,
     CASE
         WHEN parse_error IS NOT NULL THEN parse_error
         WHEN doc IS NULL THEN 'not valid JSON'
-        WHEN json_type(doc) <> 'OBJECT' THEN 'not a JSON object'
-        WHEN json_type(doc, '$.received_at') IS NULL OR json_type(doc, '$.received_at') = 'NULL'
-            THEN 'missing received_at'
-        WHEN json_type(doc, '$.received_at') <> 'VARCHAR'
-             OR wa_timestamp(json_extract_string(doc, '$.received_at')) IS NULL
+        WHEN doc_type <> 'OBJECT' THEN 'not a JSON object'
+        WHEN coalesce(json_type({_F["received_at"]}), 'NULL') = 'NULL' THEN 'missing received_at'
+        WHEN json_type({_F["received_at"]}) <> 'VARCHAR' OR received_at IS NULL
             THEN 'bad received_at: not an ISO 8601 timestamp'
-        WHEN json_type(doc, '$.url') IS NULL OR json_type(doc, '$.url') = 'NULL'
-             OR json_extract_string(doc, '$.url') = ''
+        WHEN coalesce(json_type({_F["url"]}), 'NULL') = 'NULL' OR json_extract_string({_F["url"]}, '$') = ''
             THEN 'missing url'
-        WHEN json_type(doc, '$.url') <> 'VARCHAR' THEN 'bad url: not a string'
+        WHEN json_type({_F["url"]}) <> 'VARCHAR' THEN 'bad url: not a string'
     END AS reason,
-    coalesce(wa_json_text(json_extract(doc, '$.request_id')), CAST(line AS VARCHAR)) AS request_id,
-    wa_timestamp(json_extract_string(doc, '$.received_at')) AS received_at,
-    coalesce(nullif(json_extract_string(doc, '$.method'), ''), 'POST') AS method,
-    json_extract_string(doc, '$.url') AS url,
-    wa_headers(json_extract(doc, '$.headers')) AS headers,
-    CASE WHEN json_type(doc, '$.body') = 'VARCHAR' THEN json_extract_string(doc, '$.body')
-         WHEN json_type(doc, '$.body') IN ('OBJECT', 'ARRAY') THEN CAST(json_extract(doc, '$.body') AS VARCHAR)
+    coalesce(wa_json_text({_F["request_id"]}), CAST(line AS VARCHAR)) AS request_id,
+    received_at,
+    coalesce(nullif(json_extract_string({_F["method"]}, '$'), ''), 'POST') AS method,
+    json_extract_string({_F["url"]}, '$') AS url,
+    headers,
+    CASE body_type WHEN 'VARCHAR' THEN json_extract_string({_F["body"]}, '$')
+                   WHEN 'OBJECT' THEN CAST({_F["body"]} AS VARCHAR)
+                   WHEN 'ARRAY' THEN CAST({_F["body"]} AS VARCHAR)
     END AS body,
-    CASE WHEN try_cast(json_extract_string(doc, '$.response_status') AS INTEGER) BETWEEN 100 AND 599
-         THEN try_cast(json_extract_string(doc, '$.response_status') AS INTEGER) END AS recorded_status,
-    json_extract_string(doc, '$.response_body') AS recorded_body,
+    CASE WHEN try_cast(json_extract_string({_F["response_status"]}, '$') AS INTEGER) BETWEEN 100 AND 599
+         THEN try_cast(json_extract_string({_F["response_status"]}, '$') AS INTEGER) END AS recorded_status,
+    json_extract_string({_F["response_body"]}, '$') AS recorded_body,
     list_filter([
-        CASE WHEN coalesce(json_type(doc, '$.body'), 'NULL') = 'NULL' THEN 'body_absent' END,
-        CASE WHEN json_type(doc, '$.body') IN ('OBJECT', 'ARRAY') THEN 'body_not_text' END,
-        CASE WHEN json_type(doc, '$.body') IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN') THEN 'body_not_text' END,
-        CASE WHEN coalesce(json_type(doc, '$.headers'), 'NULL') NOT IN ('NULL', 'OBJECT', 'ARRAY')
-               OR len(wa_headers(json_extract(doc, '$.headers')))
-                  < json_array_length(CASE WHEN json_type(doc, '$.headers') = 'ARRAY'
-                                           THEN json_extract(doc, '$.headers') END)
+        CASE WHEN coalesce(body_type, 'NULL') = 'NULL' THEN 'body_absent' END,
+        CASE WHEN body_type IN ('OBJECT', 'ARRAY', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')
+             THEN 'body_not_text' END,
+        CASE WHEN coalesce(headers_type, 'NULL') NOT IN ('NULL', 'OBJECT', 'ARRAY')
+               OR (headers_type = 'ARRAY' AND len(headers) < json_array_length({_F["headers"]}))
              THEN 'headers_unreadable' END
     ], lambda n: n IS NOT NULL) AS capture_notes
+"""
+
+#: One parse per document, then the typed pieces the fields above read.
+_CALLBACK_PARTS = f"""
+    SELECT *, wa_timestamp(json_extract_string({_F["received_at"]}, '$')) AS received_at,
+           json_type({_F["body"]}) AS body_type, json_type({_F["headers"]}) AS headers_type,
+           wa_headers({_F["headers"]}) AS headers
+    FROM (SELECT line, raw, parse_error, doc, json_type(doc) AS doc_type,
+                 json_extract(doc, [{", ".join(f"'$.{name}'" for name in _FIELD_PATHS)}]) AS f
+          FROM callback_stage)
 """
 
 _HEADER_MACRO = """
@@ -461,7 +476,7 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
 
 def _flush_callbacks(con: duckdb.DuckDBPyConnection, source: str) -> None:
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE callback_judged AS SELECT {_CALLBACK_FIELDS} FROM callback_stage;
+        CREATE OR REPLACE TEMP TABLE callback_judged AS SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS});
         INSERT INTO quarantine SELECT {source}, seq, raw, reason FROM callback_judged WHERE reason IS NOT NULL;
         INSERT INTO callbacks
         SELECT seq, request_id, received_at, method, url, headers, body, recorded_status, recorded_body,

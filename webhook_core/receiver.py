@@ -411,6 +411,9 @@ class Receiver:
         existing = self._registered.get(waiting.conversion_id)
         if existing is not None and _fields(existing)[:-1] == _fields(waiting)[:-1]:  # a retry: same lead
             await self.log.drain()  # it may still be on its way to disk
+            if self.log.failed:
+                await _respond(send, 503, _UNAVAILABLE)
+                return
             await _respond(send, 200, _json({"status": "already registered", **_describe(existing)}))
             return
         version = self.webhooks.live(waiting.webhook_id, waiting.created_at)

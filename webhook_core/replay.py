@@ -21,10 +21,10 @@ import pandas as pd
 
 from webhook_core.extraction import STANDARD_NAMES
 from webhook_core.loading import write_webhook_versions
-from webhook_core.locations import Location
+from webhook_core.locations import Location, LocationKind
 from webhook_core.matching import NOT_FOUND_BODY, Outcome, to_us
 from webhook_core.settings import IDENTIFIERS, WebhookVersions
-from webhook_core.sql import location_sql, quote_literal, standard_sql
+from webhook_core.sql import json_pointer, location_sql, quote_literal, standard_sql
 
 __all__ = ["CALLBACK_COLUMNS", "LEAD_COLUMNS", "ReplayResult", "replay"]
 
@@ -117,9 +117,15 @@ def _build_sql(webhooks: WebhookVersions) -> str:
     interim_case = (f"CASE version_no {' '.join(interim_branches)} ELSE false END"
                     if interim_branches else "false")
 
-    location_columns = "".join(f",\n            {location_sql(loc)} AS {name}" for loc, name in locations.items())
+    # Every JSON value any location reads comes from one json_extract (one parse) per body.
+    pointers = [json_pointer((name,)) for name in STANDARD_NAMES.values()]
+    pointers += [json_pointer(loc.path) for loc in locations if loc.kind is LocationKind.JSON]
+    slots = {pointer: index for index, pointer in enumerate(dict.fromkeys(pointers), 1)}
+    json_list = ", ".join(quote_literal(pointer) for pointer in slots)
+    location_columns = "".join(
+        f",\n            {location_sql(loc, slots)} AS {name}" for loc, name in locations.items())
     standard_columns = "".join(
-        f",\n            {standard_sql(name)} AS std_{identifier}" for identifier, name in STANDARD_NAMES.items()
+        f",\n            {standard_sql(name, slots)} AS std_{identifier}" for identifier, name in STANDARD_NAMES.items()
     )
     not_found = quote_literal(NOT_FOUND_BODY.decode())
     return f"""
@@ -145,7 +151,8 @@ def _build_sql(webhooks: WebhookVersions) -> str:
     ),
     located AS (
         SELECT kinds.*,
-            CASE WHEN body_kind = 'form' THEN wa_parse_pairs(body) ELSE [] END AS form_pairs
+            CASE WHEN body_kind = 'form' THEN wa_parse_pairs(body) ELSE [] END AS form_pairs,
+            CASE WHEN body_kind = 'json' THEN json_extract(body_json, [{json_list}]) END AS json_vals
         FROM kinds
     )
     SELECT seq, request_id, received_at, us, recorded_status, token, body_kind, version_no,

@@ -105,8 +105,13 @@ def json_pointer(path: tuple[str, ...]) -> str:
     return "".join("/" + segment.replace("~", "~0").replace("/", "~1") for segment in path)
 
 
-def location_sql(location: Location) -> str:
-    """SQL reading ``location`` from a row of ``parsed_callbacks`` (NULL when absent or empty)."""
+def location_sql(location: Location, json_slots: dict[str, int] | None = None) -> str:
+    """SQL reading ``location`` from a parsed callback row (NULL when absent or empty).
+
+    With ``json_slots`` (JSON pointer → 1-based position), a JSON location reads the
+    row's ``json_vals`` list, extracted from the body in one parse, instead of parsing
+    the body again.
+    """
     name = quote_literal(location.name)
     if location.kind is LocationKind.QUERY:
         return f"wa_pair(query_pairs, {name})"
@@ -114,13 +119,17 @@ def location_sql(location: Location) -> str:
         return f"wa_pair(form_pairs, {name})"
     if location.kind is LocationKind.HEADER:
         return f"wa_header(headers, {name})"
-    pointer = quote_literal(json_pointer(location.path))
-    return f"wa_json_text(json_extract(body_json, {pointer}))"
+    return _json_sql(json_pointer(location.path), json_slots)
 
 
-def standard_sql(name: str) -> str:
+def standard_sql(name: str, json_slots: dict[str, int] | None = None) -> str:
     """A standard name: query string, then form body, then a top-level JSON key."""
     literal = quote_literal(name)
-    pointer = quote_literal(json_pointer((name,)))
     return (f"coalesce(wa_pair(query_pairs, {literal}), wa_pair(form_pairs, {literal}), "
-            f"wa_json_text(json_extract(body_json, {pointer})))")
+            f"{_json_sql(json_pointer((name,)), json_slots)})")
+
+
+def _json_sql(pointer: str, json_slots: dict[str, int] | None) -> str:
+    if json_slots is not None and pointer in json_slots:
+        return f"wa_json_text(json_vals[{json_slots[pointer]}])"
+    return f"wa_json_text(json_extract(body_json, {quote_literal(pointer)}))"
