@@ -236,7 +236,8 @@ def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime 
 @click.option("--candidates", default=",".join(f"{c:g}" for c in DEFAULT_CANDIDATES), show_default=True,
               help="Candidate timeouts in seconds, comma-separated.")
 @click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
-              help="Recommend the smallest timeout catching this share of the answers that eventually come.")
+              help="Recommend the smallest timeout by which this share of the leads that ever get a callback "
+                   "have had their first one (Kaplan-Meier).")
 @_end_option
 def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: float,
                      observation_end: datetime | None) -> None:
