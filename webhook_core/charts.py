@@ -17,7 +17,9 @@ __all__ = [
     "daily_rates_chart",
     "disagreement_chart",
     "discovery_chart",
+    "http_agreement_chart",
     "km_chart",
+    "latency_chart",
     "near_miss_chart",
     "outcome_chart",
     "rates_chart",
@@ -192,4 +194,46 @@ def near_miss_chart(misses: pd.DataFrame) -> alt.Chart:
         color=alt.Color("webhook_id:N", title="Webhook"),
         yOffset="webhook_id:N",
         tooltip=["webhook_id", "transform", "rescued", "not_found", "no_identifiers"],
+    ).properties(width=WIDTH)
+
+
+def http_agreement_chart(summary: pd.DataFrame) -> alt.Chart:
+    """Per expected outcome: requests where the target and where production answered otherwise than the model.
+
+    ``summary``: ``replayhttp.disagreement_summary``.
+    """
+    data = summary[["expected_outcome", "disagree", "no_answer", "recorded_disagree"]].melt(
+        id_vars=["expected_outcome"], var_name="who", value_name="n")
+    data["who"] = data["who"].map({"disagree": "target answered otherwise", "no_answer": "target did not answer",
+                                   "recorded_disagree": "production answered otherwise"})
+    return alt.Chart(data, title="Answers that differ from the model, by expected outcome").mark_bar().encode(
+        y=alt.Y("expected_outcome:N", title="Expected outcome (model)"),
+        x=alt.X("n:Q", title="Requests"),
+        color=alt.Color("who:N", title="Who differs",
+                        scale=alt.Scale(domain=["target answered otherwise", "target did not answer",
+                                                "production answered otherwise"],
+                                        range=["#e53935", "#757575", "#fb8c00"])),
+        yOffset="who:N",
+        tooltip=["expected_outcome", "who", alt.Tooltip("n:Q", title="requests")],
+    ).properties(width=WIDTH)
+
+
+def latency_chart(diff: pd.DataFrame) -> alt.Chart:
+    """Latency percentiles (p50, p90, p99) of the target's answers per expected outcome.
+
+    ``diff``: ``replayhttp.diff_table`` (its ``latency_ms`` is the final attempt's).
+    """
+    answered = diff.dropna(subset=["latency_ms"])
+    rows = []
+    for outcome, group in [("all requests", answered), *answered.groupby("expected_outcome")]:
+        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+            rows.append({"expected_outcome": outcome, "percentile": name,
+                         "latency_ms": float(group["latency_ms"].quantile(q))})
+    data = pd.DataFrame(rows)
+    return alt.Chart(data, title="Latency of the target's answers").mark_bar().encode(
+        y=alt.Y("expected_outcome:N", title="Expected outcome (model)", sort=["all requests"]),
+        x=alt.X("latency_ms:Q", title="Latency (ms)"),
+        color=alt.Color("percentile:N", title="Percentile", sort=["p50", "p90", "p99"]),
+        yOffset=alt.YOffset("percentile:N", sort=["p50", "p90", "p99"]),
+        tooltip=["expected_outcome", "percentile", alt.Tooltip("latency_ms:Q", format=".1f")],
     ).properties(width=WIDTH)

@@ -22,6 +22,7 @@ Tables written (all replaced on each load):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +87,10 @@ def prepare(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None,
             temp_directory: str | None = None, threads: int | None = None) -> None:
     # A naive timestamp means UTC, whatever the machine's zone.
     con.execute("SET TimeZone = 'UTC'")
-    # DuckDB's own bar would write to stdout mid-table; the CLI shows its own progress.
-    con.execute("SET enable_progress_bar = false")
+    # DuckDB's own bar would write to stdout mid-table; the CLI shows its own progress. (In Jupyter
+    # DuckDB refuses to touch the setting without ipywidgets, and draws no text bar there anyway.)
+    with contextlib.suppress(duckdb.InvalidInputException):
+        con.execute("SET enable_progress_bar = false")
     if memory_limit is not None:
         con.execute(f"SET memory_limit = '{memory_limit}'")
     if temp_directory is not None:

@@ -184,20 +184,21 @@ def near_misses(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> pd
     request_values(con)
     branches = []
     for name, (value_sql, key_sql) in NEAR_MISS_TRANSFORMS.items():
+        # An equi-join on the transformed value: a hash join, never misses × leads.
         branches.append(f"""
             SELECT DISTINCT m.seq, m.webhook_id, '{name}' AS transform
-            FROM misses m JOIN leads l ON l.webhook_id = m.webhook_id
-            WHERE CASE m.identifier
-                      WHEN 'conversion_id' THEN {value_sql.format("m.v")} = {key_sql.format("l.conversion_id")}
-                                                AND m.v <> l.conversion_id
-                      ELSE l.advertiser_id = m.advertiser_id
-                           AND {value_sql.format("m.v")} = {key_sql.format("l.external_id")}
-                           AND m.v <> l.external_id
-                  END""")
+            FROM (SELECT *, {value_sql.format("v")} AS tv FROM misses) m
+            JOIN (SELECT *, {key_sql.format("k")} AS tk FROM keyed_leads) l
+              ON l.webhook_id = m.webhook_id AND l.identifier = m.identifier AND l.tk = m.tv
+            WHERE m.v <> l.k AND (m.identifier = 'conversion_id' OR l.advertiser_id = m.advertiser_id)""")
     union = " UNION ALL ".join(branches)
     return con.execute(f"""
         WITH keys AS ({_LEAD_KEYS}),
-        leads AS (SELECT webhook_id, conversion_id, advertiser_id, external_id FROM dispatches),
+        keyed_leads AS (
+            SELECT webhook_id, advertiser_id, 'conversion_id' AS identifier, conversion_id AS k FROM dispatches
+            UNION ALL
+            SELECT webhook_id, advertiser_id, 'external_id', external_id FROM dispatches WHERE external_id IS NOT NULL
+        ),
         expected(webhook_id, identifier, location, source, rank) AS (VALUES {_expected_locations(webhooks)}),
         candidates AS (
             SELECT seq, webhook_id, outcome FROM callback_outcomes

@@ -39,7 +39,8 @@ def _keyed_callbacks(by: Grouping) -> str:
     return f"""
         SELECT {key} AS key, c.*
         FROM callback_outcomes c
-        LEFT JOIN (SELECT webhook_id, arg_max(advertiser_id, coalesce(active_from_us, -9223372036854775808)) AS advertiser_id
+        LEFT JOIN (SELECT webhook_id,
+                          arg_max(advertiser_id, coalesce(active_from_us, -9223372036854775808)) AS advertiser_id
                    FROM replay_versions GROUP BY webhook_id) a ON a.webhook_id = c.webhook_id
     """
 
