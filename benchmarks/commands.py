@@ -24,10 +24,11 @@ def run(args: list[str]) -> tuple[float, float]:
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "webhook_core.cli", *args], stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
-    _, _, usage = os.wait4(child.pid, 0)
+    errors = child.stderr.read() if child.stderr is not None else ""
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
-    if child.stderr is not None:
-        child.stderr.close()
+    if status != 0:
+        raise SystemExit(f"webhook-audit {' '.join(args)} failed:\n{errors[-2000:]}")
     return wall, usage.ru_maxrss / 1024
 
 
@@ -55,7 +56,7 @@ def main() -> None:
         "pairing": ["pairing", str(dataset), "--out", str(out / "pairing.parquet")],
     }
     if not options.skip_report:
-        commands["report (4 notebooks)"] = ["report", str(dataset), "--out", str(out / "report")]
+        commands["report (5 notebooks)"] = ["report", str(dataset), "--out", str(out / "report")]
     for name, args in commands.items():
         print(f"{name} …", flush=True)
         rows.append((name, *run(args)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,8 @@ import pytest
 
 from webhook_core import connect
 
+from datasets import write_dataset
+
 DISPATCH_HEADER = "lead_id,conversion_id,advertiser_id,external_id,webhook_id,created_at"
 
 
@@ -20,20 +21,6 @@ def con() -> Iterator[duckdb.DuckDBPyConnection]:
     connection = connect()
     yield connection
     connection.close()
-
-
-def write_dataset(folder: Path, webhooks: Sequence[dict[str, Any]], dispatches: Sequence[dict[str, Any]],
-                  callbacks: Sequence[dict[str, Any]]) -> Path:
-    """Write a dataset folder: webhooks.json, dispatches.jsonl, callbacks.jsonl."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "webhooks.json").write_text(json.dumps(list(webhooks)), encoding="utf-8")
-    with (folder / "dispatches.jsonl").open("w", encoding="utf-8") as handle:
-        for row in dispatches:
-            handle.write(json.dumps(row) + "\n")
-    with (folder / "callbacks.jsonl").open("w", encoding="utf-8") as handle:
-        for row in callbacks:
-            handle.write(json.dumps(row) + "\n")
-    return folder
 
 
 @pytest.fixture

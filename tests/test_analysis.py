@@ -22,7 +22,6 @@ import pandas as pd
 import pytest
 from lifelines import KaplanMeierFitter
 
-from conftest import write_dataset
 from webhook_core import ReplayError, WebhookVersions, connect, load_dataset, parse_webhooks, replay
 from webhook_core.generate import generate
 from webhook_core.pairing import discover_locations, near_misses, pairing_validation
@@ -30,6 +29,8 @@ from webhook_core.rates import REASONS_404, disagreements, rates
 from webhook_core.survival import CURVE_COLUMNS, Z_95, capture_curve, wait_summary
 from webhook_core.timeline import lead_timeline
 from webhook_core.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
+
+from datasets import write_dataset
 
 MakeDataset = Callable[..., Path]
 Row = dict[str, Any]

@@ -114,3 +114,16 @@ def rates_fixture() -> Any:
     import pandas as pd
 
     return pd.DataFrame({"webhook_id": ["wh-a", "(all)"], "match_rate": [0.5, 0.5], "rate_404": [0.5, 0.5]})
+
+
+def test_km_chart_thins_a_huge_curve_but_keeps_its_ends() -> None:
+    import numpy as np
+    import pandas as pd
+
+    t = np.sort(np.random.default_rng(1).lognormal(2, 1.5, 100_000))
+    curve = pd.DataFrame({"webhook_id": "wh-big", "t_s": t, "at_risk": np.arange(100_000, 0, -1), "events": 1,
+                          "captured": np.arange(1, 100_001) / 100_000, "ci_low": np.nan, "ci_high": np.nan})
+    data = charts.km_chart(curve).data
+    assert 50 < len(data) <= 401
+    assert data["captured"].is_monotonic_increasing
+    assert data["captured"].iloc[-1] == 1.0 and data["t_s"].iloc[-1] == t[-1]

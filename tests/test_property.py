@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from conftest import write_dataset
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
+from datasets import write_dataset
 from judge import judge
 
 BASE = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)

@@ -21,7 +21,6 @@ from typing import Any
 
 import duckdb
 import pytest
-from judge import Judged, judge
 
 from webhook_core import (
     NOT_FOUND_BODY,
@@ -44,6 +43,8 @@ from webhook_core import (
     replay,
     token_of,
 )
+
+from judge import Judged, judge
 
 # --------------------------------------------------------------------------- helpers
 
