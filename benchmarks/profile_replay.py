@@ -26,8 +26,12 @@ from pathlib import Path
 
 import duckdb
 
-from webhook_core import cli, loading
-from webhook_core.loading import connect
+# Scripts in benchmarks/ must not shadow the standard library (benchmarks/http.py would hide `http`).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from webhook_core import cli, loading  # noqa: E402
+from webhook_core.loading import connect  # noqa: E402
 
 # ``webhook_core.replay`` the attribute is the function; the module is in sys.modules.
 replay_module = importlib.import_module("webhook_core.replay")
@@ -39,8 +43,9 @@ class TimedConnection:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
         self.phase = "setup"
-        self.statements: dict[tuple[str, str], list[float]] = defaultdict(list)
-        self.phase_totals: dict[str, float] = defaultdict(float)
+        # (phase, statement label) -> [(wall s, CPU s of this process, all threads)]
+        self.statements: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+        self.phase_totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
 
     def execute(self, query, parameters=None):  # type: ignore[no-untyped-def]
         if parameters is not None or not isinstance(query, str):
@@ -51,9 +56,9 @@ class TimedConnection:
         return result
 
     def _timed(self, label, run):  # type: ignore[no-untyped-def]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = run()
-        self.statements[(self.phase, label)].append(time.perf_counter() - start)
+        self.statements[(self.phase, label)].append((time.perf_counter() - start, time.process_time() - cpu))
         return result
 
     def __getattr__(self, name):  # type: ignore[no-untyped-def]
@@ -71,17 +76,18 @@ def _label(sql: str) -> str:
 def _phase(timed: TimedConnection, name: str, function):  # type: ignore[no-untyped-def]
     def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
         previous, timed.phase = timed.phase, name
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             return function(*args, **kwargs)
         finally:
-            timed.phase_totals[name] += time.perf_counter() - start
+            timed.phase_totals[name][0] += time.perf_counter() - start
+            timed.phase_totals[name][1] += time.process_time() - cpu
             timed.phase = previous
     return wrapper
 
 
 def profile(dataset: Path, out: Path, memory_limit: str | None, temp_dir: str | None) -> dict:
-    wall = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     timed = TimedConnection(connect(memory_limit=memory_limit, temp_directory=temp_dir))
     loading.write_webhook_versions = _phase(timed, "load: webhooks", loading.write_webhook_versions)
     loading._load_dispatches = _phase(timed, "load: dispatches", loading._load_dispatches)
@@ -96,34 +102,38 @@ def profile(dataset: Path, out: Path, memory_limit: str | None, temp_dir: str | 
            out / "lead_outcomes.parquet", "parquet")
     export(timed, "SELECT * FROM quarantine ORDER BY source_file, line", out / "quarantine.parquet", "parquet")
     _phase(timed, "report", result.outcome_counts)()
-    wall = time.perf_counter() - wall
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     # "load: other" wraps the nested phases: keep only its own part.
-    nested = sum(v for k, v in timed.phase_totals.items() if k.startswith("load: ") and k != "load: other")
-    timed.phase_totals["load: other"] -= nested
+    for index in (0, 1):
+        timed.phase_totals["load: other"][index] -= sum(
+            v[index] for k, v in timed.phase_totals.items() if k.startswith("load: ") and k != "load: other")
     phases = []
-    for name, total in timed.phase_totals.items():
-        rows = sorted(((label, sum(t), len(t)) for (p, label), t in timed.statements.items() if p == name),
-                      key=lambda r: -r[1])
-        in_sql = sum(r[1] for r in rows)
+    for name, (total, total_cpu) in timed.phase_totals.items():
+        rows = sorted(((label, sum(w for w, _ in t), sum(c for _, c in t), len(t))
+                       for (p, label), t in timed.statements.items() if p == name), key=lambda r: -r[2])
         phases.append({
-            "phase": name, "seconds": total,
-            "statements": [{"sql": label, "seconds": s, "calls": c} for label, s, c in rows],
-            "python_seconds": max(total - in_sql, 0.0),
+            "phase": name, "seconds": total, "cpu_seconds": total_cpu,
+            "statements": [{"sql": label, "seconds": w, "cpu_seconds": c, "calls": k} for label, w, c, k in rows],
+            "python_seconds": max(total - sum(r[1] for r in rows), 0.0),
+            "python_cpu_seconds": max(total_cpu - sum(r[2] for r in rows), 0.0),
         })
-    return {"wall_s": wall, "phases": phases}
+    return {"wall_s": wall, "cpu_s": cpu, "phases": phases}
 
 
 def print_profile(figures: dict, *, top: int = 8, file=sys.stdout) -> None:  # type: ignore[no-untyped-def]
-    wall = figures["wall_s"]
-    print(f"replay, phase by phase (in-process, total {wall:.1f} s):", file=file)
+    wall, cpu = figures["wall_s"], figures["cpu_s"]
+    print(f"replay, phase by phase (in-process; wall {wall:.1f} s, CPU {cpu:.1f} s over all threads):", file=file)
+    print(f"  {'':<18} {'wall s':>8} {'CPU s':>8} {'CPU %':>6}", file=file)
     for phase in figures["phases"]:
-        print(f"  {phase['phase']:<18} {phase['seconds']:8.1f} s  {100 * phase['seconds'] / wall:5.1f} %", file=file)
+        print(f"  {phase['phase']:<18} {phase['seconds']:8.1f} {phase['cpu_seconds']:8.1f} "
+              f"{100 * phase['cpu_seconds'] / cpu:6.1f}", file=file)
         for row in phase["statements"][:top]:
-            if row["seconds"] >= 0.05 * phase["seconds"] and row["seconds"] >= 0.1:
+            if row["cpu_seconds"] >= 0.05 * phase["cpu_seconds"] and row["cpu_seconds"] >= 0.1:
                 calls = f" ×{row['calls']}" if row["calls"] > 1 else ""
-                print(f"      {row['seconds']:8.1f} s  {row['sql']}{calls}", file=file)
-        if phase["python_seconds"] >= 0.1:
-            print(f"      {phase['python_seconds']:8.1f} s  (python: line splitting, Arrow, register)", file=file)
+                print(f"      {row['seconds']:8.1f} {row['cpu_seconds']:8.1f}         {row['sql']}{calls}", file=file)
+        if phase["python_cpu_seconds"] >= 0.1:
+            print(f"      {phase['python_seconds']:8.1f} {phase['python_cpu_seconds']:8.1f}         "
+                  "(python: line splitting, Arrow, register)", file=file)
 
 
 def main() -> None:

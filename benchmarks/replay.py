@@ -22,6 +22,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -33,10 +35,21 @@ from pathlib import Path
 
 import duckdb
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate import GENERATOR_VERSION, generate  # noqa: E402
-
 HERE = Path(__file__).resolve().parent
+# Scripts in benchmarks/ must not shadow the standard library (benchmarks/http.py would hide `http`).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+
+def _sibling(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_generate = _sibling("generate")
+GENERATOR_VERSION, generate = _generate.GENERATOR_VERSION, _generate.generate
 
 TARGET_FLOOR_RATIO = 2.5      # (a) / (c)
 TARGET_ONLINE_RATIO = 10.0    # (b) / (a)
@@ -79,6 +92,10 @@ with open(out, "w") as handle:
 """
 
 
+class MeasurementFailed(Exception):
+    pass
+
+
 def measure(command: list[str], log: Path) -> dict:
     """Run ``command``; wall seconds and the child's own peak RSS (``os.wait4``)."""
     with log.open("wb") as handle:
@@ -89,7 +106,7 @@ def measure(command: list[str], log: Path) -> dict:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         sys.stderr.write(log.read_text(errors="replace")[-3000:])
-        raise SystemExit(f"{' '.join(command[:4])} … failed with exit code {process.returncode} (log: {log})")
+        raise MeasurementFailed(f"{' '.join(command[:4])} … failed with exit code {process.returncode}")
     return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
             "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "loadavg_after": os.getloadavg()[0]}
 
@@ -120,6 +137,22 @@ def prepare_dataset(workdir: Path, n: int) -> tuple[Path, dict]:
     return folder, {"reused": False, **info}
 
 
+def source_fingerprint() -> dict:
+    """Which webhook_core was measured: git HEAD, and a hash of the working copy (others edit it)."""
+    package = HERE.parent / "webhook_core"
+    digest = hashlib.sha256()
+    for path in sorted(package.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "webhook_core"], cwd=HERE.parent,
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        head, dirty = "?", True
+    return {"git_head": head, "webhook_core_dirty": dirty, "webhook_core_sha256": digest.hexdigest()[:12]}
+
+
 def machine() -> dict:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {"nproc": os.cpu_count(), "ram_gib": round(memory / 2**30, 1), "python": platform.python_version(),
@@ -130,7 +163,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="leads and callbacks (each)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/webhook-audit-bench"))
-    parser.add_argument("--keep", action="store_true", help="keep outputs and spill folders (the dataset is always kept)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep outputs and spill folders (the dataset is always kept)")
     parser.add_argument("--skip-online", action="store_true", help="skip (b), the online matcher")
     parser.add_argument("--phases", action="store_true", help="also profile (a) statement by statement")
     parser.add_argument("--memory-limit", default="4GB")
@@ -144,7 +178,8 @@ def main() -> None:
 
     figures: dict = {"n": n, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
                      "memory_limit": args.memory_limit}
-    print(f"N = {n:,} leads and {n:,} callbacks; {figures['machine']}", flush=True)
+    figures["source"] = source_fingerprint()
+    print(f"N = {n:,} leads and {n:,} callbacks; {figures['machine']}; webhook_core {figures['source']}", flush=True)
     dataset, generated = prepare_dataset(work, n)
     figures["generation"] = generated
     sizes = ", ".join(f"{name} {size / 2**20:,.0f} MiB" for name, size in generated["bytes"].items())
@@ -156,37 +191,56 @@ def main() -> None:
     results: dict = {}
     try:
         spill = run / "spill"
-        print("(c) floor: read_csv + read_json + one hash join …", flush=True)
-        results["c"] = measure_best([sys.executable, "-c", FLOOR_SCRIPT, str(dataset), str(spill / "c"),
-                                args.memory_limit, str(run / "c.json")], run / "c.log", args.repeat)
-        results["c"].update(json.loads((run / "c.json").read_text()))
+        for name in ("a", "b", "c", "p"):
+            (spill / name).mkdir(parents=True)
 
-        print("(a) webhook-audit replay …", flush=True)
-        results["a"] = measure_best([sys.executable, "-m", "webhook_core.cli", "replay", str(dataset),
+        def step(key: str, label: str, action) -> None:  # type: ignore[no-untyped-def]
+            print(label, flush=True)
+            try:
+                results[key] = action()
+            except MeasurementFailed as exc:
+                print(f"  FAILED: {exc}", flush=True)
+                figures.setdefault("failed", {})[key] = str(exc)
+
+        def floor() -> dict:
+            row = measure_best([sys.executable, "-c", FLOOR_SCRIPT, str(dataset), str(spill / "c"),
+                                args.memory_limit, str(run / "c.json")], run / "c.log", args.repeat)
+            return {**row, **json.loads((run / "c.json").read_text())}
+
+        def cli() -> dict:
+            row = measure_best([sys.executable, "-m", "webhook_core.cli", "replay", str(dataset),
                                 "--out", str(run / "out"), "--memory-limit", args.memory_limit,
                                 "--temp-dir", str(spill / "a")], run / "a.log", args.repeat)
-        con = duckdb.connect()
-        results["a"]["outcomes"] = dict(con.execute(
-            f"SELECT outcome, count(*) FROM '{run / 'out' / 'callback_outcomes.parquet'}' GROUP BY ALL").fetchall())
-        con.close()
+            con = duckdb.connect()
+            row["outcomes"] = dict(con.execute(
+                f"SELECT outcome, count(*) FROM '{run / 'out' / 'callback_outcomes.parquet'}' GROUP BY ALL").fetchall())
+            con.close()
+            return row
 
+        def online() -> dict:
+            row = measure([sys.executable, "-c", ONLINE_SCRIPT, str(dataset), str(spill / "b"),
+                           args.memory_limit, str(run / "b.json")], run / "b.log")
+            return {**row, **json.loads((run / "b.json").read_text())}
+
+        def phases() -> dict:
+            row = measure([sys.executable, str(HERE / "profile_replay.py"), str(dataset), "--out", str(run / "out-p"),
+                           "--memory-limit", args.memory_limit, "--temp-dir", str(spill / "p"),
+                           "--json", str(run / "p.json")], run / "p.log")
+            return {**row, "profile": json.loads((run / "p.json").read_text())}
+
+        step("c", "(c) floor: read_csv + read_json + one hash join …", floor)
+        step("a", "(a) webhook-audit replay …", cli)
         if not args.skip_online:
-            print("(b) online matcher …", flush=True)
-            results["b"] = measure([sys.executable, "-c", ONLINE_SCRIPT, str(dataset), str(spill / "b"),
-                                    args.memory_limit, str(run / "b.json")], run / "b.log")
-            results["b"].update(json.loads((run / "b.json").read_text()))
-
+            step("b", "(b) online matcher …", online)
         if args.phases:
-            print("(a) again, statement by statement (benchmarks/profile_replay.py) …", flush=True)
-            results["a_phases"] = measure(
-                [sys.executable, str(HERE / "profile_replay.py"), str(dataset), "--out", str(run / "out-p"),
-                 "--memory-limit", args.memory_limit, "--temp-dir", str(spill / "p"),
-                 "--json", str(run / "p.json")], run / "p.log")
-            results["a_phases"]["profile"] = json.loads((run / "p.json").read_text())
+            step("a_phases", "(a) again, statement by statement (benchmarks/profile_replay.py) …", phases)
     finally:
         if not args.keep:
             shutil.rmtree(run, ignore_errors=True)
     figures["results"] = results
+    figures["source_after"] = source_fingerprint()
+    if figures["source_after"] != figures["source"]:
+        print("WARNING: webhook_core changed during the run; the measurements mix two versions", flush=True)
     report(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1, default=str))
@@ -196,6 +250,9 @@ def main() -> None:
 def report(figures: dict) -> None:
     n, results = figures["n"], figures["results"]
     a, b, c = results.get("a"), results.get("b"), results.get("c")
+    if a is None or c is None:
+        print("(a) or (c) failed; no comparison", figures.get("failed"))
+        return
     rows = [("(a) webhook-audit replay", a, "")]
     if b:
         rows.append(("(b) online matcher", b,
@@ -207,12 +264,15 @@ def report(figures: dict) -> None:
         runs = f"; runs {row['all_wall_s']}" if len(row.get("all_wall_s", [])) > 1 else ""
         print(f"{name:<36} {row['wall_s']:>9.1f} {row['cpu_s']:>8.1f} {row['peak_rss_mib']:>13,.0f} "
               f"{n / row['wall_s']:>12,.0f}  {note}{runs}")
-    print(f"(1-minute load average after each run: "
+    print("(1-minute load average after each run: "
           + ", ".join(f"{k} {r['loadavg_after']:.1f}" for k, r in (("a", a), ("b", b), ("c", c)) if r) + ")")
     print()
     checks = []
     floor_ratio = a["wall_s"] / c["wall_s"]
-    checks.append(("(a)/(c) wall", f"{floor_ratio:.2f}×", f"≤ {TARGET_FLOOR_RATIO}×", floor_ratio <= TARGET_FLOOR_RATIO))
+    checks.append(("(a)/(c) wall", f"{floor_ratio:.2f}×", f"≤ {TARGET_FLOOR_RATIO}×",
+                   floor_ratio <= TARGET_FLOOR_RATIO))
+    cpu_ratio = a["cpu_s"] / c["cpu_s"]
+    checks.append(("(a)/(c) CPU time (shared machine)", f"{cpu_ratio:.2f}×", "(info)", None))
     if b:
         online_ratio = b["wall_s"] / a["wall_s"]
         checks.append(("(b)/(a) wall", f"{online_ratio:.1f}×", f"≥ {TARGET_ONLINE_RATIO:.0f}×",
@@ -232,10 +292,8 @@ def report(figures: dict) -> None:
     figures["checks"] = [{"check": name, "value": value, "target": target, "pass": ok}
                          for name, value, target, ok in checks]
     if "a_phases" in results:
-        sys.path.insert(0, str(HERE))
-        from profile_replay import print_profile
         print()
-        print_profile(results["a_phases"]["profile"])
+        _sibling("profile_replay").print_profile(results["a_phases"]["profile"])
 
 
 if __name__ == "__main__":
