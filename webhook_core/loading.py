@@ -197,7 +197,7 @@ def _load_dispatches(con: duckdb.DuckDBPyConnection, path: Path, progress: Progr
                             ELSE CAST(json_extract(doc, '$.created_at') AS VARCHAR) END
                 FROM (SELECT line, raw, utf8, try_cast(raw AS JSON) AS doc
                       FROM (SELECT line, utf8, regexp_replace(raw, '\\r$', '') AS raw FROM chunk)
-                      WHERE trim(raw, ' \t') <> '')
+                      WHERE NOT regexp_full_match(raw, '[ \t]*'))
             """)
             con.unregister("chunk")
     else:
@@ -443,7 +443,7 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
                 INSERT INTO callback_stage
                 SELECT line, raw, CASE WHEN NOT utf8 THEN 'not valid UTF-8' END, try_cast(raw AS JSON)
                 FROM (SELECT line, utf8, regexp_replace(raw, '\\r$', '') AS raw FROM chunk)
-                WHERE trim(raw, ' \t') <> ''
+                WHERE NOT regexp_full_match(raw, '[ \t]*')
             """)
             con.unregister("chunk")
             _flush_callbacks(con, source)

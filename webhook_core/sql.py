@@ -33,8 +33,10 @@ CREATE OR REPLACE MACRO wa_pair(pairs, name) AS
     list_filter(pairs, lambda x: x.k = name AND x.v <> '')[1].v;
 
 -- ASCII-only lower case: the same in every engine and in Python, whatever the locale.
+-- (On pure-ASCII text lower() is the same and far cheaper than translate().)
 CREATE OR REPLACE MACRO wa_ascii_lower(s) AS
-    translate(s, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz');
+    CASE WHEN strlen(s) = length(s) THEN lower(s)
+         ELSE translate(s, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') END;
 
 -- First non-empty value of a header, name compared ignoring ASCII case.
 CREATE OR REPLACE MACRO wa_header(headers, name) AS
