@@ -8,8 +8,7 @@ code 1, never a traceback.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,8 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from webhook_core.cli_errors import user_errors
 from webhook_core.cli_http import replay_http_command, serve_command
-from webhook_core.exceptions import WebhookAuditError
 from webhook_core.generate import generate
 from webhook_core.loading import Dataset, ProgressCallback, connect, load_dataset
 from webhook_core.matching import Outcome
@@ -104,7 +103,7 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, timeouts: tup
                    observation_end: datetime | None, database: Path | None, memory_limit: str | None,
                    temp_dir: Path | None) -> None:
     """Replay DATASET's captured callbacks and write one outcome per callback and per lead."""
-    with _user_errors():
+    with user_errors():
         if out_dir.exists() and not out_dir.is_dir():
             raise click.ClickException(f"{out_dir}: --out must be a folder, and this is a file")
         if timeouts and (dataset / "webhooks.json").is_file():
@@ -181,7 +180,7 @@ _end_option: Callable[[F], F] = click.option("--observation-end", type=Timestamp
 def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None,
                     observation_end: datetime | None) -> None:
     """Match rate, 404 rate and 404s by reason, lead states, and agreement with production's answers."""
-    with _user_errors():
+    with user_errors():
         con, _ = _replayed(dataset, observation_end)
         key = "webhook_id" if by == "webhook" else "advertiser_id"
         frame = rates(con, by=key, per_day=per_day)  # type: ignore[arg-type]
@@ -214,7 +213,7 @@ def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None
 @_end_option
 def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime | None) -> None:
     """Time to first callback per webhook, Kaplan-Meier (leads still waiting count as censored)."""
-    with _user_errors():
+    with user_errors():
         con, _ = _replayed(dataset, observation_end)
         curve = capture_curve(con)
         summary = wait_summary(con)
@@ -249,7 +248,7 @@ def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: flo
     except ValueError:
         raise click.BadParameter(f"{candidates!r}: write positive seconds separated by commas, e.g. 5,30,300",
                                  param_hint="'--candidates'") from None
-    with _user_errors():
+    with user_errors():
         con, loaded = _replayed(dataset, observation_end)
         frame = timeout_whatifs(con, loaded.webhooks, values, target)
         chosen = frame[frame.recommended][["webhook_id", "current_timeout_s", "timeout_s", "capture_rate",
@@ -281,7 +280,7 @@ def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: flo
 @_end_option
 def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | None) -> None:
     """Check Lead ID pairing: where each identifier is found, where else it hides, and near-misses."""
-    with _user_errors():
+    with user_errors():
         con, loaded = _replayed(dataset, observation_end)
         validation = pairing_validation(con, loaded.webhooks)
         found = discover_locations(con, loaded.webhooks)
@@ -312,7 +311,7 @@ def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | N
 @_end_option
 def timeline_command(dataset: Path, lead: str, out_file: Path | None, observation_end: datetime | None) -> None:
     """One lead's waiting webhook, deadline and every callback resolved to it (LEAD: lead or conversion ID)."""
-    with _user_errors():
+    with user_errors():
         con, _ = _replayed(dataset, observation_end)
         frame = lead_timeline(con, lead)
         shown = frame[["time", "event", "outcome", "status_code", "recorded_status", "request_id", "method",
@@ -346,7 +345,7 @@ def report_command(dataset: Path, out_dir: Path) -> None:
     from webhook_core.report import build_report  # papermill and nbconvert take seconds to import
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
-    with _user_errors(), Progress(*columns, console=stderr, transient=True) as progress:
+    with user_errors(), Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task("notebooks", total=None)
 
         def advance(name: str, index: int, total: int) -> None:
@@ -367,7 +366,7 @@ def report_command(dataset: Path, out_dir: Path) -> None:
 @click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same bytes.")
 def generate_command(folder: Path, leads: int, seed: int) -> None:
     """Write a realistic synthetic dataset to FOLDER (advertiser profiles in data/README.md)."""
-    with _user_errors(), stderr.status(f"Generating {leads:,} leads…"):
+    with user_errors(), stderr.status(f"Generating {leads:,} leads…"):
         made = generate(folder, leads=leads, seed=seed)
     stdout.print(f"wrote {made.path}: {made.leads:,} leads, {made.callbacks:,} callbacks, "
                  f"{made.garbage_lines:,} unparseable capture lines", highlight=False)
@@ -434,21 +433,6 @@ def _export(con: duckdb.DuckDBPyConnection, query: str, path: Path, file_format:
     literal = "'" + str(path).replace("'", "''") + "'"
     con.execute(f"COPY ({query}) TO {literal} ({options})")
     return path
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except WebhookAuditError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except duckdb.OutOfMemoryException as exc:
-        raise click.ClickException(
-            "DuckDB ran out of memory; raise --memory-limit or give --temp-dir on a disk with room") from exc
-    except duckdb.Error as exc:  # e.g. a --database that is not a DuckDB file, a bad --memory-limit
-        raise click.ClickException(f"DuckDB: {str(exc).splitlines()[0]}") from exc
-    except OSError as exc:
-        raise click.ClickException(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from exc
 
 
 cli.add_command(serve_command)

@@ -13,8 +13,6 @@ import numbers
 import signal
 import socket
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -26,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from webhook_core.exceptions import WebhookAuditError
+from webhook_core.cli_errors import user_errors
 from webhook_core.loading import Dataset, connect, load_dataset
 from webhook_core.receiver import DEFAULT_MAX_BODY_BYTES, Receiver, ReceiverConfig
 from webhook_core.replayhttp import (
@@ -68,7 +66,7 @@ stderr = Console(stderr=True, soft_wrap=True)
 def serve_command(dataset: Path, host: str, port: int, prefix: str, capture_dir: Path, admin_token: str | None,
                   max_body_bytes: int, replay_clock: bool) -> None:
     """Answer webhook callbacks for DATASET's waiting webhooks exactly as production does."""
-    with _user_errors():
+    with user_errors():
         config = ReceiverConfig(prefix=prefix, max_body_bytes=max_body_bytes, admin_token=admin_token or None,
                                 replay_clock=replay_clock)
         with stderr.status("Loading the dataset and the capture log…"):
@@ -153,7 +151,7 @@ def replay_http_command(dataset: Path, target: str, concurrency: int, rate: str 
                         backoff: float, timeout: float, replay_clock: bool, dry_run: bool, allow_remote: bool,
                         out_dir: Path | None, file_format: str) -> None:
     """Send DATASET's captured callbacks to a receiver and diff its answers with the model and production."""
-    with _user_errors():
+    with user_errors():
         url = check_target(target, allow_remote=allow_remote)
         per_second = parse_rate(rate) if rate is not None else None
         if out_dir is None and not dry_run:
@@ -237,16 +235,3 @@ def _print_frame(frame: pd.DataFrame, title: str) -> None:
 def _say(text: str) -> None:
     stdout.print(text, highlight=False)
     sys.stdout.flush()  # serve's lines are read by whoever started it (tests poll for the URL)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """A user's mistake is one line and exit code 1, as in cli.py."""
-    try:
-        yield
-    except WebhookAuditError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except duckdb.Error as exc:
-        raise click.ClickException(f"DuckDB: {str(exc).splitlines()[0]}") from exc
-    except OSError as exc:
-        raise click.ClickException(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from exc
