@@ -161,9 +161,16 @@ def _write_frame(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def _table_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    # Checked before the (possibly long) load, not after it.
+    if value is not None and value.suffix not in (".parquet", ".csv"):
+        raise click.ClickException(f"{value}: --out must end in .parquet or .csv")
+    return value
+
+
 def _out_option(help_text: str, required: bool = False) -> Callable[[F], F]:
     return click.option("--out", "out_file", type=click.Path(path_type=Path), required=required,
-                        help=help_text + " Parquet or CSV, by the extension.")
+                        callback=_table_path, help=help_text + " Parquet or CSV, by the extension.")
 
 
 _end_option: Callable[[F], F] = click.option("--observation-end", type=Timestamp(), default=None,

@@ -7,7 +7,6 @@ tables the replay reads, so timestamps and headers are parsed once, by the loade
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 
 import duckdb
 
@@ -47,8 +46,8 @@ def callbacks_from_table(con: duckdb.DuckDBPyConnection) -> Iterator[CapturedReq
             )
 
 
-def run_online(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions,
-               observation_end: datetime | None = None) -> tuple[list[MatchResult], OnlineMatcher]:
+def run_online(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> tuple[list[MatchResult], OnlineMatcher]:
+    """Judge every loaded callback; lead states come from the returned matcher's ``lead_outcomes``."""
     matcher = matcher_from_tables(con, webhooks)
     results = [matcher.match(request) for request in callbacks_from_table(con)]
     return results, matcher

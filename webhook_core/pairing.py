@@ -44,7 +44,13 @@ NEAR_MISS_TRANSFORMS = {
 
 
 def request_values(con: duckdb.DuckDBPyConnection) -> None:
-    """Write ``request_values(seq, webhook_id, location, value)``: every value of every live callback."""
+    """Write ``request_values(seq, webhook_id, location, value)``: every value of every live callback.
+
+    Built once per replay (``replay()`` drops it) and shared by the three reports below.
+    """
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'request_values'").fetchone()
+    if exists is not None and exists[0]:
+        return
     con.execute("""
         CREATE OR REPLACE TEMP TABLE request_values AS
         WITH live AS (

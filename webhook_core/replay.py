@@ -74,6 +74,7 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     if timeouts:
         webhooks = webhooks.with_timeouts(timeouts)
     write_webhook_versions(con, webhooks, table="replay_versions")
+    con.execute("DROP TABLE IF EXISTS request_values")  # pairing.py's values belong to one replay
     con.execute(_build_sql(webhooks))
     end_us = to_us(observation_end) if observation_end is not None else None
     con.execute(_LEADS_SQL.format(end=_end_sql(end_us)))

@@ -7,6 +7,7 @@ See docs/semantics.md, "Webhook settings".
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -120,15 +121,9 @@ class WebhookVersions:
         for version in self.versions:
             timeout = overrides.get(version.webhook_id, overrides.get(None))
             if version.wait and timeout is not None:
-                version = _replace_timeout(version, timeout)
+                version = dataclasses.replace(version, timeout_s=timeout)
             replaced.append(version)
         return WebhookVersions(tuple(replaced))
-
-
-def _replace_timeout(version: WebhookSettings, timeout_s: float) -> WebhookSettings:
-    from dataclasses import replace
-
-    return replace(version, timeout_s=timeout_s)
 
 
 def load_webhooks(path: str | Path) -> WebhookVersions:
