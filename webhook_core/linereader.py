@@ -7,13 +7,14 @@ bad line. Splitting happens in C (``bytes.split``, Arrow), never row by row in P
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-__all__ = ["iter_line_chunks"]
+__all__ = ["count_lines", "iter_line_chunks", "pick_lines"]
 
 CHUNK_BYTES = 32 * 1024 * 1024
 
@@ -87,3 +88,28 @@ def _table(data: bytes, first: int) -> pa.Table:
         text = pa.array(decoded, pa.string())
         valid = pa.array(flags, pa.bool_())
     return pa.table({"line": numbers, "raw": text, "utf8": valid})
+
+
+def count_lines(path: Path, *, progress: Progress | None = None) -> int:
+    """How many lines ``path`` has, as ``iter_line_chunks`` would yield them (a last line without
+    a newline counts; an empty file has none)."""
+    buffer = bytearray(CHUNK_BYTES)
+    newlines = 0
+    last = b""
+    with path.open("rb", buffering=0) as handle:
+        while read := handle.readinto(buffer):
+            newlines += buffer.count(b"\n", 0, read)
+            last = buffer[read - 1:read]
+            if progress is not None:
+                progress(read)
+    return newlines + (1 if last not in (b"", b"\n") else 0)
+
+
+def pick_lines(path: Path, numbers: Iterable[int]) -> pa.Table:
+    """The lines numbered ``numbers`` (1-based), as ``iter_line_chunks`` yields them."""
+    wanted = pa.array(sorted(set(numbers)), pa.int64())
+    picked = [chunk.filter(pc.is_in(chunk.column("line"), value_set=wanted)) for chunk in iter_line_chunks(path)]
+    if not picked:
+        return pa.table({"line": pa.array([], pa.int64()), "raw": pa.array([], pa.string()),
+                         "utf8": pa.array([], pa.bool_())})
+    return pa.concat_tables(picked)

@@ -23,14 +23,15 @@ Tables written (all replaced on each load):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from webhook_core.exceptions import DatasetError, MissingFileError
-from webhook_core.linereader import iter_line_chunks
+from webhook_core.linereader import count_lines, iter_line_chunks, pick_lines
 from webhook_core.matching import to_us
 from webhook_core.settings import WebhookVersions, load_webhooks
 from webhook_core.sql import install_macros
@@ -229,10 +230,11 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                           delim = ',', quote = '"', escape = '"',
                           store_rejects = true, rejects_table = 'wa_csv_rejects',
                           rejects_scan = 'wa_csv_scans')"""
+    lines = count_lines(path)
+    # rowid is the file's record order (DuckDB keeps insertion order); a window would run on one thread.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE csv_rows AS
-        SELECT row_number() OVER () AS k,
-               {", ".join(f"nullif({_ident(c)}, '') AS {c}" for c in DISPATCH_COLUMNS[:5])},
+        SELECT {", ".join(f"nullif({_ident(c)}, '') AS {c}" for c in DISPATCH_COLUMNS[:5])},
                created_at AS created_at_text
         FROM {source}
     """)
@@ -242,10 +244,25 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         SELECT line, csv_line, error_type, error_message FROM wa_csv_rejects
         QUALIFY row_number() OVER (PARTITION BY line ORDER BY column_idx) = 1
     """)
-    # The file's own lines give each parsed record its line number and raw text: the
-    # records are the non-blank lines after the header that DuckDB did not reject,
-    # in order. A quoted field spanning lines breaks that count; then records are
-    # numbered from the header instead (Q5).
+    counts = con.execute("SELECT (SELECT count(*) FROM csv_rows), (SELECT count(*) FROM csv_rejects)").fetchone()
+    if counts is not None and counts[1] == 0 and header_line + counts[0] == lines:
+        # Every line after the header is one record: record n is line header + n. The raw
+        # text is read back only for the rows that end up quarantined (_finish_dispatches).
+        con.execute(f"""
+            INSERT INTO dispatch_stage
+            SELECT {header_line} + rowid + 1, NULL, NULL, lead_id, conversion_id, advertiser_id, external_id,
+                   webhook_id, created_at_text
+            FROM csv_rows
+        """)
+        con.execute("""
+            DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans; DROP TABLE csv_rejects;
+            DROP TABLE csv_rows;
+        """)
+        return
+    # Otherwise the file's own lines give each parsed record its line number and raw text:
+    # the records are the non-blank lines after the header that DuckDB did not reject, in
+    # order. A quoted field spanning lines breaks that count; then records are numbered
+    # from the header instead (Q5).
     con.execute("CREATE OR REPLACE TEMP TABLE csv_lines (line BIGINT, raw VARCHAR)")
     for chunk in iter_line_chunks(path):
         con.register("chunk", chunk)
@@ -267,13 +284,13 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             INSERT INTO dispatch_stage
             SELECT l.line, l.raw, NULL, r.lead_id, r.conversion_id, r.advertiser_id, r.external_id,
                    r.webhook_id, r.created_at_text
-            FROM csv_rows r JOIN csv_record_lines l USING (k)
+            FROM (SELECT rowid + 1 AS k, * FROM csv_rows) r JOIN csv_record_lines l USING (k)
         """)
     else:
         joined = " || ',' || ".join(f"coalesce({c}, '')" for c in (*DISPATCH_COLUMNS[:5], "created_at_text"))
         con.execute(f"""
             INSERT INTO dispatch_stage
-            SELECT k + {header_line}, {joined}, NULL, lead_id, conversion_id, advertiser_id, external_id,
+            SELECT rowid + 1 + {header_line}, {joined}, NULL, lead_id, conversion_id, advertiser_id, external_id,
                    webhook_id, created_at_text
             FROM csv_rows
         """)
@@ -310,6 +327,14 @@ def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         WITH typed AS (
             SELECT *, wa_timestamp(created_at_text) AS created_at FROM dispatch_stage
         ),
+        live AS (
+            -- 1 if a version of the row's webhook is live at created_at, 0 if only other times, NULL if none.
+            SELECT t.line, max(CASE WHEN (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(t.created_at))
+                                     AND (v.active_to_us IS NULL OR epoch_us(t.created_at) < v.active_to_us)
+                                    THEN 1 ELSE 0 END) AS live
+            FROM typed t JOIN webhook_versions v ON v.webhook_id = t.webhook_id
+            GROUP BY t.line
+        ),
         judged AS (
             SELECT typed.*,
                 CASE
@@ -320,25 +345,23 @@ def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                     WHEN webhook_id IS NULL THEN 'missing webhook_id'
                     WHEN created_at_text IS NULL OR created_at_text = '' THEN 'missing created_at'
                     WHEN created_at IS NULL THEN 'bad created_at: not an ISO 8601 timestamp'
-                    WHEN webhook_id NOT IN (SELECT webhook_id FROM webhook_versions)
-                        THEN 'unknown webhook_id (not in webhooks.json)'
-                    WHEN NOT EXISTS (
-                        SELECT 1 FROM webhook_versions v
-                        WHERE v.webhook_id = typed.webhook_id
-                          AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(typed.created_at))
-                          AND (v.active_to_us IS NULL OR epoch_us(typed.created_at) < v.active_to_us))
-                        THEN 'webhook has no version live at created_at'
+                    WHEN live.live IS NULL THEN 'unknown webhook_id (not in webhooks.json)'
+                    WHEN live.live = 0 THEN 'webhook has no version live at created_at'
                 END AS reason
-            FROM typed
+            FROM typed LEFT JOIN live USING (line)
+        ),
+        repeated AS (
+            -- Conversion IDs are unique: the first usable row keeps one, later ones are quarantined.
+            SELECT conversion_id, min(line) AS first_line FROM judged WHERE reason IS NULL
+            GROUP BY conversion_id HAVING count(*) > 1
         )
-        SELECT *,
-            CASE WHEN reason IS NULL
-                      AND row_number() OVER (PARTITION BY reason IS NULL, conversion_id ORDER BY line) > 1
-                 THEN 'duplicate conversion_id (first on line '
-                      || CAST(min(line) OVER (PARTITION BY reason IS NULL, conversion_id) AS VARCHAR) || ')'
-                 ELSE reason END AS final_reason
-        FROM judged
+        SELECT judged.*,
+            CASE WHEN judged.reason IS NULL AND judged.line > r.first_line
+                 THEN 'duplicate conversion_id (first on line ' || CAST(r.first_line AS VARCHAR) || ')'
+                 ELSE judged.reason END AS final_reason
+        FROM judged LEFT JOIN repeated r ON r.conversion_id = judged.conversion_id
     """)
+    _fill_raw_text(con, "dispatch_checked", path)
     con.execute(f"""
         INSERT INTO quarantine
         SELECT {source}, line, raw, final_reason FROM dispatch_checked WHERE final_reason IS NOT NULL;
@@ -354,13 +377,26 @@ def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """)
 
 
+def _fill_raw_text(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
+    """Give quarantined rows staged without their raw text (the fast CSV path) their line as written."""
+    numbers = [line for (line,) in con.execute(
+        f"SELECT line FROM {table} WHERE final_reason IS NOT NULL AND raw IS NULL").fetchall()]
+    if not numbers:
+        return
+    con.register("picked", pick_lines(path, numbers))
+    con.execute(f"""
+        UPDATE {table} SET raw = regexp_replace(picked.raw, '\\r$', '')
+        FROM picked WHERE picked.line = {table}.line
+    """)
+    con.unregister("picked")
+
+
 # --------------------------------------------------------------------------- callbacks
 
 _CALLBACK_STAGE = """
     CREATE OR REPLACE TEMP TABLE callback_stage (line BIGINT, raw VARCHAR, parse_error VARCHAR, doc JSON)
 """
 
-#: From a JSONL-shaped document to the callbacks columns; a non-NULL ``reason`` quarantines the row.
 #: The JSONL fields, extracted from each document in ONE parse (``json_extract`` with a
 #: list of paths); every later test reads a small sub-document. Field positions:
 _FIELD_PATHS = ("received_at", "url", "method", "headers", "body", "request_id", "response_status",
@@ -381,7 +417,7 @@ _CALLBACK_FIELDS = f"""
             THEN 'missing url'
         WHEN json_type({_F["url"]}) <> 'VARCHAR' THEN 'bad url: not a string'
     END AS reason,
-    coalesce(wa_json_text({_F["request_id"]}), CAST(line AS VARCHAR)) AS request_id,
+    wa_json_text({_F["request_id"]}) AS request_id,  -- the line number when NULL, given on insert
     received_at,
     coalesce(nullif(json_extract_string({_F["method"]}, '$'), ''), 'POST') AS method,
     json_extract_string({_F["url"]}, '$') AS url,
@@ -403,14 +439,31 @@ _CALLBACK_FIELDS = f"""
     ], lambda n: n IS NOT NULL) AS capture_notes
 """
 
-#: One parse per document, then the typed pieces the fields above read.
+#: One parse per document, then the typed pieces the fields above read. ``{{source}}`` has the columns
+#: ``line, raw, parse_error, doc``.
 _CALLBACK_PARTS = f"""
     SELECT *, wa_timestamp(json_extract_string({_F["received_at"]}, '$')) AS received_at,
            json_type({_F["body"]}) AS body_type, json_type({_F["headers"]}) AS headers_type,
            wa_headers({_F["headers"]}) AS headers
     FROM (SELECT line, raw, parse_error, doc, json_type(doc) AS doc_type,
                  json_extract(doc, [{", ".join(f"'$.{name}'" for name in _FIELD_PATHS)}]) AS f
-          FROM callback_stage)
+          FROM {{source}})
+"""
+
+_CALLBACK_COLUMNS = "seq, request_id, received_at, method, url, headers, body, recorded_status, recorded_body, capture_notes"
+
+#: ``callback_stage`` rows (line, raw text, staging error, parsed document) to judged rows.
+_JUDGE_STAGE = f"""
+    CREATE OR REPLACE TEMP TABLE callback_judged AS
+    SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source="callback_stage")})
+"""
+
+#: Lines from the line reader (``chunk``: line, raw, utf8) to ``callback_stage``.
+_STAGE_LINES = """
+    INSERT INTO callback_stage
+    SELECT line, raw, CASE WHEN NOT utf8 THEN 'not valid UTF-8' END, try_cast(raw AS JSON)
+    FROM (SELECT line, utf8, regexp_replace(raw, '\\r$', '') AS raw FROM chunk)
+    WHERE NOT regexp_full_match(raw, '[ \t]*')
 """
 
 _HEADER_MACRO = """
@@ -436,17 +489,13 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
     suffix = path.suffix.lstrip(".")
     source = _path_literal(path.name)
     if suffix == "jsonl":
-        # Each chunk goes all the way to the final tables so memory stays one chunk deep.
-        for chunk in _line_chunks(path, progress):
-            con.register("chunk", chunk)
-            con.execute("""
-                INSERT INTO callback_stage
-                SELECT line, raw, CASE WHEN NOT utf8 THEN 'not valid UTF-8' END, try_cast(raw AS JSON)
-                FROM (SELECT line, utf8, regexp_replace(raw, '\\r$', '') AS raw FROM chunk)
-                WHERE NOT regexp_full_match(raw, '[ \t]*')
-            """)
-            con.unregister("chunk")
-            _flush_callbacks(con, source)
+        if not _read_jsonl_in_parallel(con, path, source, progress):
+            # Each chunk goes all the way to the final tables so memory stays one chunk deep.
+            for chunk in _line_chunks(path, progress):
+                con.register("chunk", chunk)
+                con.execute(_STAGE_LINES)
+                con.unregister("chunk")
+                _flush_callbacks(con, source)
     elif suffix == "har":
         _stage_har(con, path)
         _flush_callbacks(con, source)
@@ -478,16 +527,68 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
 
 
 def _flush_callbacks(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    con.execute(_JUDGE_STAGE)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE callback_judged AS SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS});
         INSERT INTO quarantine SELECT {source}, seq, raw, reason FROM callback_judged WHERE reason IS NOT NULL;
         INSERT INTO callbacks
-        SELECT seq, request_id, received_at, method, url, headers, body, recorded_status, recorded_body,
-               capture_notes
+        SELECT {_CALLBACK_COLUMNS.replace("request_id", "coalesce(request_id, CAST(seq AS VARCHAR))")}
         FROM callback_judged WHERE reason IS NULL ORDER BY seq;
         DROP TABLE callback_judged;
         DELETE FROM callback_stage;
     """)
+
+
+def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: str,
+                            progress: ProgressCallback | None) -> bool:
+    """Load ``callbacks.jsonl`` with DuckDB's parallel JSON reader; False (nothing loaded) if it cannot.
+
+    The reader skips blank lines and gives no line numbers, so it is used only when every
+    line of the file is a record: then the n-th row read is line n. A line it cannot parse
+    comes back as a NULL row; such lines, and rows the I-rules reject, are read again from
+    the file by number and judged like the line reader's (their raw text as written).
+    """
+    lines = count_lines(path, progress=_bytes_progress(path, progress))
+    reader = (f"(SELECT NULL::BIGINT AS line, NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, json AS doc "
+              f"FROM read_json_objects({_path_literal(path)}, format = 'newline_delimited', "
+              f"ignore_errors = true))")
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE callback_read AS
+            SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)})
+        """)
+    except duckdb.Error:  # e.g. a line longer than the reader's largest object: the line reader copes
+        con.execute("DROP TABLE IF EXISTS callback_read")
+        return False
+    read = con.execute("SELECT count(*) FROM callback_read").fetchone()
+    if read is None or read[0] != lines:  # blank lines: rows and lines do not line up
+        con.execute("DROP TABLE callback_read")
+        return False
+    # rowid is the insertion order, which DuckDB keeps as the file's order.
+    rejected = [number for (number,) in con.execute(
+        "SELECT rowid + 1 FROM callback_read WHERE reason IS NOT NULL ORDER BY 1").fetchall()]
+    good = f"""SELECT rowid + 1 AS seq, coalesce(request_id, CAST(rowid + 1 AS VARCHAR)) AS request_id,
+                      {_CALLBACK_COLUMNS.removeprefix("seq, request_id, ")}
+               FROM callback_read WHERE reason IS NULL"""
+    if not rejected:
+        con.execute(f"INSERT INTO callbacks {good}")
+    else:
+        con.register("chunk", pick_lines(path, rejected))
+        con.execute(_STAGE_LINES)
+        con.unregister("chunk")
+        con.execute(_JUDGE_STAGE)
+        con.execute(f"""
+            INSERT INTO quarantine SELECT {source}, seq, raw, reason FROM callback_judged WHERE reason IS NOT NULL;
+            INSERT INTO callbacks
+            SELECT * FROM ({good}
+                           UNION ALL
+                           SELECT {_CALLBACK_COLUMNS.replace("request_id", "coalesce(request_id, CAST(seq AS VARCHAR))")}
+                           FROM callback_judged WHERE reason IS NULL)
+            ORDER BY seq;
+            DROP TABLE callback_judged;
+            DELETE FROM callback_stage;
+        """)
+    con.execute("DROP TABLE callback_read")
+    return True
 
 
 def _stage_har(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -535,19 +636,24 @@ def _stage_har(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _line_chunks(path: Path, progress: ProgressCallback | None):  # type: ignore[no-untyped-def]
+def _line_chunks(path: Path, progress: ProgressCallback | None) -> Iterator[pa.Table]:
+    return iter_line_chunks(path, progress=_bytes_progress(path, progress))
+
+
+def _bytes_progress(path: Path, progress: ProgressCallback | None) -> Callable[[int], None] | None:
+    """Turn "so many more bytes read" into ``progress(file name, bytes done, file size)``."""
+    if progress is None:
+        return None
     total = path.stat().st_size
     done = 0
 
     def advance(count: int) -> None:
         nonlocal done
         done += count
-        if progress is not None:
-            progress(path.name, done, total)
+        progress(path.name, done, total)
 
-    if progress is not None:
-        progress(path.name, 0, total)
-    return iter_line_chunks(path, progress=advance)
+    progress(path.name, 0, total)
+    return advance
 
 
 def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:

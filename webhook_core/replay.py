@@ -23,7 +23,7 @@ from webhook_core.extraction import STANDARD_NAMES
 from webhook_core.loading import write_webhook_versions
 from webhook_core.locations import Location, LocationKind
 from webhook_core.matching import NOT_FOUND_BODY, Outcome, to_us
-from webhook_core.settings import IDENTIFIERS, WebhookVersions
+from webhook_core.settings import IDENTIFIERS, WebhookSettings, WebhookVersions
 from webhook_core.sql import json_pointer, location_sql, quote_literal, standard_sql
 
 __all__ = ["CALLBACK_COLUMNS", "LEAD_COLUMNS", "ReplayResult", "replay"]
@@ -93,86 +93,78 @@ def _end_sql(end_us: int | None) -> str:
 
 
 def _build_sql(webhooks: WebhookVersions) -> str:
-    # Every distinct location any version reads is computed once per callback.
-    locations: dict[Location, str] = {}
+    # Every JSON value any location reads comes from one json_extract (one parse) per body.
+    json_paths = [loc.path for version in webhooks.versions for loc in _locations(version)
+                  if loc.kind is LocationKind.JSON]
+    pointers = [json_pointer((name,)) for name in STANDARD_NAMES.values()] + [json_pointer(p) for p in json_paths]
+    slots = {pointer: index for index, pointer in enumerate(dict.fromkeys(pointers), 1)}
+    json_list = ", ".join(quote_literal(pointer) for pointer in slots)
 
-    def column(location: Location) -> str:
-        return locations.setdefault(location, f"loc_{len(locations)}")
-
+    # A location is read only for the callbacks of the versions that name it: each is a
+    # branch of a CASE on the version, which DuckDB evaluates for that branch's rows alone.
+    standard = {identifier: standard_sql(name, slots) for identifier, name in STANDARD_NAMES.items()}
     identifier_cases = {}
     for identifier in IDENTIFIERS:
         branches = []
         for number, version in enumerate(webhooks.versions):
-            configured = [column(loc) for loc in version.pairing_for(identifier)]
+            configured = [location_sql(loc, slots) for loc in version.pairing_for(identifier)]
             if configured:
-                branches.append(f"WHEN {number} THEN coalesce({', '.join(configured)}, std_{identifier})")
-        body = " ".join(branches)
-        identifier_cases[identifier] = (f"CASE version_no {body} ELSE std_{identifier} END"
-                                        if branches else f"std_{identifier}")
+                branches.append(f"WHEN {number} THEN coalesce({', '.join(configured)}, {standard[identifier]})")
+        identifier_cases[identifier] = (f"CASE version_no {' '.join(branches)} ELSE {standard[identifier]} END"
+                                        if branches else standard[identifier])
     interim_branches = []
     for number, version in enumerate(webhooks.versions):
         if version.status_location is not None and version.interim_statuses:
             statuses = ", ".join(quote_literal(s) for s in sorted(version.interim_statuses))
-            status = column(version.status_location)
+            status = location_sql(version.status_location, slots)
             interim_branches.append(f"WHEN {number} THEN coalesce({status} IN ({statuses}), false)")
     interim_case = (f"CASE version_no {' '.join(interim_branches)} ELSE false END"
                     if interim_branches else "false")
-
-    # Every JSON value any location reads comes from one json_extract (one parse) per body.
-    pointers = [json_pointer((name,)) for name in STANDARD_NAMES.values()]
-    pointers += [json_pointer(loc.path) for loc in locations if loc.kind is LocationKind.JSON]
-    slots = {pointer: index for index, pointer in enumerate(dict.fromkeys(pointers), 1)}
-    json_list = ", ".join(quote_literal(pointer) for pointer in slots)
-    location_columns = "".join(
-        f",\n            {location_sql(loc, slots)} AS {name}" for loc, name in locations.items())
-    standard_columns = "".join(
-        f",\n            {standard_sql(name, slots)} AS std_{identifier}" for identifier, name in STANDARD_NAMES.items()
-    )
     not_found = quote_literal(NOT_FOUND_BODY.decode())
     return f"""
     CREATE OR REPLACE TEMP TABLE replay_parsed AS
-    WITH base AS (
-        SELECT seq, request_id, received_at, epoch_us(received_at) AS us, url, headers, body, recorded_status,
-               wa_token(url) AS token,
-               wa_parse_pairs(wa_query(url)) AS query_pairs,
-               CASE WHEN body IS NULL OR body = '' THEN NULL ELSE try_cast(body AS JSON) END AS body_json
-        FROM callbacks
+    WITH versioned AS (
+        SELECT c.seq, c.request_id, c.received_at, c.us, c.recorded_status, c.token, c.query, c.headers, c.body,
+               v.version_no, v.webhook_id, v.advertiser_id AS version_advertiser
+        FROM (SELECT seq, request_id, received_at, epoch_us(received_at) AS us, recorded_status, headers, body,
+                     wa_token(url) AS token, wa_query(url) AS query
+              FROM callbacks) c
+        LEFT JOIN replay_versions v
+          ON v.webhook_id = c.token
+         AND (v.active_from_us IS NULL OR v.active_from_us <= c.us)
+         AND (v.active_to_us IS NULL OR c.us < v.active_to_us)
     ),
     kinds AS (
         SELECT *,
             CASE
                 WHEN body IS NULL OR body = '' THEN 'empty'
-                WHEN body_json IS NOT NULL THEN 'json'
+                WHEN json_valid(body) THEN 'json'
                 WHEN ltrim(body, ' \t\r\n')[1] IN ('{{', '[')
                      OR contains(wa_ascii_lower(coalesce(wa_header(headers, 'content-type'), '')), 'json')
                     THEN 'invalid_json'
                 ELSE 'form'
             END AS body_kind
-        FROM base
+        FROM versioned
     ),
     located AS (
-        SELECT kinds.*,
-            CASE WHEN body_kind = 'form' THEN wa_parse_pairs(body) ELSE [] END AS form_pairs,
-            CASE WHEN body_kind = 'json' THEN json_extract(body_json, [{json_list}]) END AS json_vals
+        SELECT *,
+            strpos(query, '%') = 0 AND strpos(query, '+') = 0 AS query_plain,
+            body_kind = 'form' AND strpos(body, '%') = 0 AND strpos(body, '+') = 0 AS form_plain,
+            CASE WHEN body_kind = 'json' AND webhook_id IS NOT NULL THEN json_extract(body, [{json_list}]) END
+                AS json_vals
         FROM kinds
     )
-    SELECT seq, request_id, received_at, us, recorded_status, token, body_kind, version_no,
-           v.webhook_id AS webhook_id, v.advertiser_id AS version_advertiser{location_columns}{standard_columns}
-    FROM located
-    LEFT JOIN replay_versions v
-      ON v.webhook_id = located.token
-     AND (v.active_from_us IS NULL OR v.active_from_us <= located.us)
-     AND (v.active_to_us IS NULL OR located.us < v.active_to_us);
-
-    CREATE OR REPLACE TEMP TABLE replay_ids AS
+    -- Numbered last, when only narrow columns are left: a window keeps every column it carries.
+    SELECT row_number() OVER (ORDER BY us, seq) AS ord, *
+    FROM (
     SELECT seq, request_id, received_at, us, recorded_status, token, body_kind, version_no, webhook_id,
-           {identifier_cases['conversion_id']} AS conversion_id,
-           {identifier_cases['external_id']} AS external_id,
-           coalesce({identifier_cases['advertiser_id']}, version_advertiser) AS advertiser_id,
-           {interim_case} AS is_interim,
-           row_number() OVER (ORDER BY us, seq) AS ord
-    FROM replay_parsed
-    WHERE webhook_id IS NOT NULL;
+           CASE WHEN webhook_id IS NOT NULL THEN {identifier_cases['conversion_id']} END AS conversion_id,
+           CASE WHEN webhook_id IS NOT NULL THEN {identifier_cases['external_id']} END AS external_id,
+           CASE WHEN webhook_id IS NOT NULL
+                THEN coalesce({identifier_cases['advertiser_id']}, version_advertiser) END AS advertiser_id,
+           CASE WHEN webhook_id IS NOT NULL THEN {interim_case} ELSE false END AS is_interim
+    FROM located
+    );
 
     CREATE OR REPLACE TEMP TABLE replay_leads AS
     SELECT d."row", d.lead_id, d.conversion_id, d.advertiser_id, d.external_id, d.webhook_id, d.created_at,
@@ -185,12 +177,13 @@ def _build_sql(webhooks: WebhookVersions) -> str:
      AND (v.active_to_us IS NULL OR epoch_us(d.created_at) < v.active_to_us);
 
     CREATE OR REPLACE TEMP TABLE replay_resolved AS
-    WITH by_conversion AS (
+    WITH known AS (SELECT * FROM replay_parsed WHERE webhook_id IS NOT NULL),
+    by_conversion AS (
         SELECT i.ord, l."row" AS lead_row, l.webhook_id = i.webhook_id AS own
-        FROM replay_ids i JOIN replay_leads l ON l.conversion_id = i.conversion_id
+        FROM known i JOIN replay_leads l ON l.conversion_id = i.conversion_id
     ),
     need_external AS (
-        SELECT i.* FROM replay_ids i
+        SELECT i.* FROM known i
         LEFT JOIN by_conversion c ON c.ord = i.ord AND c.own
         WHERE c.ord IS NULL AND i.external_id IS NOT NULL
     ),
@@ -208,69 +201,65 @@ def _build_sql(webhooks: WebhookVersions) -> str:
               ON l.webhook_id = n.webhook_id AND l.advertiser_id = n.advertiser_id
              AND l.external_id = n.external_id
         ) WHERE pick = 1
-    )
-    SELECT i.*,
-           CASE WHEN c.own THEN c.lead_row ELSE e.lead_row END AS lead_row,
-           CASE WHEN c.own THEN 'conversion_id' WHEN e.lead_row IS NOT NULL THEN 'external_id' END AS matched_by,
-           CASE WHEN NOT c.own THEN c.lead_row END AS other_lead_row
-    FROM replay_ids i
-    LEFT JOIN by_conversion c ON c.ord = i.ord
-    LEFT JOIN by_external e ON e.ord = i.ord;
-
-    CREATE OR REPLACE TABLE callback_outcomes AS
-    WITH judged AS (
-        SELECT r.*, l.lead_id, l.created_us, l.deadline_us,
-               r.us < l.created_us AS is_early,
-               l.deadline_us IS NOT NULL AND r.us > l.deadline_us AS is_late
-        FROM replay_resolved r LEFT JOIN replay_leads l ON l."row" = r.lead_row
-    ),
-    finishing AS (
-        SELECT *,
-            min(CASE WHEN lead_row IS NOT NULL AND NOT is_early AND NOT is_late AND NOT is_interim THEN ord END)
-                OVER (PARTITION BY lead_row) AS finish_ord
-        FROM judged
     ),
     resolved AS (
-        SELECT f.ord, f.seq, f.request_id, f.received_at, f.us, f.webhook_id, f.token, f.conversion_id,
-               f.external_id, f.advertiser_id, f.matched_by, f.recorded_status, f.lead_row, f.created_us,
-               f.is_interim, f.body_kind,
-               coalesce(f.lead_id, o.lead_id) AS lead_id,
-               CASE
-                   WHEN f.conversion_id IS NULL AND f.external_id IS NULL THEN 'no_identifiers'
-                   WHEN f.lead_row IS NULL AND f.other_lead_row IS NOT NULL THEN 'wrong_webhook'
-                   WHEN f.lead_row IS NULL THEN 'not_found'
-                   WHEN f.is_early THEN 'early'
-                   WHEN f.ord > f.finish_ord THEN 'duplicate'
-                   WHEN f.is_late THEN 'late'
-                   WHEN f.is_interim THEN 'interim'
-                   ELSE 'matched'
-               END AS outcome
-        FROM finishing f LEFT JOIN replay_leads o ON o."row" = f.other_lead_row
-    ),
-    unknown AS (
-        SELECT seq, request_id, received_at, us, token, recorded_status, body_kind
-        FROM replay_parsed WHERE webhook_id IS NULL
-    ),
-    everything AS (
-        SELECT seq, request_id, received_at, us, webhook_id, token, conversion_id, external_id, advertiser_id,
-               matched_by, lead_id, outcome, recorded_status, lead_row,
-               CASE WHEN lead_row IS NOT NULL THEN (us - created_us) / 1e6 END AS wait_s, is_interim, body_kind
-        FROM resolved
-        UNION ALL
-        SELECT seq, request_id, received_at, us, NULL, token, NULL, NULL, NULL,
-               NULL, NULL, 'unknown_token', recorded_status, NULL, NULL, false, body_kind
-        FROM unknown
+        SELECT i.*,
+               CASE WHEN c.own THEN c.lead_row ELSE e.lead_row END AS lead_row,
+               CASE WHEN c.own THEN 'conversion_id' WHEN e.lead_row IS NOT NULL THEN 'external_id' END AS matched_by,
+               CASE WHEN NOT c.own THEN c.lead_row END AS other_lead_row
+        FROM known i
+        LEFT JOIN by_conversion c ON c.ord = i.ord
+        LEFT JOIN by_external e ON e.ord = i.ord
     )
-    SELECT row_number() OVER (ORDER BY us, seq) AS ord, seq, request_id, received_at, webhook_id, token,
+    SELECT r.*, l.lead_id, l.created_us,
+           r.us < l.created_us AS is_early,
+           l.deadline_us IS NOT NULL AND r.us > l.deadline_us AS is_late
+    FROM resolved r LEFT JOIN replay_leads l ON l."row" = r.lead_row;
+
+    CREATE OR REPLACE TABLE callback_outcomes AS
+    WITH finishes AS (
+        -- The wait finishes at the first callback that could finish it (the online matcher's only state).
+        SELECT lead_row, min(ord) AS finish_ord FROM replay_resolved
+        WHERE lead_row IS NOT NULL AND NOT is_early AND NOT is_late AND NOT is_interim
+        GROUP BY lead_row
+    ),
+    judged AS (
+        SELECT r.ord, r.seq, r.request_id, r.received_at, r.us, r.webhook_id, r.token, r.conversion_id,
+               r.external_id, r.advertiser_id, r.matched_by, r.recorded_status, r.lead_row, r.is_interim,
+               r.body_kind, coalesce(r.lead_id, o.lead_id) AS lead_id,
+               CASE
+                   WHEN r.conversion_id IS NULL AND r.external_id IS NULL THEN 'no_identifiers'
+                   WHEN r.lead_row IS NULL AND r.other_lead_row IS NOT NULL THEN 'wrong_webhook'
+                   WHEN r.lead_row IS NULL THEN 'not_found'
+                   WHEN r.is_early THEN 'early'
+                   WHEN r.ord > f.finish_ord THEN 'duplicate'
+                   WHEN r.is_late THEN 'late'
+                   WHEN r.is_interim THEN 'interim'
+                   ELSE 'matched'
+               END AS outcome,
+               CASE WHEN r.lead_row IS NOT NULL THEN (r.us - r.created_us) / 1e6 END AS wait_s
+        FROM replay_resolved r
+        LEFT JOIN finishes f ON f.lead_row = r.lead_row
+        LEFT JOIN replay_leads o ON o."row" = r.other_lead_row
+        UNION ALL
+        SELECT ord, seq, request_id, received_at, us, NULL, token, NULL, NULL, NULL, NULL, recorded_status, NULL,
+               false, body_kind, NULL, 'unknown_token', NULL
+        FROM replay_parsed WHERE webhook_id IS NULL
+    )
+    SELECT ord, seq, request_id, received_at, webhook_id, token,
            conversion_id, external_id, advertiser_id, matched_by, lead_id, outcome,
            CASE WHEN outcome IN ('matched', 'interim') THEN 200 ELSE 404 END AS status_code,
            CASE WHEN outcome IN ('matched', 'interim') THEN NULL ELSE {not_found} END AS response_body,
            wait_s, recorded_status, lead_row, us, is_interim, body_kind
-    FROM everything
-    ORDER BY ord;
+    FROM judged;
 
-    DROP TABLE replay_parsed; DROP TABLE replay_ids; DROP TABLE replay_resolved;
+    DROP TABLE replay_parsed; DROP TABLE replay_resolved;
     """
+
+
+def _locations(version: WebhookSettings) -> list[Location]:
+    found = [entry.location for entry in version.pairing]
+    return found if version.status_location is None else [*found, version.status_location]
 
 
 _LEADS_SQL = """

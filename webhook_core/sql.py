@@ -12,7 +12,7 @@ import duckdb
 
 from webhook_core.locations import Location, LocationKind
 
-__all__ = ["install_macros", "location_sql", "quote_literal"]
+__all__ = ["install_macros", "json_pointer", "location_sql", "pair_sql", "quote_literal", "standard_sql"]
 
 _MACROS = r"""
 -- Percent-decode as UTF-8; text that does not decode is kept as written.
@@ -108,30 +108,53 @@ def json_pointer(path: tuple[str, ...]) -> str:
 
 
 def location_sql(location: Location, json_slots: dict[str, int] | None = None) -> str:
-    """SQL reading ``location`` from a parsed callback row (NULL when absent or empty).
+    """SQL reading ``location`` from a row of the replay's parsed callbacks (NULL when absent or empty).
 
-    With ``json_slots`` (JSON pointer → 1-based position), a JSON location reads the
-    row's ``json_vals`` list, extracted from the body in one parse, instead of parsing
-    the body again.
+    The row has ``query`` / ``query_plain``, ``body`` / ``body_kind`` / ``form_plain``,
+    ``headers`` and ``json_vals`` (see ``replay.py``). With ``json_slots`` (JSON pointer →
+    1-based position), a JSON location reads ``json_vals``, extracted from the body in one
+    parse; without, it parses ``body`` itself.
     """
-    name = quote_literal(location.name)
     if location.kind is LocationKind.QUERY:
-        return f"wa_pair(query_pairs, {name})"
+        return pair_sql("query", "query_plain", location.name)
     if location.kind is LocationKind.FORM:
-        return f"wa_pair(form_pairs, {name})"
+        return f"CASE WHEN body_kind = 'form' THEN {pair_sql('body', 'form_plain', location.name)} END"
     if location.kind is LocationKind.HEADER:
-        return f"wa_header(headers, {name})"
+        return f"wa_header(headers, {quote_literal(location.name)})"
     return _json_sql(json_pointer(location.path), json_slots)
 
 
 def standard_sql(name: str, json_slots: dict[str, int] | None = None) -> str:
     """A standard name: query string, then form body, then a top-level JSON key."""
-    literal = quote_literal(name)
-    return (f"coalesce(wa_pair(query_pairs, {literal}), wa_pair(form_pairs, {literal}), "
+    return (f"coalesce({pair_sql('query', 'query_plain', name)}, "
+            f"CASE WHEN body_kind = 'form' THEN {pair_sql('body', 'form_plain', name)} END, "
             f"{_json_sql(json_pointer((name,)), json_slots)})")
+
+
+def pair_sql(text: str, plain: str, name: str) -> str:
+    """First non-empty value of ``name`` in the urlencoded column ``text`` (rules L2, L3).
+
+    When the boolean column ``plain`` says ``text`` has no ``%`` and no ``+`` there is
+    nothing to decode, and one regular expression finds the first ``name=value`` pair
+    with a value; otherwise the text is split into decoded pairs (``wa_parse_pairs``).
+    """
+    parsed = f"wa_pair(wa_parse_pairs({text}), {quote_literal(name)})"
+    if any(character in name for character in "&=%+"):
+        # Such a key exists only percent-encoded (a '+' decodes to a space), never in plain text.
+        plain_value = "NULL"
+    else:
+        pattern = "(?:^|&)" + _regex_literal(name) + "=([^&]+)"
+        plain_value = f"nullif(regexp_extract({text}, {quote_literal(pattern)}, 1), '')"
+    return f"CASE WHEN {plain} THEN {plain_value} ELSE {parsed} END"
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` as an RE2 pattern matching itself (RE2 takes any escaped ASCII punctuation)."""
+    return "".join("\\" + c if c.isascii() and not (c.isalnum() or c == "_") else c for c in text)
 
 
 def _json_sql(pointer: str, json_slots: dict[str, int] | None) -> str:
     if json_slots is not None and pointer in json_slots:
         return f"wa_json_text(json_vals[{json_slots[pointer]}])"
-    return f"wa_json_text(json_extract(body_json, {quote_literal(pointer)}))"
+    return (f"CASE WHEN body_kind = 'json' "
+            f"THEN wa_json_text(json_extract(body, {quote_literal(pointer)})) END")
