@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from webhook_core import CALLBACK_COLUMNS, LEAD_COLUMNS
+import webhook_core.cli as cli_module
 from webhook_core.cli import cli
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -414,7 +415,6 @@ def test_missing_out_option(audit_dataset: Path) -> None:
 @pytest.mark.parametrize("options", [
     pytest.param(("--database", "{tmp}/no-such-dir/audit.duckdb"), id="database-in-missing-folder"),
     pytest.param(("--database", "{tmp}/not-a-database.txt"), id="database-not-duckdb"),
-    pytest.param(("--memory-limit", "lots"), id="memory-limit-not-a-size"),
 ])
 def test_bad_database_options_give_one_line(audit_dataset: Path, tmp_path: Path, options: tuple[str, str]) -> None:
     (tmp_path / "not-a-database.txt").write_text("just text\n" * 100)
@@ -425,6 +425,36 @@ def test_bad_database_options_give_one_line(audit_dataset: Path, tmp_path: Path,
     err = lines(result.stderr)
     assert len(err) == 1
     assert err[0].startswith("Error: ")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    pytest.param("lots", "'lots' is not a size; write it like 4GB, 512MB or 4GiB", id="not-a-size"),
+    pytest.param("4XB", "'4XB' is not a size; write it like 4GB, 512MB or 4GiB", id="unknown-unit"),
+    pytest.param("10MB", "'10MB' is too small; give at least 64MB", id="too-small"),
+])
+def test_memory_limit_must_be_a_size(audit_dataset: Path, tmp_path: Path, value: str, message: str) -> None:
+    result = invoke("replay", audit_dataset, "--out", tmp_path / "out", "--memory-limit", value)
+    assert_usage_error(result, f"Invalid value for '--memory-limit': {message}")
+
+
+@pytest.mark.parametrize(("value", "duckdb_limit"), [
+    pytest.param("4GB", "3051MiB", id="GB-powers-of-1000"),
+    pytest.param("4GiB", "3276MiB", id="GiB-powers-of-1024"),
+    pytest.param("1.5 gb", "1144MiB", id="fraction-and-lower-case"),
+])
+def test_memory_limit_is_the_process_budget_and_duckdb_gets_80_percent(
+        audit_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, duckdb_limit: str) -> None:
+    """The process also holds Python and DuckDB's memory outside its pool (docs/benchmarks.md)."""
+    given: list[str | None] = []
+    real_connect = cli_module.connect
+
+    def spy(*args: Any, memory_limit: str | None = None, **kwargs: Any) -> Any:
+        given.append(memory_limit)
+        return real_connect(*args, memory_limit=memory_limit, **kwargs)
+
+    monkeypatch.setattr(cli_module, "connect", spy)
+    assert invoke("replay", audit_dataset, "--out", tmp_path / "out", "--memory-limit", value).exit_code == 0
+    assert given == [duckdb_limit]
 
 
 # --------------------------------------------------------------------------- the real entry point

@@ -216,13 +216,14 @@ DISPATCH_BAD_ROWS = [
 @pytest.mark.parametrize(("bad_row", "reason"), DISPATCH_BAD_ROWS)
 def test_dispatch_quarantine_reason_jsonl(con: duckdb.DuckDBPyConnection, tmp_path: Path, bad_row: dict[str, Any],
                                           reason: str) -> None:
-    """Q1/Q3 for a JSONL dispatches file: exact reason, line and raw line; line 1 and 3 load."""
+    """Q1/Q3 for a JSONL dispatches file: exact reason, line and raw line; line 1 and 3 load, each
+    keeping its position in the input as its ``row`` (the tie-break between leads, M3)."""
     raw = compact(bad_row)
     folder = make_dataset(tmp_path / "ds", dispatches=jsonl(drow(1), raw, drow(3)))
     load_dataset(con, folder)
     assert quarantine(con) == [("dispatches.jsonl", 2, raw, reason)]
     assert con.execute('SELECT "row", lead_id, source_line FROM dispatches ORDER BY "row"').fetchall() == [
-        (1, "L1", 1), (2, "L3", 3)]
+        (1, "L1", 1), (3, "L3", 3)]
     assert report(con)["dispatches"] == ("dispatches.jsonl", 3, 2, 1)
 
 
@@ -1252,3 +1253,87 @@ def test_reload_replaces_tables(tmp_path: Path) -> None:
         assert len(quarantine(con)) == 1
     finally:
         con.close()
+
+
+# --------------------------------------------------------------------------- the fast paths
+
+#: Good and bad callback lines with no blank line among them, so DuckDB's parallel reader may read them.
+FAST_CALLBACK_LINES: tuple[dict[str, Any] | str | bytes, ...] = (
+    crow(1), "{oops", '{"url":"/x"}', b'{"received_at":"2026-11-20T10:00:01Z","url":"/\xfe"}', crow(2, url=5),
+    crow(3, received_at="later"), "[]", "  " + compact(crow(4)) + " ", crow(5, request_id=7),
+    crow(6, headers={"X-A": "1", "x-a": 2}, body={"pcid": "C6"}), crow(7, headers=[["X-B", "b"]], method="GET"),
+    '{"received_at":"2026')
+FAST_DISPATCH_ROWS: tuple[dict[str, Any], ...] = (
+    drow(1), drow(2, conversion_id=""), drow(3, created_at="x"), drow(4, conversion_id="C1"),
+    drow(5, webhook_id="wh-old"), drow(6, webhook_id="wh-nope"), drow(7, external_id=""))
+
+
+def _all_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
+    return {name: con.execute(f"SELECT * FROM {name} ORDER BY ALL").fetchall()
+            for name in ("callbacks", "dispatches", "quarantine", "load_report")}
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_fast_paths_give_exactly_the_line_readers_tables(con: duckdb.DuckDBPyConnection, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, newline: str) -> None:
+    """Q1, Q4, Q5: DuckDB's parallel JSONL reader and the CSV read without a second pass over the file
+    (both used when every line is a record) load, number and quarantine exactly as the line readers do."""
+    folder = make_dataset(tmp_path / "ds", dispatches=csv_file(*FAST_DISPATCH_ROWS, newline=newline),
+                          dispatch_name="dispatches.csv",
+                          callbacks=jsonl(*FAST_CALLBACK_LINES, newline=newline.encode()))
+    full_passes: list[str] = []
+    line_reader = loading.iter_line_chunks
+
+    def spy(path: Path, **kwargs: Any) -> Iterator[pa.Table]:
+        full_passes.append(path.name)
+        return line_reader(path, **kwargs)
+
+    monkeypatch.setattr(loading, "iter_line_chunks", spy)
+    load_dataset(con, folder)
+    fast = _all_tables(con)
+    assert full_passes == []
+    assert quarantine(con)[:2] == [
+        ("callbacks.jsonl", 2, "{oops", "not valid JSON"),
+        ("callbacks.jsonl", 3, '{"url":"/x"}', "missing received_at")]
+    assert ("dispatches.csv", 3, csv_line(drow(2, conversion_id="")), "missing conversion_id") in quarantine(con)
+
+    monkeypatch.setattr(loading, "count_lines", lambda path, **kwargs: -1)  # lines never line up with records
+    load_dataset(con, folder)
+    assert sorted(set(full_passes)) == ["callbacks.jsonl", "dispatches.csv"]
+    assert _all_tables(con) == fast
+    assert_reconciles(con)
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\t", "\r"], ids=["empty", "spaces", "tab", "cr"])
+def test_a_blank_line_sends_jsonl_to_the_line_reader(con: duckdb.DuckDBPyConnection, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, blank: str) -> None:
+    """Q4: DuckDB's reader skips blank lines and numbers nothing, so then the line reader numbers the lines."""
+    folder = make_dataset(tmp_path / "ds", callbacks=jsonl(crow(1), blank, crow(2), "{oops"))
+    taken: list[bool] = []
+    parallel = loading._read_jsonl_in_parallel
+
+    def spy(*args: Any) -> bool:
+        taken.append(parallel(*args))
+        return taken[-1]
+
+    monkeypatch.setattr(loading, "_read_jsonl_in_parallel", spy)
+    load_dataset(con, folder)
+    assert taken == [False]
+    assert column(con, "SELECT seq FROM callbacks ORDER BY seq") == [1, 3]
+    assert reasons(con) == [(4, "not valid JSON")]
+
+
+def test_count_lines_agrees_with_the_line_reader(tmp_path: Path) -> None:
+    for data in (b"", b"\n", b"a", b"a\n", b"a\n\n", READER_INPUT, b"x\r\n" * 1000):
+        path = tmp_path / "lines.bin"
+        path.write_bytes(data)
+        assert linereader.count_lines(path) == sum(t.num_rows for t in linereader.iter_line_chunks(path)), data[:20]
+
+
+def test_pick_lines_reads_lines_by_number(tmp_path: Path) -> None:
+    path = tmp_path / "lines.bin"
+    path.write_bytes(READER_INPUT)
+    picked = linereader.pick_lines(path, [7, 4, 1, 4, 99])
+    assert picked.column("line").to_pylist() == [1, 4, 7]
+    assert picked.column("raw").to_pylist() == ["first\r", "\\xff\\xfe bad", "last-no-newline"]
+    assert picked.column("utf8").to_pylist() == [True, False, True]

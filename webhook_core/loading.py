@@ -13,7 +13,8 @@ Tables written (all replaced on each load):
 
 * ``webhook_versions`` – one row per webhook version;
 * ``dispatches`` – waiting webhooks: ``row, lead_id, conversion_id, advertiser_id,
-  external_id, webhook_id, created_at, source_line``;
+  external_id, webhook_id, created_at, source_line``; ``row`` is the lead's key and its
+  position in the input (its line, or Parquet row number), the tie-break between leads;
 * ``callbacks`` – captured requests: ``seq, request_id, received_at, method, url,
   headers, body, recorded_status, recorded_body, capture_notes``;
 * ``quarantine`` – ``source_file, line, raw, reason``;
@@ -327,28 +328,26 @@ def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         WITH typed AS (
             SELECT *, wa_timestamp(created_at_text) AS created_at FROM dispatch_stage
         ),
-        live AS (
-            -- 1 if a version of the row's webhook is live at created_at, 0 if only other times, NULL if none.
-            SELECT t.line, max(CASE WHEN (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(t.created_at))
-                                     AND (v.active_to_us IS NULL OR epoch_us(t.created_at) < v.active_to_us)
-                                    THEN 1 ELSE 0 END) AS live
-            FROM typed t JOIN webhook_versions v ON v.webhook_id = t.webhook_id
-            GROUP BY t.line
-        ),
         judged AS (
+            -- Versions of one webhook never overlap (S3): at most one is live at created_at.
             SELECT typed.*,
                 CASE
                     WHEN parse_error IS NOT NULL THEN parse_error
                     WHEN lead_id IS NULL THEN 'missing lead_id'
                     WHEN conversion_id IS NULL THEN 'missing conversion_id'
-                    WHEN advertiser_id IS NULL THEN 'missing advertiser_id'
-                    WHEN webhook_id IS NULL THEN 'missing webhook_id'
+                    WHEN typed.advertiser_id IS NULL THEN 'missing advertiser_id'
+                    WHEN typed.webhook_id IS NULL THEN 'missing webhook_id'
                     WHEN created_at_text IS NULL OR created_at_text = '' THEN 'missing created_at'
                     WHEN created_at IS NULL THEN 'bad created_at: not an ISO 8601 timestamp'
-                    WHEN live.live IS NULL THEN 'unknown webhook_id (not in webhooks.json)'
-                    WHEN live.live = 0 THEN 'webhook has no version live at created_at'
+                    WHEN typed.webhook_id NOT IN (SELECT webhook_id FROM webhook_versions)
+                        THEN 'unknown webhook_id (not in webhooks.json)'
+                    WHEN v.webhook_id IS NULL THEN 'webhook has no version live at created_at'
                 END AS reason
-            FROM typed LEFT JOIN live USING (line)
+            FROM typed
+            LEFT JOIN webhook_versions v
+              ON v.webhook_id = typed.webhook_id
+             AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(typed.created_at))
+             AND (v.active_to_us IS NULL OR epoch_us(typed.created_at) < v.active_to_us)
         ),
         repeated AS (
             -- Conversion IDs are unique: the first usable row keeps one, later ones are quarantined.
@@ -366,9 +365,8 @@ def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         INSERT INTO quarantine
         SELECT {source}, line, raw, final_reason FROM dispatch_checked WHERE final_reason IS NOT NULL;
         INSERT INTO dispatches
-        SELECT row_number() OVER (ORDER BY line), lead_id, conversion_id, advertiser_id, external_id,
-               webhook_id, created_at, line
-        FROM dispatch_checked WHERE final_reason IS NULL ORDER BY line;
+        SELECT line, lead_id, conversion_id, advertiser_id, external_id, webhook_id, created_at, line
+        FROM dispatch_checked WHERE final_reason IS NULL;
         INSERT INTO load_report
         SELECT {source}, 'dispatches', count(*), count(*) FILTER (final_reason IS NULL),
                count(*) FILTER (final_reason IS NOT NULL)

@@ -177,59 +177,58 @@ def _build_sql(webhooks: WebhookVersions) -> str:
      AND (v.active_to_us IS NULL OR epoch_us(d.created_at) < v.active_to_us);
 
     CREATE OR REPLACE TEMP TABLE replay_resolved AS
-    WITH known AS (SELECT * FROM replay_parsed WHERE webhook_id IS NOT NULL),
-    by_conversion AS (
-        SELECT i.ord, l."row" AS lead_row, l.webhook_id = i.webhook_id AS own
-        FROM known i JOIN replay_leads l ON l.conversion_id = i.conversion_id
-    ),
-    need_external AS (
-        SELECT i.* FROM known i
-        LEFT JOIN by_conversion c ON c.ord = i.ord AND c.own
-        WHERE c.ord IS NULL AND i.external_id IS NOT NULL
+    WITH by_conversion AS (
+        -- Conversion IDs are unique among leads (Q3): at most one lead per callback.
+        SELECT i.*, l."row" AS c_row, l.lead_id AS c_lead_id, l.created_us AS c_created_us,
+               l.deadline_us AS c_deadline_us, coalesce(l.webhook_id = i.webhook_id, false) AS own
+        FROM replay_parsed i LEFT JOIN replay_leads l ON l.conversion_id = i.conversion_id
+        WHERE i.webhook_id IS NOT NULL
     ),
     by_external AS (
-        SELECT ord, lead_row FROM (
-            SELECT n.ord, l."row" AS lead_row,
+        SELECT ord, lead_row, lead_id, created_us, deadline_us FROM (
+            SELECT n.ord, l."row" AS lead_row, l.lead_id, l.created_us, l.deadline_us,
                    row_number() OVER (
                        PARTITION BY n.ord
                        ORDER BY CASE WHEN l.created_us <= n.us THEN 0 ELSE 1 END,
                                 CASE WHEN l.created_us <= n.us THEN l.created_us END DESC,
                                 CASE WHEN l.created_us <= n.us THEN l."row" END DESC,
                                 l.created_us, l."row") AS pick
-            FROM need_external n
+            FROM by_conversion n
             JOIN replay_leads l
               ON l.webhook_id = n.webhook_id AND l.advertiser_id = n.advertiser_id
              AND l.external_id = n.external_id
+            WHERE NOT n.own
         ) WHERE pick = 1
-    ),
-    resolved AS (
-        SELECT i.*,
-               CASE WHEN c.own THEN c.lead_row ELSE e.lead_row END AS lead_row,
-               CASE WHEN c.own THEN 'conversion_id' WHEN e.lead_row IS NOT NULL THEN 'external_id' END AS matched_by,
-               CASE WHEN NOT c.own THEN c.lead_row END AS other_lead_row
-        FROM known i
-        LEFT JOIN by_conversion c ON c.ord = i.ord
-        LEFT JOIN by_external e ON e.ord = i.ord
     )
-    SELECT r.*, l.lead_id, l.created_us,
-           r.us < l.created_us AS is_early,
-           l.deadline_us IS NOT NULL AND r.us > l.deadline_us AS is_late
-    FROM resolved r LEFT JOIN replay_leads l ON l."row" = r.lead_row;
+    SELECT c.ord, c.seq, c.request_id, c.received_at, c.us, c.recorded_status, c.token, c.body_kind, c.webhook_id,
+           c.conversion_id, c.external_id, c.advertiser_id, c.is_interim,
+           CASE WHEN c.own THEN c.c_row ELSE e.lead_row END AS lead_row,
+           CASE WHEN c.own THEN 'conversion_id' WHEN e.lead_row IS NOT NULL THEN 'external_id' END AS matched_by,
+           -- wrong_webhook reports the other webhook's lead
+           CASE WHEN c.own THEN c.c_lead_id ELSE coalesce(e.lead_id, c.c_lead_id) END AS lead_id,
+           NOT c.own AND e.lead_row IS NULL AND c.c_row IS NOT NULL AS other_webhook,
+           CASE WHEN c.own THEN c.c_created_us ELSE e.created_us END AS created_us,
+           CASE WHEN c.own THEN c.c_deadline_us ELSE e.deadline_us END AS deadline_us
+    FROM by_conversion c LEFT JOIN by_external e ON e.ord = c.ord;
 
     CREATE OR REPLACE TABLE callback_outcomes AS
-    WITH finishes AS (
+    WITH flagged AS (
+        SELECT *, us < created_us AS is_early, deadline_us IS NOT NULL AND us > deadline_us AS is_late
+        FROM replay_resolved
+    ),
+    finishes AS (
         -- The wait finishes at the first callback that could finish it (the online matcher's only state).
-        SELECT lead_row, min(ord) AS finish_ord FROM replay_resolved
+        SELECT lead_row, min(ord) AS finish_ord FROM flagged
         WHERE lead_row IS NOT NULL AND NOT is_early AND NOT is_late AND NOT is_interim
         GROUP BY lead_row
     ),
     judged AS (
         SELECT r.ord, r.seq, r.request_id, r.received_at, r.us, r.webhook_id, r.token, r.conversion_id,
                r.external_id, r.advertiser_id, r.matched_by, r.recorded_status, r.lead_row, r.is_interim,
-               r.body_kind, coalesce(r.lead_id, o.lead_id) AS lead_id,
+               r.body_kind, r.lead_id,
                CASE
                    WHEN r.conversion_id IS NULL AND r.external_id IS NULL THEN 'no_identifiers'
-                   WHEN r.lead_row IS NULL AND r.other_lead_row IS NOT NULL THEN 'wrong_webhook'
+                   WHEN r.other_webhook THEN 'wrong_webhook'
                    WHEN r.lead_row IS NULL THEN 'not_found'
                    WHEN r.is_early THEN 'early'
                    WHEN r.ord > f.finish_ord THEN 'duplicate'
@@ -238,9 +237,7 @@ def _build_sql(webhooks: WebhookVersions) -> str:
                    ELSE 'matched'
                END AS outcome,
                CASE WHEN r.lead_row IS NOT NULL THEN (r.us - r.created_us) / 1e6 END AS wait_s
-        FROM replay_resolved r
-        LEFT JOIN finishes f ON f.lead_row = r.lead_row
-        LEFT JOIN replay_leads o ON o."row" = r.other_lead_row
+        FROM flagged r LEFT JOIN finishes f ON f.lead_row = r.lead_row
         UNION ALL
         SELECT ord, seq, request_id, received_at, us, NULL, token, NULL, NULL, NULL, NULL, recorded_status, NULL,
                false, body_kind, NULL, 'unknown_token', NULL
@@ -288,6 +285,5 @@ _LEADS_SQL = """
            make_timestamptz(e.end_us) AS observation_end
     FROM replay_leads l
     CROSS JOIN ends e
-    LEFT JOIN per_lead p ON p.lead_row = l."row"
-    ORDER BY l."row";
+    LEFT JOIN per_lead p ON p.lead_row = l."row";
 """
