@@ -1259,8 +1259,8 @@ def test_reload_replaces_tables(tmp_path: Path) -> None:
 
 #: Good and bad callback lines with no blank line among them, so DuckDB's parallel reader may read them.
 FAST_CALLBACK_LINES: tuple[dict[str, Any] | str | bytes, ...] = (
-    crow(1), "{oops", '{"url":"/x"}', b'{"received_at":"2026-11-20T10:00:01Z","url":"/\xfe"}', crow(2, url=5),
-    crow(3, received_at="later"), "[]", "  " + compact(crow(4)) + " ", crow(5, request_id=7),
+    "\ufeff" + compact(crow(1)), "{oops", '{"url":"/x"}', b'{"received_at":"2026-11-20T10:00:01Z","url":"/\xfe"}', crow(2, url=5),
+    crow(3, received_at="later"), "[]", "\x0b " + compact(crow(4)) + " \x0c\t", crow(5, request_id=7),
     crow(6, headers={"X-A": "1", "x-a": 2}, body={"pcid": "C6"}), crow(7, headers=[["X-B", "b"]], method="GET"),
     '{"received_at":"2026')
 FAST_DISPATCH_ROWS: tuple[dict[str, Any], ...] = (
@@ -1276,8 +1276,9 @@ def _all_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
 def test_fast_paths_give_exactly_the_line_readers_tables(con: duckdb.DuckDBPyConnection, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch, newline: str) -> None:
-    """Q1, Q4, Q5: DuckDB's parallel JSONL reader and the CSV read without a second pass over the file
-    (both used when every line is a record) load, number and quarantine exactly as the line readers do."""
+    """Q1, Q4, Q5, Q7: DuckDB's parallel JSONL reader and the CSV read without a second pass over the
+    file (both used when every line is a record) load, number and quarantine exactly as the line readers
+    do; a byte-order mark and surrounding ASCII whitespace are not part of a line's JSON."""
     folder = make_dataset(tmp_path / "ds", dispatches=csv_file(*FAST_DISPATCH_ROWS, newline=newline),
                           dispatch_name="dispatches.csv",
                           callbacks=jsonl(*FAST_CALLBACK_LINES, newline=newline.encode()))

@@ -152,7 +152,17 @@ def write_webhook_versions(con: duckdb.DuckDBPyConnection, webhooks: WebhookVers
         con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
+_CALLBACK_TYPES = {
+    "seq": "BIGINT", "request_id": "VARCHAR", "received_at": "TIMESTAMPTZ", "method": "VARCHAR", "url": "VARCHAR",
+    "headers": "STRUCT(name VARCHAR, value VARCHAR)[]", "body": "VARCHAR", "recorded_status": "INTEGER",
+    "recorded_body": "VARCHAR", "capture_notes": "VARCHAR[]",
+}
+_CREATE_CALLBACKS = ("CREATE OR REPLACE TABLE callbacks ("
+                     + ", ".join(f"{name} {kind}" for name, kind in _CALLBACK_TYPES.items()) + ")")
+
+
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(_CREATE_CALLBACKS)
     con.execute("""
         CREATE OR REPLACE TABLE quarantine (source_file VARCHAR, line BIGINT, raw VARCHAR, reason VARCHAR);
         CREATE OR REPLACE TABLE load_report (
@@ -160,14 +170,15 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE TABLE dispatches (
             "row" BIGINT, lead_id VARCHAR, conversion_id VARCHAR, advertiser_id VARCHAR,
             external_id VARCHAR, webhook_id VARCHAR, created_at TIMESTAMPTZ, source_line BIGINT);
-        CREATE OR REPLACE TABLE callbacks (
-            seq BIGINT, request_id VARCHAR, received_at TIMESTAMPTZ, method VARCHAR, url VARCHAR,
-            headers STRUCT(name VARCHAR, value VARCHAR)[], body VARCHAR,
-            recorded_status INTEGER, recorded_body VARCHAR, capture_notes VARCHAR[]);
     """)
 
 
 # --------------------------------------------------------------------------- dispatches
+
+#: A JSONL line as JSON, read as DuckDB's JSON reader reads it (Q7): surrounding ASCII whitespace
+#: and a byte-order mark opening the file are not part of the document.
+_JSON_LINE = ("try_cast(trim(CASE WHEN line = 1 AND starts_with(raw, chr(65279)) THEN raw[2:] ELSE raw END, "
+              "' ' || chr(9) || chr(13) || chr(11) || chr(12)) AS JSON)")
 
 _DISPATCH_STAGE = """
     CREATE OR REPLACE TEMP TABLE dispatch_stage (
@@ -197,7 +208,7 @@ def _load_dispatches(con: duckdb.DuckDBPyConnection, path: Path, progress: Progr
                             WHEN 'VARCHAR' THEN json_extract_string(doc, '$.created_at')
                             WHEN 'NULL' THEN NULL
                             ELSE CAST(json_extract(doc, '$.created_at') AS VARCHAR) END
-                FROM (SELECT line, raw, utf8, try_cast(raw AS JSON) AS doc
+                FROM (SELECT line, raw, utf8, {_JSON_LINE} AS doc
                       FROM (SELECT line, utf8, regexp_replace(raw, '\\r$', '') AS raw FROM chunk)
                       WHERE NOT regexp_full_match(raw, '[ \t]*'))
             """)
@@ -448,7 +459,7 @@ _CALLBACK_PARTS = f"""
           FROM {{source}})
 """
 
-_CALLBACK_COLUMNS = "seq, request_id, received_at, method, url, headers, body, recorded_status, recorded_body, capture_notes"
+_CALLBACK_COLUMNS = ", ".join(_CALLBACK_TYPES)
 
 #: ``callback_stage`` rows (line, raw text, staging error, parsed document) to judged rows.
 _JUDGE_STAGE = f"""
@@ -457,9 +468,9 @@ _JUDGE_STAGE = f"""
 """
 
 #: Lines from the line reader (``chunk``: line, raw, utf8) to ``callback_stage``.
-_STAGE_LINES = """
+_STAGE_LINES = f"""
     INSERT INTO callback_stage
-    SELECT line, raw, CASE WHEN NOT utf8 THEN 'not valid UTF-8' END, try_cast(raw AS JSON)
+    SELECT line, raw, CASE WHEN NOT utf8 THEN 'not valid UTF-8' END, {_JSON_LINE}
     FROM (SELECT line, utf8, regexp_replace(raw, '\\r$', '') AS raw FROM chunk)
     WHERE NOT regexp_full_match(raw, '[ \t]*')
 """
@@ -541,35 +552,37 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     """Load ``callbacks.jsonl`` with DuckDB's parallel JSON reader; False (nothing loaded) if it cannot.
 
     The reader skips blank lines and gives no line numbers, so it is used only when every
-    line of the file is a record: then the n-th row read is line n. A line it cannot parse
-    comes back as a NULL row; such lines, and rows the I-rules reject, are read again from
-    the file by number and judged like the line reader's (their raw text as written).
+    line of the file is a record: then the n-th row read is line n. The rows are written
+    straight into ``callbacks`` (no second copy of the largest table) and numbered after.
+    A line the reader cannot parse comes back as a NULL row; such lines, and rows the
+    I-rules reject, are read again from the file by number and judged like the line
+    reader's (their raw text as written).
     """
     lines = count_lines(path, progress=_bytes_progress(path, progress))
     reader = (f"(SELECT NULL::BIGINT AS line, NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, json AS doc "
               f"FROM read_json_objects({_path_literal(path)}, format = 'newline_delimited', "
               f"ignore_errors = true))")
+    typed = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in _CALLBACK_TYPES.items())
     try:
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE callback_read AS
-            SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)})
+            CREATE OR REPLACE TABLE callbacks AS
+            SELECT {typed}, reason FROM (SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)}))
         """)
+        counted = con.execute("SELECT count(*) FROM callbacks").fetchone()
     except duckdb.Error:  # e.g. a line longer than the reader's largest object: the line reader copes
-        con.execute("DROP TABLE IF EXISTS callback_read")
-        return False
-    read = con.execute("SELECT count(*) FROM callback_read").fetchone()
-    if read is None or read[0] != lines:  # blank lines: rows and lines do not line up
-        con.execute("DROP TABLE callback_read")
+        counted = None
+    if counted is None or counted[0] != lines:  # blank lines: rows and lines do not line up
+        con.execute(_CREATE_CALLBACKS)
         return False
     # rowid is the insertion order, which DuckDB keeps as the file's order.
+    con.execute("""
+        UPDATE callbacks SET seq = rowid + 1;
+        UPDATE callbacks SET request_id = CAST(seq AS VARCHAR) WHERE request_id IS NULL;
+    """)
     rejected = [number for (number,) in con.execute(
-        "SELECT rowid + 1 FROM callback_read WHERE reason IS NOT NULL ORDER BY 1").fetchall()]
-    good = f"""SELECT rowid + 1 AS seq, coalesce(request_id, CAST(rowid + 1 AS VARCHAR)) AS request_id,
-                      {_CALLBACK_COLUMNS.removeprefix("seq, request_id, ")}
-               FROM callback_read WHERE reason IS NULL"""
-    if not rejected:
-        con.execute(f"INSERT INTO callbacks {good}")
-    else:
+        "SELECT seq FROM callbacks WHERE reason IS NOT NULL ORDER BY seq").fetchall()]
+    if rejected:
+        con.execute("DELETE FROM callbacks WHERE reason IS NOT NULL")
         con.register("chunk", pick_lines(path, rejected))
         con.execute(_STAGE_LINES)
         con.unregister("chunk")
@@ -577,15 +590,12 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
         con.execute(f"""
             INSERT INTO quarantine SELECT {source}, seq, raw, reason FROM callback_judged WHERE reason IS NOT NULL;
             INSERT INTO callbacks
-            SELECT * FROM ({good}
-                           UNION ALL
-                           SELECT {_CALLBACK_COLUMNS.replace("request_id", "coalesce(request_id, CAST(seq AS VARCHAR))")}
-                           FROM callback_judged WHERE reason IS NULL)
-            ORDER BY seq;
+            SELECT {_CALLBACK_COLUMNS.replace("request_id", "coalesce(request_id, CAST(seq AS VARCHAR))")}, NULL
+            FROM callback_judged WHERE reason IS NULL;
             DROP TABLE callback_judged;
             DELETE FROM callback_stage;
         """)
-    con.execute("DROP TABLE callback_read")
+    con.execute("ALTER TABLE callbacks DROP COLUMN reason")
     return True
 
 
