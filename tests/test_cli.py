@@ -20,8 +20,8 @@ import duckdb
 import pytest
 from click.testing import CliRunner, Result
 
-from webhook_core import CALLBACK_COLUMNS, LEAD_COLUMNS
 import webhook_core.cli as cli_module
+from webhook_core import CALLBACK_COLUMNS, LEAD_COLUMNS
 from webhook_core.cli import cli
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)

@@ -217,7 +217,7 @@ DISPATCH_BAD_ROWS = [
 def test_dispatch_quarantine_reason_jsonl(con: duckdb.DuckDBPyConnection, tmp_path: Path, bad_row: dict[str, Any],
                                           reason: str) -> None:
     """Q1/Q3 for a JSONL dispatches file: exact reason, line and raw line; line 1 and 3 load, each
-    keeping its position in the input as its ``row`` (the tie-break between leads, M3)."""
+    keeping its position in the input as its ``row`` (Q8: the tie-break between leads, M3)."""
     raw = compact(bad_row)
     folder = make_dataset(tmp_path / "ds", dispatches=jsonl(drow(1), raw, drow(3)))
     load_dataset(con, folder)
@@ -1259,8 +1259,8 @@ def test_reload_replaces_tables(tmp_path: Path) -> None:
 
 #: Good and bad callback lines with no blank line among them, so DuckDB's parallel reader may read them.
 FAST_CALLBACK_LINES: tuple[dict[str, Any] | str | bytes, ...] = (
-    "\ufeff" + compact(crow(1)), "{oops", '{"url":"/x"}', b'{"received_at":"2026-11-20T10:00:01Z","url":"/\xfe"}', crow(2, url=5),
-    crow(3, received_at="later"), "[]", "\x0b " + compact(crow(4)) + " \x0c\t", crow(5, request_id=7),
+    "\ufeff" + compact(crow(1)), "{oops", '{"url":"/x"}', b'{"received_at":"2026-11-20T10:00:01Z","url":"/\xfe"}',
+    crow(2, url=5), crow(3, received_at="later"), "[]", "\x0b " + compact(crow(4)) + " \x0c\t", crow(5, request_id=7),
     crow(6, headers={"X-A": "1", "x-a": 2}, body={"pcid": "C6"}), crow(7, headers=[["X-B", "b"]], method="GET"),
     '{"received_at":"2026')
 FAST_DISPATCH_ROWS: tuple[dict[str, Any], ...] = (
@@ -1338,3 +1338,17 @@ def test_pick_lines_reads_lines_by_number(tmp_path: Path) -> None:
     assert picked.column("line").to_pylist() == [1, 4, 7]
     assert picked.column("raw").to_pylist() == ["first\r", "\\xff\\xfe bad", "last-no-newline"]
     assert picked.column("utf8").to_pylist() == [True, False, True]
+
+
+@pytest.mark.parametrize("blank_line", [False, True], ids=["parallel-reader", "line-reader"])
+def test_Q7_byte_order_mark_and_ascii_whitespace_are_not_part_of_a_line(
+        con: duckdb.DuckDBPyConnection, tmp_path: Path, blank_line: bool) -> None:
+    lines: list[dict[str, Any] | str] = ["\ufeff" + compact(crow(1)), "\x0b " + compact(crow(2)) + " \x0c\t",
+                                         "\ufeff" + compact(crow(3))]
+    if blank_line:
+        lines.insert(1, "")
+    make_dataset(tmp_path / "ds", callbacks=jsonl(*lines))
+    load_dataset(con, tmp_path / "ds")
+    assert column(con, "SELECT request_id FROM callbacks ORDER BY seq") == (["1", "3"] if blank_line else ["1", "2"])
+    # Only the file's first line may open with a byte-order mark.
+    assert reasons(con) == [(4 if blank_line else 3, "not valid JSON")]

@@ -95,14 +95,14 @@ def count_lines(path: Path, *, progress: Progress | None = None) -> int:
     a newline counts; an empty file has none)."""
     buffer = bytearray(CHUNK_BYTES)
     newlines = 0
-    last = b""
+    ends_open = False  # the file's last byte is not a newline
     with path.open("rb", buffering=0) as handle:
         while read := handle.readinto(buffer):
             newlines += buffer.count(b"\n", 0, read)
-            last = buffer[read - 1:read]
+            ends_open = buffer[read - 1] != ord("\n")
             if progress is not None:
                 progress(read)
-    return newlines + (1 if last not in (b"", b"\n") else 0)
+    return newlines + int(ends_open)
 
 
 def pick_lines(path: Path, numbers: Iterable[int]) -> pa.Table:

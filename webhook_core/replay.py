@@ -75,9 +75,16 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
         webhooks = webhooks.with_timeouts(timeouts)
     write_webhook_versions(con, webhooks, table="replay_versions")
     con.execute("DROP TABLE IF EXISTS request_values")  # pairing.py's values belong to one replay
-    con.execute(_build_sql(webhooks))
-    end_us = to_us(observation_end) if observation_end is not None else None
-    con.execute(_LEADS_SQL.format(end=_end_sql(end_us)))
+    # Every table written here carries its own order (ord, row): DuckDB need not keep insertion
+    # order, which lets it stream and spill with far less memory on large inputs.
+    (preserve,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() or (True,)
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        con.execute(_build_sql(webhooks))
+        end_us = to_us(observation_end) if observation_end is not None else None
+        con.execute(_LEADS_SQL.format(end=_end_sql(end_us)))
+    finally:
+        con.execute(f"SET preserve_insertion_order = {bool(preserve)}")
     end = con.execute("SELECT max(observation_end) FROM lead_outcomes").fetchone()
     resolved_end = observation_end
     if resolved_end is None and end is not None and end[0] is not None:
@@ -176,30 +183,30 @@ def _build_sql(webhooks: WebhookVersions) -> str:
      AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(d.created_at))
      AND (v.active_to_us IS NULL OR epoch_us(d.created_at) < v.active_to_us);
 
+    -- Conversion IDs are unique among leads (Q3): at most one lead per callback. One streaming
+    -- join; the few callbacks it does not resolve on their own webhook try the external ID next.
+    CREATE OR REPLACE TEMP TABLE replay_by_conversion AS
+    SELECT i.*, l."row" AS c_row, l.lead_id AS c_lead_id, l.created_us AS c_created_us,
+           l.deadline_us AS c_deadline_us, coalesce(l.webhook_id = i.webhook_id, false) AS own
+    FROM replay_parsed i LEFT JOIN replay_leads l ON l.conversion_id = i.conversion_id
+    WHERE i.webhook_id IS NOT NULL;
+
+    CREATE OR REPLACE TEMP TABLE replay_by_external AS
+    SELECT ord, lead_row, lead_id, created_us, deadline_us FROM (
+        SELECT n.ord, l."row" AS lead_row, l.lead_id, l.created_us, l.deadline_us,
+               row_number() OVER (
+                   PARTITION BY n.ord
+                   ORDER BY CASE WHEN l.created_us <= n.us THEN 0 ELSE 1 END,
+                            CASE WHEN l.created_us <= n.us THEN l.created_us END DESC,
+                            CASE WHEN l.created_us <= n.us THEN l."row" END DESC,
+                            l.created_us, l."row") AS pick
+        FROM (SELECT ord, us, webhook_id, advertiser_id, external_id FROM replay_by_conversion
+              WHERE NOT own AND external_id IS NOT NULL) n
+        JOIN (SELECT * FROM replay_leads WHERE external_id IS NOT NULL) l
+          ON l.webhook_id = n.webhook_id AND l.advertiser_id = n.advertiser_id AND l.external_id = n.external_id
+    ) WHERE pick = 1;
+
     CREATE OR REPLACE TEMP TABLE replay_resolved AS
-    WITH by_conversion AS (
-        -- Conversion IDs are unique among leads (Q3): at most one lead per callback.
-        SELECT i.*, l."row" AS c_row, l.lead_id AS c_lead_id, l.created_us AS c_created_us,
-               l.deadline_us AS c_deadline_us, coalesce(l.webhook_id = i.webhook_id, false) AS own
-        FROM replay_parsed i LEFT JOIN replay_leads l ON l.conversion_id = i.conversion_id
-        WHERE i.webhook_id IS NOT NULL
-    ),
-    by_external AS (
-        SELECT ord, lead_row, lead_id, created_us, deadline_us FROM (
-            SELECT n.ord, l."row" AS lead_row, l.lead_id, l.created_us, l.deadline_us,
-                   row_number() OVER (
-                       PARTITION BY n.ord
-                       ORDER BY CASE WHEN l.created_us <= n.us THEN 0 ELSE 1 END,
-                                CASE WHEN l.created_us <= n.us THEN l.created_us END DESC,
-                                CASE WHEN l.created_us <= n.us THEN l."row" END DESC,
-                                l.created_us, l."row") AS pick
-            FROM by_conversion n
-            JOIN replay_leads l
-              ON l.webhook_id = n.webhook_id AND l.advertiser_id = n.advertiser_id
-             AND l.external_id = n.external_id
-            WHERE NOT n.own
-        ) WHERE pick = 1
-    )
     SELECT c.ord, c.seq, c.request_id, c.received_at, c.us, c.recorded_status, c.token, c.body_kind, c.webhook_id,
            c.conversion_id, c.external_id, c.advertiser_id, c.is_interim,
            CASE WHEN c.own THEN c.c_row ELSE e.lead_row END AS lead_row,
@@ -209,7 +216,8 @@ def _build_sql(webhooks: WebhookVersions) -> str:
            NOT c.own AND e.lead_row IS NULL AND c.c_row IS NOT NULL AS other_webhook,
            CASE WHEN c.own THEN c.c_created_us ELSE e.created_us END AS created_us,
            CASE WHEN c.own THEN c.c_deadline_us ELSE e.deadline_us END AS deadline_us
-    FROM by_conversion c LEFT JOIN by_external e ON e.ord = c.ord;
+    FROM replay_by_conversion c LEFT JOIN replay_by_external e ON e.ord = c.ord;
+    DROP TABLE replay_by_conversion; DROP TABLE replay_by_external;
 
     CREATE OR REPLACE TABLE callback_outcomes AS
     WITH flagged AS (
