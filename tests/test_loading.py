@@ -1352,3 +1352,13 @@ def test_Q7_byte_order_mark_and_ascii_whitespace_are_not_part_of_a_line(
     assert column(con, "SELECT request_id FROM callbacks ORDER BY seq") == (["1", "3"] if blank_line else ["1", "2"])
     # Only the file's first line may open with a byte-order mark.
     assert reasons(con) == [(4 if blank_line else 3, "not valid JSON")]
+
+
+def test_parse_progress_thread_hands_errors_back_and_leaves_no_bar_on(con: duckdb.DuckDBPyConnection) -> None:
+    reported: list[float] = []
+    with pytest.raises(duckdb.CatalogException):
+        loading._execute_reporting(con, "SELECT * FROM no_such_table", reported.append)
+    loading._execute_reporting(con, "CREATE TABLE t AS SELECT range AS x FROM range(2000000)", reported.append)
+    assert column(con, "SELECT count(*) FROM t") == [2_000_000]
+    assert all(0 <= percent <= 100 for percent in reported)
+    assert column(con, "SELECT current_setting('enable_progress_bar')") == [False]
