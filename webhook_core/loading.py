@@ -19,6 +19,13 @@ Tables written (all replaced on each load):
   headers, body, recorded_status, recorded_body, capture_notes``;
 * ``quarantine`` – ``source_file, line, raw, reason``;
 * ``load_report`` – ``source_file, table_name, read, loaded, quarantined``.
+
+Two fast paths, taken only when they give exactly what the line readers give
+(``tests/test_loading.py`` holds them to it): a ``callbacks.jsonl`` whose every line
+is a record is parsed by DuckDB's parallel JSON reader straight into ``callbacks``,
+and a ``dispatches.csv`` whose lines after the header are all records takes its line
+numbers from its row order instead of a second pass over the file. Either way only
+the rows that end up quarantined have their raw text read back from the file.
 """
 
 from __future__ import annotations
