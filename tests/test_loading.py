@@ -1362,3 +1362,63 @@ def test_parse_progress_thread_hands_errors_back_and_leaves_no_bar_on(con: duckd
     assert column(con, "SELECT count(*) FROM t") == [2_000_000]
     assert all(0 <= percent <= 100 for percent in reported)
     assert column(con, "SELECT current_setting('enable_progress_bar')") == [False]
+
+
+@pytest.mark.parametrize(("jsonl_ending", "csv_ending"), [
+    ("\n", "\n"), ("\n\n", "\n\n"), ("\n  \n\t\r\n", "\n\n\n"), ("\n\n\n  ", "\n\n")], ids=repr)
+def test_blank_lines_at_the_end_keep_the_fast_paths(con: duckdb.DuckDBPyConnection, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, jsonl_ending: str,
+                                                    csv_ending: str) -> None:
+    """Q4: blank lines after the last record (a common way files end) leave records and lines lined up,
+    so both fast paths still apply, with the line readers' result. (DuckDB's CSV reader takes only empty
+    lines as blank: a CSV line of spaces is a malformed row either way.)"""
+    dispatches = csv_file(*FAST_DISPATCH_ROWS).rstrip(b"\n") + csv_ending.encode()
+    callbacks = jsonl(*FAST_CALLBACK_LINES).rstrip(b"\n") + jsonl_ending.encode()
+    folder = make_dataset(tmp_path / "ds", dispatches=dispatches, dispatch_name="dispatches.csv", callbacks=callbacks)
+    full_passes: list[str] = []
+    line_reader = loading.iter_line_chunks
+
+    def spy(path: Path, **kwargs: Any) -> Iterator[pa.Table]:
+        full_passes.append(path.name)
+        return line_reader(path, **kwargs)
+
+    monkeypatch.setattr(loading, "iter_line_chunks", spy)
+    load_dataset(con, folder)
+    fast = _all_tables(con)
+    assert full_passes == []
+    monkeypatch.setattr(loading, "count_lines", lambda path, **kwargs: -1)
+    load_dataset(con, folder)
+    assert sorted(set(full_passes)) == ["callbacks.jsonl", "dispatches.csv"]
+    assert _all_tables(con) == fast
+
+
+@pytest.mark.parametrize(("data", "blank"), [
+    pytest.param(b"", 0, id="empty"), pytest.param(b"a", 0, id="no-newline"), pytest.param(b"a\n", 0, id="one-line"),
+    pytest.param(b"a\n\n", 1, id="one-blank"), pytest.param(b"a\n \t\r\n\n", 2, id="spaces-tab-cr"),
+    pytest.param(b"a\n\x0c\n", 0, id="form-feed-is-not-blank"), pytest.param(b"\n\n", 2, id="only-blank"),
+    pytest.param(b"a\n  ", 1, id="blank-without-newline"),
+])
+def test_trailing_blank_lines(tmp_path: Path, data: bytes, blank: int) -> None:
+    path = tmp_path / "lines.bin"
+    path.write_bytes(data)
+    assert linereader.trailing_blank_lines(path) == blank
+    raws = [t for chunk in linereader.iter_line_chunks(path) for t in chunk.column("raw").to_pylist()]
+    assert all(not line.rstrip("\r").strip(" \t") for line in raws[len(raws) - blank:])
+
+
+def test_trailing_blank_lines_never_overcounts_past_what_it_reads(tmp_path: Path) -> None:
+    path = tmp_path / "lines.bin"
+    path.write_bytes(b"x" * 100 + b"      \n\n")
+    assert linereader.trailing_blank_lines(path, tail_bytes=4) == 1
+    assert linereader.trailing_blank_lines(path) == 1
+
+
+def test_csv_duckdb_cannot_read_is_one_line_naming_the_file(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """Q6: a CSV file DuckDB's reader gives up on (here an LF file whose last line ends in CRLF)."""
+    folder = make_dataset(tmp_path / "ds", dispatches=csv_file(drow(1)) + b"\t\r\n", dispatch_name="dispatches.csv")
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(con, folder)
+    assert str(caught.value) == (
+        f"{folder / 'dispatches.csv'}: DuckDB's CSV reader cannot read it (Invalid Input Error: The CSV Parser "
+        "state machine reached an invalid state.); check that every line ends the same way (LF or CRLF) and "
+        "quotes are balanced")

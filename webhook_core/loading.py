@@ -40,7 +40,7 @@ import duckdb
 import pyarrow as pa
 
 from webhook_core.exceptions import DatasetError, MissingFileError
-from webhook_core.linereader import count_lines, iter_line_chunks, pick_lines
+from webhook_core.linereader import count_lines, iter_line_chunks, pick_lines, trailing_blank_lines
 from webhook_core.matching import to_us
 from webhook_core.settings import WebhookVersions, load_webhooks
 from webhook_core.sql import install_macros
@@ -252,12 +252,17 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                           rejects_scan = 'wa_csv_scans')"""
     lines = count_lines(path)
     # rowid is the file's record order (DuckDB keeps insertion order); a window would run on one thread.
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE csv_rows AS
-        SELECT {", ".join(f"nullif({_ident(c)}, '') AS {c}" for c in DISPATCH_COLUMNS[:5])},
-               created_at AS created_at_text
-        FROM {source}
-    """)
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE csv_rows AS
+            SELECT {", ".join(f"nullif({_ident(c)}, '') AS {c}" for c in DISPATCH_COLUMNS[:5])},
+                   created_at AS created_at_text
+            FROM {source}
+        """)
+    except duckdb.Error as exc:  # e.g. an LF file whose last line ends in CRLF
+        raise DatasetError(f"DuckDB's CSV reader cannot read it ({str(exc).splitlines()[0]}); "
+                           "check that every line ends the same way (LF or CRLF) and quotes are balanced",
+                           path=str(path)) from exc
     # DuckDB lists a row once per bad column: one record, one quarantine row.
     con.execute("""
         CREATE OR REPLACE TEMP TABLE csv_rejects AS
@@ -265,7 +270,7 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         QUALIFY row_number() OVER (PARTITION BY line ORDER BY column_idx) = 1
     """)
     counts = con.execute("SELECT (SELECT count(*) FROM csv_rows), (SELECT count(*) FROM csv_rejects)").fetchone()
-    if counts is not None and counts[1] == 0 and header_line + counts[0] == lines:
+    if counts is not None and counts[1] == 0 and header_line + counts[0] == lines - trailing_blank_lines(path):
         # Every line after the header is one record: record n is line header + n. The raw
         # text is read back only for the rows that end up quarantined (_finish_dispatches).
         con.execute(f"""
@@ -594,7 +599,8 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
         counted = con.execute("SELECT count(*) FROM callbacks").fetchone()
     except duckdb.Error:  # e.g. a line longer than the reader's largest object: the line reader copes
         counted = None
-    if counted is None or counted[0] != lines:  # blank lines: rows and lines do not line up
+    # Blank lines at the end (a common way files end) leave rows and lines lined up; others do not.
+    if counted is None or counted[0] != lines - trailing_blank_lines(path):
         con.execute(_CREATE_CALLBACKS)
         return False
     # rowid is the insertion order, which DuckDB keeps as the file's order.
