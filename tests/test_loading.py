@@ -1187,9 +1187,15 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("reader", ["line-reader", "parallel-reader"])
 def test_200k_callbacks_across_chunk_boundaries(con: duckdb.DuckDBPyConnection, tmp_path: Path,
-                                                small_chunks: list[int]) -> None:
-    """~200k JSONL callbacks read in many chunks: bad lines far into the file keep exact line numbers."""
+                                                small_chunks: list[int], monkeypatch: pytest.MonkeyPatch,
+                                                reader: str) -> None:
+    """~200k JSONL callbacks, with two blank lines among them, read in many chunks by the line reader, or
+    by DuckDB's parallel reader stepping over the blank lines: bad lines far into the file keep exact
+    line numbers either way."""
+    if reader == "line-reader":
+        monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
     total = 200_000
     planted: dict[int, tuple[bytes, str, str]] = {
         1: (b"{oops", "{oops", "not valid JSON"),
@@ -1216,8 +1222,11 @@ def test_200k_callbacks_across_chunk_boundaries(con: duckdb.DuckDBPyConnection, 
     folder = make_dataset(tmp_path / "ds", callbacks=data[:-1])  # the last line has no newline
     load_dataset(con, folder)
 
-    assert len(small_chunks) > 40
-    assert sum(small_chunks) == total
+    if reader == "line-reader":
+        assert len(small_chunks) > 40
+        assert sum(small_chunks) == total
+    else:
+        assert small_chunks == []
     assert quarantine(con) == [("callbacks.jsonl", n, raw, reason) for n, (_, raw, reason) in planted.items()]
     loaded = total - len(planted) - len(blank)
     assert report(con)["callbacks"] == ("callbacks.jsonl", total - len(blank), loaded, len(planted))
@@ -1305,23 +1314,48 @@ def test_fast_paths_give_exactly_the_line_readers_tables(con: duckdb.DuckDBPyCon
     assert_reconciles(con)
 
 
-@pytest.mark.parametrize("blank", ["", "  ", "\t", "\r"], ids=["empty", "spaces", "tab", "cr"])
-def test_a_blank_line_sends_jsonl_to_the_line_reader(con: duckdb.DuckDBPyConnection, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch, blank: str) -> None:
-    """Q4: DuckDB's reader skips blank lines and numbers nothing, so then the line reader numbers the lines."""
-    folder = make_dataset(tmp_path / "ds", callbacks=jsonl(crow(1), blank, crow(2), "{oops"))
+@pytest.mark.parametrize(("lines", "parallel", "loaded", "bad"), [
+    pytest.param(["", crow(1), "  ", crow(2), "\t\r", "{oops", ""], True, [2, 4], [(6, "not valid JSON")],
+                 id="blank-lines-anywhere"),
+    pytest.param([crow(1), "\x0c", crow(2)], False, [1, 3], [(2, "not valid JSON")], id="form-feed-line"),
+    pytest.param([crow(1), "\r\r", crow(2)], False, [1, 3], [(2, "not valid JSON")], id="two-carriage-returns"),
+    pytest.param([crow(1)] + [""] * 65 + [crow(2)], False, [1, 67], [], id="more-than-64-blank-lines"),
+])
+def test_blank_lines_and_the_parallel_reader(con: duckdb.DuckDBPyConnection, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch, lines: list[Any], parallel: bool,
+                                             loaded: list[int], bad: list[tuple[int, str]]) -> None:
+    """Q4, Q7: DuckDB's reader skips blank lines and numbers nothing; up to 64 blank lines are stepped
+    over, while whitespace only DuckDB calls blank (a form feed, a second CR) or many blank lines send
+    the file to the line reader. The lines loaded and quarantined are the same either way."""
+    folder = make_dataset(tmp_path / "ds", callbacks=jsonl(*lines))
     taken: list[bool] = []
-    parallel = loading._read_jsonl_in_parallel
+    parallel_reader = loading._read_jsonl_in_parallel
 
     def spy(*args: Any) -> bool:
-        taken.append(parallel(*args))
+        taken.append(parallel_reader(*args))
         return taken[-1]
 
     monkeypatch.setattr(loading, "_read_jsonl_in_parallel", spy)
     load_dataset(con, folder)
-    assert taken == [False]
-    assert column(con, "SELECT seq FROM callbacks ORDER BY seq") == [1, 3]
-    assert reasons(con) == [(4, "not valid JSON")]
+    assert taken == [parallel]
+    assert column(con, "SELECT seq FROM callbacks ORDER BY seq") == loaded
+    assert column(con, "SELECT request_id FROM callbacks ORDER BY seq") == [str(n) for n in loaded]
+    assert reasons(con) == bad
+    fast = _all_tables(con)
+    monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
+    load_dataset(con, folder)
+    assert _all_tables(con) == fast
+
+
+def test_blank_line_numbers_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = b"".join(b"\n" if n % 7 == 0 else b" \t\r\n" if n % 11 == 0 else b'{"n":%d}\n' % n for n in range(1, 200))
+    path = tmp_path / "lines.bin"
+    path.write_bytes(data + b"  ")
+    expected = [n for n in range(1, 200) if n % 7 == 0 or n % 11 == 0] + [200]
+    for chunk_bytes in (5, 64, 1 << 20):
+        monkeypatch.setattr(linereader, "CHUNK_BYTES", chunk_bytes)
+        assert linereader.blank_line_numbers(path, most=100) == expected, chunk_bytes
+    assert linereader.blank_line_numbers(path, most=10) is None
 
 
 def test_count_lines_agrees_with_the_line_reader(tmp_path: Path) -> None:

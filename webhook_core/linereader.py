@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["count_lines", "iter_line_chunks", "pick_lines", "trailing_blank_lines"]
+__all__ = ["blank_line_numbers", "count_lines", "iter_line_chunks", "pick_lines", "trailing_blank_lines"]
 
 CHUNK_BYTES = 32 * 1024 * 1024
 
@@ -129,6 +129,43 @@ def trailing_blank_lines(path: Path, *, tail_bytes: int = 1 << 20) -> int:
             break
         blank += 1
     return blank if data else 0
+
+
+def blank_line_numbers(path: Path, *, longest: int = 16, most: int = 64) -> list[int] | None:
+    """The numbers of the lines that are only spaces and tabs (and one final CR), ascending.
+
+    ``None`` when there are more than ``most`` of them, or when a short line is all ASCII
+    whitespace but not blank by that rule (a vertical tab, a form feed): DuckDB's JSON
+    reader skips such a line while the line reader does not. Only lines of at most
+    ``longest`` bytes are examined, so one longer line of whitespace goes unreported.
+    """
+    found: list[int] = []
+    first_line = 1
+    carry = b""
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(CHUNK_BYTES)
+            data = carry + block
+            cut = len(data) if not block else data.rfind(b"\n") + 1
+            whole, carry = data[:cut], data[cut:]
+            if whole:
+                raw = np.frombuffer(whole, dtype=np.uint8)
+                ends = np.flatnonzero(raw == 10)
+                if not block and (not len(ends) or ends[-1] != len(whole) - 1):
+                    ends = np.append(ends, len(whole))  # a last line without a newline
+                starts = np.concatenate(([0], ends[:-1] + 1))
+                for index in np.flatnonzero(ends - starts <= longest):
+                    line = whole[starts[index]:ends[index]]
+                    if line.strip(b" \t\r\x0b\x0c"):
+                        continue
+                    if line.rstrip(b"\r").strip(b" \t") or line.count(b"\r") > 1 or line[:-1].count(b"\r"):
+                        return None  # whitespace DuckDB skips but the line reader keeps as a record
+                    found.append(first_line + int(index))
+                    if len(found) > most:
+                        return None
+                first_line += len(ends)
+            if not block:
+                return found
 
 
 def pick_lines(path: Path, numbers: Iterable[int]) -> pa.Table:

@@ -40,7 +40,13 @@ import duckdb
 import pyarrow as pa
 
 from webhook_core.exceptions import DatasetError, MissingFileError
-from webhook_core.linereader import count_lines, iter_line_chunks, pick_lines, trailing_blank_lines
+from webhook_core.linereader import (
+    blank_line_numbers,
+    count_lines,
+    iter_line_chunks,
+    pick_lines,
+    trailing_blank_lines,
+)
 from webhook_core.matching import to_us
 from webhook_core.settings import WebhookVersions, load_webhooks
 from webhook_core.sql import install_macros
@@ -599,13 +605,16 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
         counted = con.execute("SELECT count(*) FROM callbacks").fetchone()
     except duckdb.Error:  # e.g. a line longer than the reader's largest object: the line reader copes
         counted = None
-    # Blank lines at the end (a common way files end) leave rows and lines lined up; others do not.
-    if counted is None or counted[0] != lines - trailing_blank_lines(path):
+    # A few blank lines (one at the end is common) are found and stepped over; with many, or
+    # with whitespace only DuckDB calls blank, rows and lines cannot be lined up here.
+    blanks = None if counted is None else [] if counted[0] == lines else blank_line_numbers(path)
+    if counted is None or blanks is None or counted[0] != lines - len(blanks):
         con.execute(_CREATE_CALLBACKS)
         return False
-    # rowid is the insertion order, which DuckDB keeps as the file's order.
-    con.execute("""
-        UPDATE callbacks SET seq = rowid + 1;
+    # rowid is the insertion order, which DuckDB keeps as the file's order: row r (from 0) is the
+    # (r+1)-th non-blank line, i.e. line r + 1 + the number of blank lines before it.
+    con.execute(f"""
+        UPDATE callbacks SET seq = rowid + 1 + {_blank_lines_before_row(blanks)};
         UPDATE callbacks SET request_id = CAST(seq AS VARCHAR) WHERE request_id IS NULL;
     """)
     rejected = [number for (number,) in con.execute(
@@ -628,6 +637,18 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     if progress is not None:
         progress(path.name, size, size)
     return True
+
+
+def _blank_lines_before_row(blanks: list[int]) -> str:
+    """SQL: how many of the (ascending) blank line numbers come before row ``rowid`` (from 0).
+
+    The k-th blank line (from 1) has ``blanks[k-1] - k`` non-blank lines before it, so it
+    comes before row r exactly when that number is at most r.
+    """
+    if not blanks:
+        return "0"
+    branches = " ".join(f"WHEN rowid >= {line - k} THEN {k}" for k, line in reversed(list(enumerate(blanks, 1))))
+    return f"(CASE {branches} ELSE 0 END)"
 
 
 def _execute_reporting(con: duckdb.DuckDBPyConnection, sql: str, report: Callable[[float], None] | None) -> None:
