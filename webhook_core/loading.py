@@ -21,11 +21,12 @@ Tables written (all replaced on each load):
 * ``load_report`` – ``source_file, table_name, read, loaded, quarantined``.
 
 Two fast paths, taken only when they give exactly what the line readers give
-(``tests/test_loading.py`` holds them to it): a ``callbacks.jsonl`` whose every line
-is a record is parsed by DuckDB's parallel JSON reader straight into ``callbacks``,
-and a ``dispatches.csv`` whose lines after the header are all records takes its line
-numbers from its row order instead of a second pass over the file. Either way only
-the rows that end up quarantined have their raw text read back from the file.
+(``tests/test_loading.py`` holds them to it): a ``callbacks.jsonl`` whose lines are
+records (and at most 64 blank lines) is parsed by DuckDB's parallel JSON reader straight
+into ``callbacks``, and a ``dispatches.csv`` whose lines after the header are all records
+(blank lines only at its end) takes its line numbers from its row order instead of a
+second pass over the file. Either way only the rows that end up quarantined have their
+raw text read back from the file.
 """
 
 from __future__ import annotations
@@ -570,9 +571,10 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
                             progress: ProgressCallback | None) -> bool:
     """Load ``callbacks.jsonl`` with DuckDB's parallel JSON reader; False (nothing loaded) if it cannot.
 
-    The reader skips blank lines and gives no line numbers, so it is used only when every
-    line of the file is a record: then the n-th row read is line n. The rows are written
-    straight into ``callbacks`` (no second copy of the largest table) and numbered after.
+    The reader skips blank lines and gives no line numbers: it is used when the lines are
+    records and a few blank lines whose numbers are known, so that the n-th row read is the
+    n-th non-blank line. The rows are written straight into ``callbacks`` (no second copy
+    of the largest table) and numbered after.
     A line the reader cannot parse comes back as a NULL row; such lines, and rows the
     I-rules reject, are read again from the file by number and judged like the line
     reader's (their raw text as written).
