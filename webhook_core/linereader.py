@@ -5,7 +5,8 @@ without saying which; the quarantine needs the line number and raw text of every
 bad line. The loader therefore lets DuckDB's parallel readers do the work when the
 lines and records can be lined up (``count_lines``, ``blank_line_numbers``,
 ``trailing_blank_lines``), reads the few lines it must quarantine back by number
-(``pick_lines``), and falls back to these chunks otherwise. Splitting happens in NumPy and Arrow, never row by row in Python.
+(``pick_lines``), and falls back to these chunks otherwise. Splitting happens in
+NumPy and Arrow, never row by row in Python.
 """
 
 from __future__ import annotations
