@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import webhook_core.cli as cli_module
-from webhook_core import CALLBACK_COLUMNS, LEAD_COLUMNS
+from webhook_core import CALLBACK_COLUMNS, LEAD_COLUMNS, connect, load_dataset, replay
 from webhook_core.cli import cli
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -515,3 +515,18 @@ def test_entry_point_replay_keeps_a_database_file(audit_dataset: Path, tmp_path:
             == [("r4", "late")]
     finally:
         con.close()
+
+
+def test_replay_that_releases_its_inputs_gives_the_same_outcomes(audit_dataset: Path) -> None:
+    """What ``webhook-audit replay`` without ``--database`` does: the inputs are dropped once read."""
+    kept, released = connect(), connect()
+    results = []
+    for con, release in ((kept, False), (released, True)):
+        loaded = load_dataset(con, audit_dataset)
+        result = replay(con, loaded.webhooks, release_inputs=release)
+        results.append((result.callbacks(), result.leads(), result.observation_end))
+    assert results[0][0].equals(results[1][0]) and results[0][1].equals(results[1][1])
+    assert results[0][2] == results[1][2] is not None
+    tables = {row[0] for row in released.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert {"callbacks", "dispatches"} & tables == set()
+    assert {"callback_outcomes", "lead_outcomes", "quarantine", "load_report"} <= tables

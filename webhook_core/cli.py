@@ -144,7 +144,9 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, timeouts: tup
         loaded = _load_with_progress(con, dataset)
         _print_load_report(loaded)
         with stderr.status("Replaying…"):
-            result = replay(con, loaded.webhooks, timeouts=dict(timeouts), observation_end=observation_end)
+            # Without --database nothing reads the inputs after the replay: let it free their memory.
+            result = replay(con, loaded.webhooks, timeouts=dict(timeouts), observation_end=observation_end,
+                            release_inputs=database is None)
         out_dir.mkdir(parents=True, exist_ok=True)
         written = [
             _export(con, f"SELECT {', '.join(CALLBACK_COLUMNS)} FROM callback_outcomes ORDER BY ord",

@@ -65,11 +65,14 @@ class ReplayResult:
 
 def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
            timeouts: Mapping[str | None, float] | None = None,
-           observation_end: datetime | None = None) -> ReplayResult:
+           observation_end: datetime | None = None, release_inputs: bool = False) -> ReplayResult:
     """Judge every row of ``callbacks`` against ``dispatches`` and write the outcome tables.
 
     ``timeouts`` is a what-if: ``{None: 30}`` gives every webhook that waits a 30 s
     timeout, ``{"wh-acme": 60}`` one webhook (see ``WebhookVersions.with_timeouts``).
+    ``release_inputs`` drops ``callbacks`` and ``dispatches`` as soon as the replay has
+    read them, for a one-shot run that only writes the outcomes (``webhook-audit replay``
+    without ``--database``): on large inputs their memory is what the later joins need.
     """
     if timeouts:
         webhooks = webhooks.with_timeouts(timeouts)
@@ -80,9 +83,9 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     (preserve,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() or (True,)
     con.execute("SET preserve_insertion_order = false")
     try:
-        con.execute(_build_sql(webhooks))
-        end_us = to_us(observation_end) if observation_end is not None else None
-        con.execute(_LEADS_SQL.format(end=_end_sql(end_us)))
+        end_us = to_us(observation_end) if observation_end is not None else _latest_us(con)
+        con.execute(_build_sql(webhooks, release_inputs=release_inputs))
+        con.execute(_LEADS_SQL.format(end="CAST(NULL AS BIGINT)" if end_us is None else str(end_us)))
     finally:
         con.execute(f"SET preserve_insertion_order = {bool(preserve)}")
     end = con.execute("SELECT max(observation_end) FROM lead_outcomes").fetchone()
@@ -92,14 +95,16 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     return ReplayResult(con, resolved_end)
 
 
-def _end_sql(end_us: int | None) -> str:
-    if end_us is not None:
-        return str(end_us)
-    return """(SELECT max(t) FROM (SELECT max(epoch_us(created_at)) AS t FROM dispatches
-                                  UNION ALL SELECT max(epoch_us(received_at)) FROM callbacks))"""
+def _latest_us(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The default observation end: the latest timestamp in the data (W-rules)."""
+    row = con.execute("""
+        SELECT max(t) FROM (SELECT max(epoch_us(created_at)) AS t FROM dispatches
+                            UNION ALL SELECT max(epoch_us(received_at)) FROM callbacks)
+    """).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
-def _build_sql(webhooks: WebhookVersions) -> str:
+def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> str:
     # Every JSON value any location reads comes from one json_extract (one parse) per body.
     json_paths = [loc.path for version in webhooks.versions for loc in _locations(version)
                   if loc.kind is LocationKind.JSON]
@@ -182,6 +187,7 @@ def _build_sql(webhooks: WebhookVersions) -> str:
       ON v.webhook_id = d.webhook_id
      AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(d.created_at))
      AND (v.active_to_us IS NULL OR epoch_us(d.created_at) < v.active_to_us);
+    {"DROP TABLE callbacks; DROP TABLE dispatches;" if release_inputs else ""}
 
     -- Conversion IDs are unique among leads (Q3): at most one lead per callback. One streaming
     -- join; the few callbacks it does not resolve on their own webhook try the external ID next.
