@@ -1277,6 +1277,20 @@ FAST_DISPATCH_ROWS: tuple[dict[str, Any], ...] = (
     drow(5, webhook_id="wh-old"), drow(6, webhook_id="wh-nope"), drow(7, external_id=""))
 
 
+@pytest.fixture
+def full_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files the loader reads whole with the chunked line reader (its slow paths), in order."""
+    passes: list[str] = []
+    line_reader = loading.iter_line_chunks
+
+    def spy(path: Path, **kwargs: Any) -> Iterator[pa.Table]:
+        passes.append(path.name)
+        return line_reader(path, **kwargs)
+
+    monkeypatch.setattr(loading, "iter_line_chunks", spy)
+    return passes
+
+
 def _all_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
     return {name: con.execute(f"SELECT * FROM {name} ORDER BY ALL").fetchall()
             for name in ("callbacks", "dispatches", "quarantine", "load_report")}
@@ -1284,21 +1298,14 @@ def _all_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
 def test_fast_paths_give_exactly_the_line_readers_tables(con: duckdb.DuckDBPyConnection, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch, newline: str) -> None:
+                                                         monkeypatch: pytest.MonkeyPatch, full_passes: list[str],
+                                                         newline: str) -> None:
     """Q1, Q4, Q5, Q7: DuckDB's parallel JSONL reader and the CSV read without a second pass over the
     file (both used when every line is a record) load, number and quarantine exactly as the line readers
     do; a byte-order mark and surrounding ASCII whitespace are not part of a line's JSON."""
     folder = make_dataset(tmp_path / "ds", dispatches=csv_file(*FAST_DISPATCH_ROWS, newline=newline),
                           dispatch_name="dispatches.csv",
                           callbacks=jsonl(*FAST_CALLBACK_LINES, newline=newline.encode()))
-    full_passes: list[str] = []
-    line_reader = loading.iter_line_chunks
-
-    def spy(path: Path, **kwargs: Any) -> Iterator[pa.Table]:
-        full_passes.append(path.name)
-        return line_reader(path, **kwargs)
-
-    monkeypatch.setattr(loading, "iter_line_chunks", spy)
     load_dataset(con, folder)
     fast = _all_tables(con)
     assert full_passes == []
@@ -1401,22 +1408,14 @@ def test_parse_progress_thread_hands_errors_back_and_leaves_no_bar_on(con: duckd
 @pytest.mark.parametrize(("jsonl_ending", "csv_ending"), [
     ("\n", "\n"), ("\n\n", "\n\n"), ("\n  \n\t\r\n", "\n\n\n"), ("\n\n\n  ", "\n\n")], ids=repr)
 def test_blank_lines_at_the_end_keep_the_fast_paths(con: duckdb.DuckDBPyConnection, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch, jsonl_ending: str,
-                                                    csv_ending: str) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch, full_passes: list[str],
+                                                    jsonl_ending: str, csv_ending: str) -> None:
     """Q4: blank lines after the last record (a common way files end) leave records and lines lined up,
     so both fast paths still apply, with the line readers' result. (DuckDB's CSV reader takes only empty
     lines as blank: a CSV line of spaces is a malformed row either way.)"""
     dispatches = csv_file(*FAST_DISPATCH_ROWS).rstrip(b"\n") + csv_ending.encode()
     callbacks = jsonl(*FAST_CALLBACK_LINES).rstrip(b"\n") + jsonl_ending.encode()
     folder = make_dataset(tmp_path / "ds", dispatches=dispatches, dispatch_name="dispatches.csv", callbacks=callbacks)
-    full_passes: list[str] = []
-    line_reader = loading.iter_line_chunks
-
-    def spy(path: Path, **kwargs: Any) -> Iterator[pa.Table]:
-        full_passes.append(path.name)
-        return line_reader(path, **kwargs)
-
-    monkeypatch.setattr(loading, "iter_line_chunks", spy)
     load_dataset(con, folder)
     fast = _all_tables(con)
     assert full_passes == []
