@@ -3,10 +3,10 @@
 DuckDB's own readers skip blank lines and either stop at a bad line or drop it
 without saying which; the quarantine needs the line number and raw text of every
 bad line. The loader therefore lets DuckDB's parallel readers do the work when the
-lines and records can be lined up (``count_lines``, ``blank_line_numbers``,
-``trailing_blank_lines``), reads the few lines it must quarantine back by number
-(``pick_lines``), and falls back to these chunks otherwise. Splitting happens in
-NumPy and Arrow, never row by row in Python.
+lines and records can be lined up (``count_lines``, ``blank_line_numbers``), reads
+the few lines it must quarantine back by number (``pick_lines``), and falls back to
+these chunks otherwise. Splitting happens in NumPy and Arrow, never row by row in
+Python.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["blank_line_numbers", "count_lines", "iter_line_chunks", "pick_lines", "trailing_blank_lines"]
+__all__ = ["blank_line_numbers", "count_lines", "iter_line_chunks", "pick_lines"]
 
 CHUNK_BYTES = 32 * 1024 * 1024
 
@@ -107,29 +107,6 @@ def count_lines(path: Path, *, progress: Progress | None = None) -> int:
             if progress is not None:
                 progress(read)
     return newlines + int(ends_open)
-
-
-def trailing_blank_lines(path: Path, *, tail_bytes: int = 1 << 20) -> int:
-    """How many of the file's last lines are blank: only spaces and tabs (and one final CR).
-
-    Only the file's last ``tail_bytes`` are read; a run of blank lines longer than that is
-    undercounted, never overcounted.
-    """
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        handle.seek(max(size - tail_bytes, 0))
-        data = handle.read()
-    lines = (data[:-1] if data.endswith(b"\n") else data).split(b"\n")
-    if size > tail_bytes:
-        lines = lines[1:]  # the first may be the end of a longer line
-    blank = 0
-    for line in reversed(lines):
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if line.strip(b" \t"):
-            break
-        blank += 1
-    return blank if data else 0
 
 
 def blank_line_numbers(path: Path, *, longest: int = 16, most: int = 64) -> list[int] | None:

@@ -23,8 +23,8 @@ Tables written (all replaced on each load):
 Two fast paths, taken only when they give exactly what the line readers give
 (``tests/test_loading.py`` holds them to it): a ``callbacks.jsonl`` whose lines are
 records (and at most 64 blank lines) is parsed by DuckDB's parallel JSON reader straight
-into ``callbacks``, and a ``dispatches.csv`` whose lines after the header are all records
-(blank lines only at its end) takes its line numbers from its row order instead of a
+into ``callbacks``, and a ``dispatches.csv`` whose lines after the header are records
+(and at most 64 empty lines) takes its line numbers from its row order instead of a
 second pass over the file. Either way only the rows that end up quarantined have their
 raw text read back from the file.
 """
@@ -46,7 +46,6 @@ from webhook_core.linereader import (
     count_lines,
     iter_line_chunks,
     pick_lines,
-    trailing_blank_lines,
 )
 from webhook_core.matching import to_us
 from webhook_core.settings import WebhookVersions, load_webhooks
@@ -277,13 +276,16 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         QUALIFY row_number() OVER (PARTITION BY line ORDER BY column_idx) = 1
     """)
     counts = con.execute("SELECT (SELECT count(*) FROM csv_rows), (SELECT count(*) FROM csv_rejects)").fetchone()
-    if counts is not None and counts[1] == 0 and header_line + counts[0] == lines - trailing_blank_lines(path):
-        # Every line after the header is one record: record n is line header + n. The raw
-        # text is read back only for the rows that end up quarantined (_finish_dispatches).
+    blanks = _blank_lines(path, lines, counts[0] + header_line) if counts is not None and counts[1] == 0 else None
+    if blanks is not None:
+        # Every line after the header is a record or one of a few blank lines: record n (from 0)
+        # is line header + n + 1 + the blank lines before it. The raw text is read back only
+        # for the rows that end up quarantined (_finish_dispatches).
+        after_header = [line - header_line for line in blanks if line > header_line]
         con.execute(f"""
             INSERT INTO dispatch_stage
-            SELECT {header_line} + rowid + 1, NULL, NULL, lead_id, conversion_id, advertiser_id, external_id,
-                   webhook_id, created_at_text
+            SELECT {header_line} + rowid + 1 + {_blank_lines_before_row(after_header)}, NULL, NULL,
+                   lead_id, conversion_id, advertiser_id, external_id, webhook_id, created_at_text
             FROM csv_rows
         """)
         con.execute("""
@@ -607,10 +609,8 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
         counted = con.execute("SELECT count(*) FROM callbacks").fetchone()
     except duckdb.Error:  # e.g. a line longer than the reader's largest object: the line reader copes
         counted = None
-    # A few blank lines (one at the end is common) are found and stepped over; with many, or
-    # with whitespace only DuckDB calls blank, rows and lines cannot be lined up here.
-    blanks = None if counted is None else [] if counted[0] == lines else blank_line_numbers(path)
-    if counted is None or blanks is None or counted[0] != lines - len(blanks):
+    blanks = None if counted is None else _blank_lines(path, lines, counted[0])
+    if blanks is None:
         con.execute(_CREATE_CALLBACKS)
         return False
     # rowid is the insertion order, which DuckDB keeps as the file's order: row r (from 0) is the
@@ -639,6 +639,19 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     if progress is not None:
         progress(path.name, size, size)
     return True
+
+
+def _blank_lines(path: Path, lines: int, accounted: int) -> list[int] | None:
+    """The blank lines that explain why a DuckDB reader accounted for fewer than all ``lines``
+    (rows, plus a header), or None when blank lines do not explain it.
+
+    A few blank lines (one at the end is common) are found and stepped over; with many,
+    or with whitespace only DuckDB calls blank, rows and lines cannot be lined up.
+    """
+    if accounted == lines:
+        return []
+    blanks = blank_line_numbers(path)
+    return blanks if blanks is not None and accounted == lines - len(blanks) else None
 
 
 def _blank_lines_before_row(blanks: list[int]) -> str:
