@@ -106,13 +106,13 @@ def json_pointer(path: tuple[str, ...]) -> str:
     return "".join("/" + segment.replace("~", "~0").replace("/", "~1") for segment in path)
 
 
-def location_sql(location: Location, json_slots: dict[str, int] | None = None) -> str:
+def location_sql(location: Location, json_slots: dict[str, int]) -> str:
     """SQL reading ``location`` from a row of the replay's parsed callbacks (NULL when absent or empty).
 
     The row has ``query`` / ``query_plain``, ``body`` / ``body_kind`` / ``form_plain``,
-    ``headers`` and ``json_vals`` (see ``replay.py``). With ``json_slots`` (JSON pointer →
-    1-based position), a JSON location reads ``json_vals``, extracted from the body in one
-    parse; without, it parses ``body`` itself.
+    ``headers`` and ``json_vals`` (see ``replay.py``): every JSON value any location reads,
+    extracted from the body in one parse, at the 1-based position ``json_slots`` gives its
+    JSON pointer.
     """
     if location.kind is LocationKind.QUERY:
         return pair_sql("query", "query_plain", location.name)
@@ -123,7 +123,7 @@ def location_sql(location: Location, json_slots: dict[str, int] | None = None) -
     return _json_sql(json_pointer(location.path), json_slots)
 
 
-def standard_sql(name: str, json_slots: dict[str, int] | None = None) -> str:
+def standard_sql(name: str, json_slots: dict[str, int]) -> str:
     """A standard name: query string, then form body, then a top-level JSON key."""
     return (f"coalesce({pair_sql('query', 'query_plain', name)}, "
             f"CASE WHEN body_kind = 'form' THEN {pair_sql('body', 'form_plain', name)} END, "
@@ -154,8 +154,5 @@ def _regex_literal(text: str) -> str:
     return "".join("\\" + c if c.isascii() and not (c.isalnum() or c == "_") else c for c in text)
 
 
-def _json_sql(pointer: str, json_slots: dict[str, int] | None) -> str:
-    if json_slots is not None and pointer in json_slots:
-        return f"wa_json_text(json_vals[{json_slots[pointer]}])"
-    return (f"CASE WHEN body_kind = 'json' "
-            f"THEN wa_json_text(json_extract(body, {quote_literal(pointer)})) END")
+def _json_sql(pointer: str, json_slots: dict[str, int]) -> str:
+    return f"wa_json_text(json_vals[{json_slots[pointer]}])"
