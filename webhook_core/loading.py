@@ -205,8 +205,9 @@ _DISPATCH_STAGE = """
 def _load_dispatches(con: duckdb.DuckDBPyConnection, path: Path, progress: ProgressCallback | None) -> None:
     con.execute(_DISPATCH_STAGE)
     suffix = path.suffix.lstrip(".")
+    staged = "dispatch_stage"
     if suffix == "csv":
-        _stage_dispatch_csv(con, path)
+        staged = _stage_dispatch_csv(con, path)
     elif suffix == "jsonl":
         for chunk in _line_chunks(path, progress):
             con.register("chunk", chunk)
@@ -241,10 +242,11 @@ def _load_dispatches(con: duckdb.DuckDBPyConnection, path: Path, progress: Progr
                    NULL, {values}
             FROM read_parquet({_path_literal(path)}, file_row_number = true)
         """)
-    _finish_dispatches(con, path)
+    _finish_dispatches(con, path, staged)
 
 
-def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
+    """Stage ``path``'s rows; returns the table (or subquery) holding them, with ``dispatch_stage``'s columns."""
     header_line, header = _csv_header(path)
     missing = [c for c in DISPATCH_COLUMNS if c not in header]
     if missing:
@@ -282,17 +284,11 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         # is line header + n + 1 + the blank lines before it. The raw text is read back only
         # for the rows that end up quarantined (_finish_dispatches).
         after_header = [line - header_line for line in blanks if line > header_line]
-        con.execute(f"""
-            INSERT INTO dispatch_stage
-            SELECT {header_line} + rowid + 1 + {_blank_lines_before_row(after_header)}, NULL, NULL,
-                   lead_id, conversion_id, advertiser_id, external_id, webhook_id, created_at_text
-            FROM csv_rows
-        """)
-        con.execute("""
-            DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans; DROP TABLE csv_rejects;
-            DROP TABLE csv_rows;
-        """)
-        return
+        con.execute("DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans; DROP TABLE csv_rejects")
+        return f"""(SELECT {header_line} + rowid + 1 + {_blank_lines_before_row(after_header)} AS line,
+                           NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, lead_id, conversion_id,
+                           advertiser_id, external_id, webhook_id, created_at_text
+                    FROM csv_rows)"""
     # Otherwise the file's own lines give each parsed record its line number and raw text:
     # the records are the non-blank lines after the header that DuckDB did not reject, in
     # order. A quoted field spanning lines breaks that count; then records are numbered
@@ -338,6 +334,7 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans; DROP TABLE csv_rejects;
         DROP TABLE csv_rows; DROP TABLE csv_lines; DROP TABLE csv_record_lines;
     """)
+    return "dispatch_stage"
 
 
 def _csv_header(path: Path) -> tuple[int, list[str]]:
@@ -354,45 +351,50 @@ def _csv_header(path: Path) -> tuple[int, list[str]]:
                        path=str(path))
 
 
-def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path, staged: str) -> None:
     source = _path_literal(path.name)
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE dispatch_checked AS
         WITH typed AS (
-            SELECT *, wa_timestamp(created_at_text) AS created_at FROM dispatch_stage
-        ),
-        judged AS (
-            -- Versions of one webhook never overlap (S3): at most one is live at created_at.
-            SELECT typed.*,
-                CASE
-                    WHEN parse_error IS NOT NULL THEN parse_error
-                    WHEN lead_id IS NULL THEN 'missing lead_id'
-                    WHEN conversion_id IS NULL THEN 'missing conversion_id'
-                    WHEN typed.advertiser_id IS NULL THEN 'missing advertiser_id'
-                    WHEN typed.webhook_id IS NULL THEN 'missing webhook_id'
-                    WHEN created_at_text IS NULL OR created_at_text = '' THEN 'missing created_at'
-                    WHEN created_at IS NULL THEN 'bad created_at: not an ISO 8601 timestamp'
-                    WHEN typed.webhook_id NOT IN (SELECT webhook_id FROM webhook_versions)
-                        THEN 'unknown webhook_id (not in webhooks.json)'
-                    WHEN v.webhook_id IS NULL THEN 'webhook has no version live at created_at'
-                END AS reason
-            FROM typed
-            LEFT JOIN webhook_versions v
-              ON v.webhook_id = typed.webhook_id
-             AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(typed.created_at))
-             AND (v.active_to_us IS NULL OR epoch_us(typed.created_at) < v.active_to_us)
-        ),
-        repeated AS (
-            -- Conversion IDs are unique: the first usable row keeps one, later ones are quarantined.
-            SELECT conversion_id, min(line) AS first_line FROM judged WHERE reason IS NULL
-            GROUP BY conversion_id HAVING count(*) > 1
+            SELECT *, wa_timestamp(created_at_text) AS created_at FROM {staged}
         )
-        SELECT judged.*,
-            CASE WHEN judged.reason IS NULL AND judged.line > r.first_line
-                 THEN 'duplicate conversion_id (first on line ' || CAST(r.first_line AS VARCHAR) || ')'
-                 ELSE judged.reason END AS final_reason
-        FROM judged LEFT JOIN repeated r ON r.conversion_id = judged.conversion_id
+        -- Versions of one webhook never overlap (S3): at most one is live at created_at.
+        SELECT typed.line, typed.raw, typed.lead_id, typed.conversion_id, typed.advertiser_id,
+            typed.external_id, typed.webhook_id, typed.created_at,
+            CASE
+                WHEN parse_error IS NOT NULL THEN parse_error
+                WHEN lead_id IS NULL THEN 'missing lead_id'
+                WHEN conversion_id IS NULL THEN 'missing conversion_id'
+                WHEN typed.advertiser_id IS NULL THEN 'missing advertiser_id'
+                WHEN typed.webhook_id IS NULL THEN 'missing webhook_id'
+                WHEN created_at_text IS NULL OR created_at_text = '' THEN 'missing created_at'
+                WHEN created_at IS NULL THEN 'bad created_at: not an ISO 8601 timestamp'
+                WHEN typed.webhook_id NOT IN (SELECT webhook_id FROM webhook_versions)
+                    THEN 'unknown webhook_id (not in webhooks.json)'
+                WHEN v.webhook_id IS NULL THEN 'webhook has no version live at created_at'
+            END AS final_reason
+        FROM typed
+        LEFT JOIN webhook_versions v
+          ON v.webhook_id = typed.webhook_id
+         AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(typed.created_at))
+         AND (v.active_to_us IS NULL OR epoch_us(typed.created_at) < v.active_to_us)
     """)
+    con.execute("DROP TABLE IF EXISTS csv_rows; DROP TABLE dispatch_stage")
+    # Conversion IDs are unique: the first usable row keeps one, later ones are quarantined. As
+    # many distinct 64-bit hashes as rows proves there are no repeats, far cheaper than grouping
+    # the text; a repeat (or, once in billions, a hash collision) takes the exact way.
+    distinct = con.execute("""
+        SELECT count(*) = count(DISTINCT hash(conversion_id)) FROM dispatch_checked WHERE final_reason IS NULL
+    """).fetchone()
+    if distinct is None or not distinct[0]:
+        con.execute("""
+            UPDATE dispatch_checked
+            SET final_reason = 'duplicate conversion_id (first on line ' || CAST(r.first_line AS VARCHAR) || ')'
+            FROM (SELECT conversion_id, min(line) AS first_line FROM dispatch_checked WHERE final_reason IS NULL
+                  GROUP BY conversion_id HAVING count(*) > 1) r
+            WHERE dispatch_checked.final_reason IS NULL AND dispatch_checked.conversion_id = r.conversion_id
+              AND dispatch_checked.line > r.first_line
+        """)
     _fill_raw_text(con, "dispatch_checked", path)
     con.execute(f"""
         INSERT INTO quarantine
@@ -404,7 +406,7 @@ def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         SELECT {source}, 'dispatches', count(*), count(*) FILTER (final_reason IS NULL),
                count(*) FILTER (final_reason IS NOT NULL)
         FROM dispatch_checked;
-        DROP TABLE dispatch_checked; DROP TABLE dispatch_stage;
+        DROP TABLE dispatch_checked;
     """)
 
 
@@ -582,25 +584,23 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     reader's (their raw text as written).
     """
     size = path.stat().st_size
-    # One bar for the file: counting its lines is the first tenth, DuckDB's parse the rest.
-    count_share = 0.1
     if progress is not None:
         progress(path.name, 0, size)
-    counted_bytes = 0
+    # The line count is needed only once DuckDB has parsed the file: count in a thread meanwhile
+    # (DuckDB releases the GIL while it works, and the count is a memory-speed scan).
+    counted_lines: list[int] = []
 
-    def counting(count: int) -> None:
-        nonlocal counted_bytes
-        counted_bytes += count
-        if progress is not None:
-            progress(path.name, int(counted_bytes * count_share), size)
+    def count() -> None:
+        with contextlib.suppress(OSError):  # then the line reader reports the file
+            counted_lines.append(count_lines(path))
 
-    lines = count_lines(path, progress=counting)
+    counter = threading.Thread(target=count, name="webhook-audit-count-lines", daemon=True)
+    counter.start()
     reader = (f"(SELECT NULL::BIGINT AS line, NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, json AS doc "
               f"FROM read_json_objects({_path_literal(path)}, format = 'newline_delimited', "
               f"ignore_errors = true))")
     typed = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in _CALLBACK_TYPES.items())
-    parsing = None if progress is None else (
-        lambda percent: progress(path.name, int(size * (count_share + (1 - count_share) * percent / 100)), size))
+    parsing = None if progress is None else (lambda percent: progress(path.name, int(size * percent / 100), size))
     try:
         _execute_reporting(con, f"""
             CREATE OR REPLACE TABLE callbacks AS
@@ -609,7 +609,11 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
         counted = con.execute("SELECT count(*) FROM callbacks").fetchone()
     except duckdb.Error:  # e.g. a line longer than the reader's largest object: the line reader copes
         counted = None
-    blanks = None if counted is None else _blank_lines(path, lines, counted[0])
+    finally:
+        counter.join()
+    if not counted_lines:  # the file could not be read to the end: the line reader will say why
+        counted = None
+    blanks = None if counted is None else _blank_lines(path, counted_lines[0], counted[0])
     if blanks is None:
         con.execute(_CREATE_CALLBACKS)
         return False

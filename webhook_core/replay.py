@@ -166,8 +166,9 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
                 AS json_vals
         FROM kinds
     )
-    -- Numbered last, when only narrow columns are left: a window keeps every column it carries.
-    SELECT row_number() OVER (ORDER BY us, seq) AS ord, *
+    -- The judging order (received_at, input order) as one sortable key, no sort needed to make it:
+    -- seq (a line, entry or row number) is far below 2^40.
+    SELECT CAST(us AS HUGEINT) * 1099511627776 + seq AS ord, *
     FROM (
     SELECT seq, request_id, received_at, us, recorded_status, token, body_kind, version_no, webhook_id,
            CASE WHEN webhook_id IS NOT NULL THEN {identifier_cases['conversion_id']} END AS conversion_id,
@@ -189,14 +190,8 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
      AND (v.active_to_us IS NULL OR epoch_us(d.created_at) < v.active_to_us);
     {"DROP TABLE callbacks; DROP TABLE dispatches;" if release_inputs else ""}
 
-    -- Conversion IDs are unique among leads (Q3): at most one lead per callback. One streaming
-    -- join; the few callbacks it does not resolve on their own webhook try the external ID next.
-    CREATE OR REPLACE TEMP TABLE replay_by_conversion AS
-    SELECT i.*, l."row" AS c_row, l.lead_id AS c_lead_id, l.created_us AS c_created_us,
-           l.deadline_us AS c_deadline_us, coalesce(l.webhook_id = i.webhook_id, false) AS own
-    FROM replay_parsed i LEFT JOIN replay_leads l ON l.conversion_id = i.conversion_id
-    WHERE i.webhook_id IS NOT NULL;
-
+    -- Conversion IDs are unique among leads (Q3): a callback's conversion ID names at most one lead.
+    -- The few callbacks it does not resolve on their own webhook try the external ID (M3) first, apart.
     CREATE OR REPLACE TEMP TABLE replay_by_external AS
     SELECT ord, lead_row, lead_id, created_us, deadline_us FROM (
         SELECT n.ord, l."row" AS lead_row, l.lead_id, l.created_us, l.deadline_us,
@@ -206,8 +201,10 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
                             CASE WHEN l.created_us <= n.us THEN l.created_us END DESC,
                             CASE WHEN l.created_us <= n.us THEN l."row" END DESC,
                             l.created_us, l."row") AS pick
-        FROM (SELECT ord, us, webhook_id, advertiser_id, external_id FROM replay_by_conversion
-              WHERE NOT own AND external_id IS NOT NULL) n
+        FROM (SELECT ord, us, webhook_id, advertiser_id, external_id FROM replay_parsed i
+              WHERE webhook_id IS NOT NULL AND external_id IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM replay_leads o
+                                WHERE o.conversion_id = i.conversion_id AND o.webhook_id = i.webhook_id)) n
         JOIN (SELECT * FROM replay_leads WHERE external_id IS NOT NULL) l
           ON l.webhook_id = n.webhook_id AND l.advertiser_id = n.advertiser_id AND l.external_id = n.external_id
     ) WHERE pick = 1;
@@ -215,15 +212,20 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
     CREATE OR REPLACE TEMP TABLE replay_resolved AS
     SELECT c.ord, c.seq, c.request_id, c.received_at, c.us, c.recorded_status, c.token, c.body_kind, c.webhook_id,
            c.conversion_id, c.external_id, c.advertiser_id, c.is_interim,
-           CASE WHEN c.own THEN c.c_row ELSE e.lead_row END AS lead_row,
-           CASE WHEN c.own THEN 'conversion_id' WHEN e.lead_row IS NOT NULL THEN 'external_id' END AS matched_by,
+           CASE WHEN own THEN c_row ELSE e.lead_row END AS lead_row,
+           CASE WHEN own THEN 'conversion_id' WHEN e.lead_row IS NOT NULL THEN 'external_id' END AS matched_by,
            -- wrong_webhook reports the other webhook's lead
-           CASE WHEN c.own THEN c.c_lead_id ELSE coalesce(e.lead_id, c.c_lead_id) END AS lead_id,
-           NOT c.own AND e.lead_row IS NULL AND c.c_row IS NOT NULL AS other_webhook,
-           CASE WHEN c.own THEN c.c_created_us ELSE e.created_us END AS created_us,
-           CASE WHEN c.own THEN c.c_deadline_us ELSE e.deadline_us END AS deadline_us
-    FROM replay_by_conversion c LEFT JOIN replay_by_external e ON e.ord = c.ord;
-    DROP TABLE replay_by_conversion; DROP TABLE replay_by_external;
+           CASE WHEN own THEN c_lead_id ELSE coalesce(e.lead_id, c_lead_id) END AS lead_id,
+           NOT own AND e.lead_row IS NULL AND c_row IS NOT NULL AS other_webhook,
+           CASE WHEN own THEN c_created_us ELSE e.created_us END AS created_us,
+           CASE WHEN own THEN c_deadline_us ELSE e.deadline_us END AS deadline_us
+    FROM (
+        SELECT i.*, l."row" AS c_row, l.lead_id AS c_lead_id, l.created_us AS c_created_us,
+               l.deadline_us AS c_deadline_us, coalesce(l.webhook_id = i.webhook_id, false) AS own
+        FROM replay_parsed i LEFT JOIN replay_leads l
+          ON l.conversion_id = i.conversion_id AND i.webhook_id IS NOT NULL
+    ) c LEFT JOIN replay_by_external e ON e.ord = c.ord;
+    DROP TABLE replay_parsed; DROP TABLE replay_by_external;
 
     CREATE OR REPLACE TABLE callback_outcomes AS
     WITH flagged AS (
@@ -241,6 +243,7 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
                r.external_id, r.advertiser_id, r.matched_by, r.recorded_status, r.lead_row, r.is_interim,
                r.body_kind, r.lead_id,
                CASE
+                   WHEN r.webhook_id IS NULL THEN 'unknown_token'
                    WHEN r.conversion_id IS NULL AND r.external_id IS NULL THEN 'no_identifiers'
                    WHEN r.other_webhook THEN 'wrong_webhook'
                    WHEN r.lead_row IS NULL THEN 'not_found'
@@ -252,10 +255,6 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
                END AS outcome,
                CASE WHEN r.lead_row IS NOT NULL THEN (r.us - r.created_us) / 1e6 END AS wait_s
         FROM flagged r LEFT JOIN finishes f ON f.lead_row = r.lead_row
-        UNION ALL
-        SELECT ord, seq, request_id, received_at, us, NULL, token, NULL, NULL, NULL, NULL, recorded_status, NULL,
-               false, body_kind, NULL, 'unknown_token', NULL
-        FROM replay_parsed WHERE webhook_id IS NULL
     )
     SELECT ord, seq, request_id, received_at, webhook_id, token,
            conversion_id, external_id, advertiser_id, matched_by, lead_id, outcome,
@@ -264,7 +263,7 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
            wait_s, recorded_status, lead_row, us, is_interim, body_kind
     FROM judged;
 
-    DROP TABLE replay_parsed; DROP TABLE replay_resolved;
+    DROP TABLE replay_resolved;
     """
 
 
