@@ -71,8 +71,9 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     ``timeouts`` is a what-if: ``{None: 30}`` gives every webhook that waits a 30 s
     timeout, ``{"wh-acme": 60}`` one webhook (see ``WebhookVersions.with_timeouts``).
     ``release_inputs`` drops ``callbacks`` and ``dispatches`` as soon as the replay has
-    read them, for a one-shot run that only writes the outcomes (``webhook-audit replay``
-    without ``--database``): on large inputs their memory is what the later joins need.
+    read them, and its own ``replay_leads`` once the outcome tables are written, for a
+    one-shot run that only writes the outcomes (``webhook-audit replay`` without
+    ``--database``): on large inputs their memory is what the later joins and sorts need.
     """
     if timeouts:
         webhooks = webhooks.with_timeouts(timeouts)
@@ -86,6 +87,8 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
         end_us = to_us(observation_end) if observation_end is not None else _latest_us(con)
         con.execute(_build_sql(webhooks, release_inputs=release_inputs))
         con.execute(_LEADS_SQL.format(end="CAST(NULL AS BIGINT)" if end_us is None else str(end_us)))
+        if release_inputs:
+            con.execute("DROP TABLE replay_leads")
     finally:
         con.execute(f"SET preserve_insertion_order = {bool(preserve)}")
     end = con.execute("SELECT max(observation_end) FROM lead_outcomes").fetchone()
