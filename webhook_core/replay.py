@@ -137,15 +137,22 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
                     if interim_branches else "false")
     not_found = quote_literal(NOT_FOUND_BODY.decode())
     return f"""
+    -- The token depends only on the URL before its query and fragment, and a capture holds few
+    -- of those: each is parsed once, then joined back.
+    CREATE OR REPLACE TEMP TABLE replay_tokens AS
+    SELECT base, wa_token(base) AS token
+    FROM (SELECT DISTINCT {_URL_BASE} AS base FROM callbacks);
+
     CREATE OR REPLACE TEMP TABLE replay_parsed AS
     WITH versioned AS (
-        SELECT c.seq, c.request_id, c.received_at, c.us, c.recorded_status, c.token, c.query, c.headers, c.body,
+        SELECT c.seq, c.request_id, c.received_at, c.us, c.recorded_status, t.token, c.query, c.headers, c.body,
                v.version_no, v.webhook_id, v.advertiser_id AS version_advertiser
         FROM (SELECT seq, request_id, received_at, epoch_us(received_at) AS us, recorded_status, headers, body,
-                     wa_token(url) AS token, wa_query(url) AS query
+                     {_URL_BASE} AS base, wa_query(url) AS query
               FROM callbacks) c
+        LEFT JOIN replay_tokens t ON t.base = c.base
         LEFT JOIN replay_versions v
-          ON v.webhook_id = c.token
+          ON v.webhook_id = t.token
          AND (v.active_from_us IS NULL OR v.active_from_us <= c.us)
          AND (v.active_to_us IS NULL OR c.us < v.active_to_us)
     ),
@@ -181,6 +188,8 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
            CASE WHEN webhook_id IS NOT NULL THEN {interim_case} ELSE false END AS is_interim
     FROM located
     );
+
+    DROP TABLE replay_tokens;
 
     CREATE OR REPLACE TEMP TABLE replay_leads AS
     SELECT d."row", d.lead_id, d.conversion_id, d.advertiser_id, d.external_id, d.webhook_id, d.created_at,
@@ -268,6 +277,10 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
 
     DROP TABLE replay_resolved;
     """
+
+
+#: A URL without its query and fragment: all that ``wa_token`` reads of it.
+_URL_BASE = "split_part(split_part(url, '#', 1), '?', 1)"
 
 
 def _locations(version: WebhookSettings) -> list[Location]:
