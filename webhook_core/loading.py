@@ -166,16 +166,24 @@ def write_webhook_versions(con: duckdb.DuckDBPyConnection, webhooks: WebhookVers
         con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
+#: ``callback_rows`` keeps the headers as captured (JSON: an object, or a list of pairs or of
+#: ``{name, value}`` objects); building the list for every row at load time cost about as much
+#: as the rest of the load, and the replay reads headers for few rows.
 _CALLBACK_TYPES = {
     "seq": "BIGINT", "request_id": "VARCHAR", "received_at": "TIMESTAMPTZ", "method": "VARCHAR", "url": "VARCHAR",
-    "headers": "STRUCT(name VARCHAR, value VARCHAR)[]", "body": "VARCHAR", "recorded_status": "INTEGER",
+    "headers": "JSON", "body": "VARCHAR", "recorded_status": "INTEGER",
     "recorded_body": "VARCHAR", "capture_notes": "VARCHAR[]",
 }
-_CREATE_CALLBACKS = ("CREATE OR REPLACE TABLE callbacks ("
+_CREATE_CALLBACKS = ("CREATE OR REPLACE TABLE callback_rows ("
                      + ", ".join(f"{name} {kind}" for name, kind in _CALLBACK_TYPES.items()) + ")")
+#: What everything but the replay reads: the headers as a list of ``{name, value}``, in captured order.
+_CALLBACKS_VIEW = ("CREATE OR REPLACE VIEW callbacks AS SELECT "
+                   + ", ".join("wa_headers(headers) AS headers" if name == "headers" else name
+                               for name in _CALLBACK_TYPES) + " FROM callback_rows")
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DROP VIEW IF EXISTS callbacks")
     con.execute(_CREATE_CALLBACKS)
     con.execute("""
         CREATE OR REPLACE TABLE quarantine (source_file VARCHAR, line BIGINT, raw VARCHAR, reason VARCHAR);
@@ -467,7 +475,7 @@ _CALLBACK_FIELDS = f"""
         CASE WHEN body_type IN ('OBJECT', 'ARRAY', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')
              THEN 'body_not_text' END,
         CASE WHEN coalesce(headers_type, 'NULL') NOT IN ('NULL', 'OBJECT', 'ARRAY')
-               OR (headers_type = 'ARRAY' AND len(headers) < json_array_length({_F["headers"]}))
+               OR CASE WHEN headers_type = 'ARRAY' THEN len(wa_headers(headers)) < json_array_length(headers) END
              THEN 'headers_unreadable' END
     ], lambda n: n IS NOT NULL) AS capture_notes
 """
@@ -477,7 +485,7 @@ _CALLBACK_FIELDS = f"""
 _CALLBACK_PARTS = f"""
     SELECT *, wa_timestamp(json_extract_string({_F["received_at"]}, '$')) AS received_at,
            json_type({_F["body"]}) AS body_type, json_type({_F["headers"]}) AS headers_type,
-           wa_headers({_F["headers"]}) AS headers
+           {_F["headers"]} AS headers
     FROM (SELECT line, raw, parse_error, doc, json_type(doc) AS doc_type,
                  json_extract(doc, [{", ".join(f"'$.{name}'" for name in _FIELD_PATHS)}]) AS f
           FROM {{source}})
@@ -499,25 +507,9 @@ _STAGE_LINES = f"""
     WHERE NOT regexp_full_match(raw, '[ \t]*')
 """
 
-_HEADER_MACRO = """
-CREATE OR REPLACE MACRO wa_headers(h) AS coalesce(list_filter(
-    CASE json_type(h)
-        WHEN 'OBJECT' THEN list_transform(json_keys(h), lambda k: {
-            'name': k,
-            'value': coalesce(json_extract_string(h, '/' || replace(replace(k, '~', '~0'), '/', '~1')), '')})
-        WHEN 'ARRAY' THEN list_transform(CAST(h AS JSON[]), lambda x:
-            CASE json_type(x)
-                WHEN 'ARRAY' THEN {'name': json_extract_string(x, '$[0]'),
-                                   'value': coalesce(json_extract_string(x, '$[1]'), '')}
-                WHEN 'OBJECT' THEN {'name': json_extract_string(x, '$.name'),
-                                    'value': coalesce(json_extract_string(x, '$.value'), '')}
-            END)
-    END, lambda e: e IS NOT NULL AND e.name IS NOT NULL), [])
-"""
 
 
 def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: ProgressCallback | None) -> None:
-    con.execute(_HEADER_MACRO)
     con.execute(_CALLBACK_STAGE)
     suffix = path.suffix.lstrip(".")
     source = _path_literal(path.name)
@@ -553,17 +545,18 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
     con.execute(f"""
         INSERT INTO load_report
         SELECT {source}, 'callbacks', loaded + quarantined, loaded, quarantined
-        FROM (SELECT (SELECT count(*) FROM callbacks) AS loaded,
+        FROM (SELECT (SELECT count(*) FROM callback_rows) AS loaded,
                      (SELECT count(*) FROM quarantine WHERE source_file = {source}) AS quarantined)
     """)
     con.execute("DROP TABLE callback_stage")
+    con.execute(_CALLBACKS_VIEW)
 
 
 def _flush_callbacks(con: duckdb.DuckDBPyConnection, source: str) -> None:
     con.execute(_JUDGE_STAGE)
     con.execute(f"""
         INSERT INTO quarantine SELECT {source}, seq, raw, reason FROM callback_judged WHERE reason IS NOT NULL;
-        INSERT INTO callbacks
+        INSERT INTO callback_rows
         SELECT {_CALLBACK_COLUMNS.replace("request_id", "coalesce(request_id, CAST(seq AS VARCHAR))")}
         FROM callback_judged WHERE reason IS NULL ORDER BY seq;
         DROP TABLE callback_judged;
@@ -603,10 +596,10 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     parsing = None if progress is None else (lambda percent: progress(path.name, int(size * percent / 100), size))
     try:
         _execute_reporting(con, f"""
-            CREATE OR REPLACE TABLE callbacks AS
+            CREATE OR REPLACE TABLE callback_rows AS
             SELECT {typed}, reason FROM (SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)}))
         """, parsing)
-        counted = con.execute("SELECT count(*) FROM callbacks").fetchone()
+        counted = con.execute("SELECT count(*) FROM callback_rows").fetchone()
     except duckdb.Error:  # e.g. a line longer than the reader's largest object: the line reader copes
         counted = None
     finally:
@@ -620,26 +613,26 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     # rowid is the insertion order, which DuckDB keeps as the file's order: row r (from 0) is the
     # (r+1)-th non-blank line, i.e. line r + 1 + the number of blank lines before it.
     con.execute(f"""
-        UPDATE callbacks SET seq = rowid + 1 + {_blank_lines_before_row(blanks)};
-        UPDATE callbacks SET request_id = CAST(seq AS VARCHAR) WHERE request_id IS NULL;
+        UPDATE callback_rows SET seq = rowid + 1 + {_blank_lines_before_row(blanks)};
+        UPDATE callback_rows SET request_id = CAST(seq AS VARCHAR) WHERE request_id IS NULL;
     """)
     rejected = [number for (number,) in con.execute(
-        "SELECT seq FROM callbacks WHERE reason IS NOT NULL ORDER BY seq").fetchall()]
+        "SELECT seq FROM callback_rows WHERE reason IS NOT NULL ORDER BY seq").fetchall()]
     if rejected:
-        con.execute("DELETE FROM callbacks WHERE reason IS NOT NULL")
+        con.execute("DELETE FROM callback_rows WHERE reason IS NOT NULL")
         con.register("chunk", pick_lines(path, rejected))
         con.execute(_STAGE_LINES)
         con.unregister("chunk")
         con.execute(_JUDGE_STAGE)
         con.execute(f"""
             INSERT INTO quarantine SELECT {source}, seq, raw, reason FROM callback_judged WHERE reason IS NOT NULL;
-            INSERT INTO callbacks
+            INSERT INTO callback_rows
             SELECT {_CALLBACK_COLUMNS.replace("request_id", "coalesce(request_id, CAST(seq AS VARCHAR))")}, NULL
             FROM callback_judged WHERE reason IS NULL;
             DROP TABLE callback_judged;
             DELETE FROM callback_stage;
         """)
-    con.execute("ALTER TABLE callbacks DROP COLUMN reason")
+    con.execute("ALTER TABLE callback_rows DROP COLUMN reason")
     if progress is not None:
         progress(path.name, size, size)
     return True

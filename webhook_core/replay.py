@@ -102,7 +102,7 @@ def _latest_us(con: duckdb.DuckDBPyConnection) -> int | None:
     """The default observation end: the latest timestamp in the data (W-rules)."""
     row = con.execute("""
         SELECT max(t) FROM (SELECT max(epoch_us(created_at)) AS t FROM dispatches
-                            UNION ALL SELECT max(epoch_us(received_at)) FROM callbacks)
+                            UNION ALL SELECT max(epoch_us(received_at)) FROM callback_rows)
     """).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
@@ -141,7 +141,7 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
     -- of those: each is parsed once, then joined back.
     CREATE OR REPLACE TEMP TABLE replay_tokens AS
     SELECT base, wa_token(base) AS token
-    FROM (SELECT DISTINCT {_URL_BASE} AS base FROM callbacks);
+    FROM (SELECT DISTINCT {_URL_BASE} AS base FROM callback_rows);
 
     CREATE OR REPLACE TEMP TABLE replay_parsed AS
     WITH versioned AS (
@@ -149,7 +149,7 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
                v.version_no, v.webhook_id, v.advertiser_id AS version_advertiser
         FROM (SELECT seq, request_id, received_at, epoch_us(received_at) AS us, recorded_status, headers, body,
                      {_URL_BASE} AS base, wa_query(url) AS query
-              FROM callbacks) c
+              FROM callback_rows) c
         LEFT JOIN replay_tokens t ON t.base = c.base
         LEFT JOIN replay_versions v
           ON v.webhook_id = t.token
@@ -162,7 +162,7 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
                 WHEN body IS NULL OR body = '' THEN 'empty'
                 WHEN json_valid(body) THEN 'json'
                 WHEN ltrim(body, ' \t\r\n')[1] IN ('{{', '[')
-                     OR contains(wa_ascii_lower(coalesce(wa_header(headers, 'content-type'), '')), 'json')
+                     OR contains(wa_ascii_lower(coalesce(wa_captured_header(headers, 'content-type'), '')), 'json')
                     THEN 'invalid_json'
                 ELSE 'form'
             END AS body_kind
@@ -200,7 +200,7 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
       ON v.webhook_id = d.webhook_id
      AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(d.created_at))
      AND (v.active_to_us IS NULL OR epoch_us(d.created_at) < v.active_to_us);
-    {"DROP TABLE callbacks; DROP TABLE dispatches;" if release_inputs else ""}
+    {"DROP VIEW callbacks; DROP TABLE callback_rows; DROP TABLE dispatches;" if release_inputs else ""}
 
     -- Conversion IDs are unique among leads (Q3): a callback's conversion ID names at most one lead.
     -- The few callbacks it does not resolve on their own webhook try the external ID (M3) first, apart.

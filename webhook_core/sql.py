@@ -38,9 +38,36 @@ CREATE OR REPLACE MACRO wa_ascii_lower(s) AS
     CASE WHEN strlen(s) = length(s) THEN lower(s)
          ELSE translate(s, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') END;
 
+-- Captured headers (JSON: an object, or a list of [name, value] pairs or of {name, value}
+-- objects) as a list of {name, value} in captured order; entries without a name are dropped.
+CREATE OR REPLACE MACRO wa_headers(h) AS coalesce(list_filter(
+    CASE json_type(h)
+        WHEN 'OBJECT' THEN list_transform(json_keys(h), lambda k: {
+            'name': k,
+            'value': coalesce(json_extract_string(h, '/' || replace(replace(k, '~', '~0'), '/', '~1')), '')})
+        WHEN 'ARRAY' THEN list_transform(CAST(h AS JSON[]), lambda x:
+            CASE json_type(x)
+                WHEN 'ARRAY' THEN {'name': json_extract_string(x, '$[0]'),
+                                   'value': coalesce(json_extract_string(x, '$[1]'), '')}
+                WHEN 'OBJECT' THEN {'name': json_extract_string(x, '$.name'),
+                                    'value': coalesce(json_extract_string(x, '$.value'), '')}
+            END)
+    END, lambda e: e IS NOT NULL AND e.name IS NOT NULL), []);
+
 -- First non-empty value of a header, name compared ignoring ASCII case.
 CREATE OR REPLACE MACRO wa_header(headers, name) AS
     list_filter(headers, lambda h: wa_ascii_lower(h.name) = wa_ascii_lower(name) AND h.value <> '')[1].value;
+
+-- wa_header over captured headers (JSON, as wa_headers reads them): an object's keys are
+-- matched first, and only a matching key's value is read, instead of building the whole list.
+CREATE OR REPLACE MACRO wa_captured_header(h, name) AS
+    CASE json_type(h)
+        WHEN 'OBJECT' THEN list_filter(
+            list_transform(list_filter(json_keys(h), lambda k: wa_ascii_lower(k) = wa_ascii_lower(name)),
+                           lambda k: json_extract_string(h, '/' || replace(replace(k, '~', '~0'), '/', '~1'))),
+            lambda v: v <> '')[1]
+        ELSE wa_header(wa_headers(h), name)
+    END;
 
 -- A JSON value as identifier text: strings as they are, numbers in plain decimal,
 -- anything else (objects, arrays, booleans, null, fractions, non-finite) NULL.
@@ -110,7 +137,7 @@ def location_sql(location: Location, json_slots: dict[str, int]) -> str:
     """SQL reading ``location`` from a row of the replay's parsed callbacks (NULL when absent or empty).
 
     The row has ``query`` / ``query_plain``, ``body`` / ``body_kind`` / ``form_plain``,
-    ``headers`` and ``json_vals`` (see ``replay.py``): every JSON value any location reads,
+    ``headers`` (as captured, JSON) and ``json_vals`` (see ``replay.py``): every JSON value any location reads,
     extracted from the body in one parse, at the 1-based position ``json_slots`` gives its
     JSON pointer.
     """
@@ -119,7 +146,7 @@ def location_sql(location: Location, json_slots: dict[str, int]) -> str:
     if location.kind is LocationKind.FORM:
         return f"CASE WHEN body_kind = 'form' THEN {pair_sql('body', 'form_plain', location.name)} END"
     if location.kind is LocationKind.HEADER:
-        return f"wa_header(headers, {quote_literal(location.name)})"
+        return f"wa_captured_header(headers, {quote_literal(location.name)})"
     return _json_sql(json_pointer(location.path), json_slots)
 
 
