@@ -24,7 +24,7 @@ from rich.table import Table
 from webhook_core.cli_errors import user_errors
 from webhook_core.cli_http import replay_http_command, serve_command
 from webhook_core.generate import generate
-from webhook_core.loading import Dataset, ProgressCallback, connect, load_dataset
+from webhook_core.loading import Dataset, ProgressCallback, compress_new_tables, connect, load_dataset
 from webhook_core.matching import Outcome
 from webhook_core.pairing import discover_locations, near_misses, pairing_validation
 from webhook_core.rates import disagreements, rates
@@ -143,6 +143,8 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, timeouts: tup
                       temp_directory=str(temp_dir) if temp_dir else None)
         loaded = _load_with_progress(con, dataset)
         _print_load_report(loaded)
+        if database is None:
+            compress_new_tables(con)
         with stderr.status("Replaying…"):
             # Without --database nothing reads the inputs after the replay: let it free their memory.
             result = replay(con, loaded.webhooks, timeouts=dict(timeouts), observation_end=observation_end,

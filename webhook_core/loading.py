@@ -58,6 +58,7 @@ __all__ = [
     "Dataset",
     "FileReport",
     "ProgressCallback",
+    "compress_new_tables",
     "connect",
     "find_input",
     "load_dataset",
@@ -113,6 +114,22 @@ def prepare(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None,
         con.execute(f"SET temp_directory = '{temp_directory}'")
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
+    install_macros(con)
+
+
+def compress_new_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the tables made from here on in a compressed in-memory database.
+
+    For a one-shot in-memory run (``webhook-audit replay`` without ``--database``): the
+    outcome tables are about as large as the loaded input, and at millions of rows an
+    uncompressed copy of each makes DuckDB spill to disk. The tables already loaded stay
+    where they are (updating compressed storage in place is slow) and are still found by
+    their names.
+    """
+    (home,) = con.execute("SELECT current_database()").fetchone() or ("memory",)
+    con.execute("ATTACH ':memory:' AS wa_results (COMPRESS)")
+    con.execute("USE wa_results")
+    con.execute(f"SET search_path = 'wa_results.main,{home}.main'")
     install_macros(con)
 
 
