@@ -292,11 +292,12 @@ _LEADS_SQL = """
     CREATE OR REPLACE TABLE lead_outcomes AS
     WITH ends AS (SELECT {end} AS end_us),
     per_lead AS (
+        -- wait_s >= 0 is "received_at >= created_at": no join back to the leads needed.
         SELECT lead_row,
                min(us) FILTER (outcome = 'matched') AS finished_us,
                count(*) FILTER (us <= (SELECT end_us FROM ends)) AS callbacks,
-               min(us) FILTER (us >= created_us AND us <= (SELECT end_us FROM ends)) AS first_us
-        FROM callback_outcomes c JOIN replay_leads l ON l."row" = c.lead_row
+               min(us) FILTER (wait_s >= 0 AND us <= (SELECT end_us FROM ends)) AS first_us
+        FROM callback_outcomes WHERE lead_row IS NOT NULL
         GROUP BY lead_row
     )
     SELECT l."row", l.lead_id, l.webhook_id, l.created_at,
