@@ -16,14 +16,17 @@ Tables written (all replaced on each load):
   external_id, webhook_id, created_at, source_line``; ``row`` is the lead's key and its
   position in the input (its line, or Parquet row number), the tie-break between leads;
 * ``callbacks`` – captured requests: ``seq, request_id, received_at, method, url,
-  headers, body, recorded_status, recorded_body, capture_notes``;
+  headers, body, recorded_status, recorded_body, capture_notes``, ``headers`` a list of
+  ``{name, value}`` in captured order. It is a view over ``callback_rows``, which keeps
+  the headers as captured (JSON) because building the list for every row cost about as
+  much as the rest of the load, while the replay reads a header of few callbacks;
 * ``quarantine`` – ``source_file, line, raw, reason``;
 * ``load_report`` – ``source_file, table_name, read, loaded, quarantined``.
 
 Two fast paths, taken only when they give exactly what the line readers give
 (``tests/test_loading.py`` holds them to it): a ``callbacks.jsonl`` whose lines are
 records (and at most 64 blank lines) is parsed by DuckDB's parallel JSON reader straight
-into ``callbacks``, and a ``dispatches.csv`` whose lines after the header are records
+into ``callback_rows``, and a ``dispatches.csv`` whose lines after the header are records
 (and at most 64 empty lines) takes its line numbers from its row order instead of a
 second pass over the file. Either way only the rows that end up quarantined have their
 raw text read back from the file.
@@ -183,9 +186,7 @@ def write_webhook_versions(con: duckdb.DuckDBPyConnection, webhooks: WebhookVers
         con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-#: ``callback_rows`` keeps the headers as captured (JSON: an object, or a list of pairs or of
-#: ``{name, value}`` objects); building the list for every row at load time cost about as much
-#: as the rest of the load, and the replay reads headers for few rows.
+#: ``callback_rows`` keeps the headers as captured (JSON); the ``callbacks`` view lists them.
 _CALLBACK_TYPES = {
     "seq": "BIGINT", "request_id": "VARCHAR", "received_at": "TIMESTAMPTZ", "method": "VARCHAR", "url": "VARCHAR",
     "headers": "JSON", "body": "VARCHAR", "recorded_status": "INTEGER",
