@@ -145,9 +145,9 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
 
     CREATE OR REPLACE TEMP TABLE replay_parsed AS
     WITH versioned AS (
-        SELECT c.seq, c.request_id, c.received_at, c.us, c.recorded_status, t.token, c.query, c.headers, c.body,
+        SELECT c.seq, c.request_id, c.us, c.recorded_status, t.token, c.query, c.headers, c.body,
                v.version_no, v.webhook_id, v.advertiser_id AS version_advertiser
-        FROM (SELECT seq, request_id, received_at, epoch_us(received_at) AS us, recorded_status, headers, body,
+        FROM (SELECT seq, request_id, epoch_us(received_at) AS us, recorded_status, headers, body,
                      {_URL_BASE} AS base, wa_query(url) AS query
               FROM callback_rows) c
         LEFT JOIN replay_tokens t ON t.base = c.base
@@ -176,18 +176,14 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
                 AS json_vals
         FROM kinds
     )
-    -- The judging order (received_at, input order) as one sortable key, no sort needed to make it:
-    -- seq (a line, entry or row number) is far below 2^40.
-    SELECT CAST(us AS HUGEINT) * 1099511627776 + seq AS ord, *
-    FROM (
-    SELECT seq, request_id, received_at, us, recorded_status, token, body_kind, version_no, webhook_id,
+    -- Only what later steps read: received_at is us, the judging order is (us, seq).
+    SELECT seq, request_id, us, recorded_status, token, body_kind, webhook_id,
            CASE WHEN webhook_id IS NOT NULL THEN {identifier_cases['conversion_id']} END AS conversion_id,
            CASE WHEN webhook_id IS NOT NULL THEN {identifier_cases['external_id']} END AS external_id,
            CASE WHEN webhook_id IS NOT NULL
                 THEN coalesce({identifier_cases['advertiser_id']}, version_advertiser) END AS advertiser_id,
            CASE WHEN webhook_id IS NOT NULL THEN {interim_case} ELSE false END AS is_interim
-    FROM located
-    );
+    FROM located;
 
     DROP TABLE replay_tokens;
 
@@ -205,15 +201,15 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
     -- Conversion IDs are unique among leads (Q3): a callback's conversion ID names at most one lead.
     -- The few callbacks it does not resolve on their own webhook try the external ID (M3) first, apart.
     CREATE OR REPLACE TEMP TABLE replay_by_external AS
-    SELECT ord, lead_row, lead_id, created_us, deadline_us FROM (
-        SELECT n.ord, l."row" AS lead_row, l.lead_id, l.created_us, l.deadline_us,
+    SELECT seq, lead_row, lead_id, created_us, deadline_us FROM (
+        SELECT n.seq, l."row" AS lead_row, l.lead_id, l.created_us, l.deadline_us,
                row_number() OVER (
-                   PARTITION BY n.ord
+                   PARTITION BY n.seq
                    ORDER BY CASE WHEN l.created_us <= n.us THEN 0 ELSE 1 END,
                             CASE WHEN l.created_us <= n.us THEN l.created_us END DESC,
                             CASE WHEN l.created_us <= n.us THEN l."row" END DESC,
                             l.created_us, l."row") AS pick
-        FROM (SELECT ord, us, webhook_id, advertiser_id, external_id FROM replay_parsed i
+        FROM (SELECT seq, us, webhook_id, advertiser_id, external_id FROM replay_parsed i
               WHERE webhook_id IS NOT NULL AND external_id IS NOT NULL
                 AND NOT EXISTS (SELECT 1 FROM replay_leads o
                                 WHERE o.conversion_id = i.conversion_id AND o.webhook_id = i.webhook_id)) n
@@ -222,7 +218,7 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
     ) WHERE pick = 1;
 
     CREATE OR REPLACE TEMP TABLE replay_resolved AS
-    SELECT c.ord, c.seq, c.request_id, c.received_at, c.us, c.recorded_status, c.token, c.body_kind, c.webhook_id,
+    SELECT c.seq, c.request_id, c.us, c.recorded_status, c.token, c.body_kind, c.webhook_id,
            c.conversion_id, c.external_id, c.advertiser_id, c.is_interim,
            CASE WHEN own THEN c_row ELSE e.lead_row END AS lead_row,
            CASE WHEN own THEN 'conversion_id' WHEN e.lead_row IS NOT NULL THEN 'external_id' END AS matched_by,
@@ -236,12 +232,15 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
                l.deadline_us AS c_deadline_us, coalesce(l.webhook_id = i.webhook_id, false) AS own
         FROM replay_parsed i LEFT JOIN replay_leads l
           ON l.conversion_id = i.conversion_id AND i.webhook_id IS NOT NULL
-    ) c LEFT JOIN replay_by_external e ON e.ord = c.ord;
+    ) c LEFT JOIN replay_by_external e ON e.seq = c.seq;
     DROP TABLE replay_parsed; DROP TABLE replay_by_external;
 
     CREATE OR REPLACE TABLE callback_outcomes AS
     WITH flagged AS (
-        SELECT *, us < created_us AS is_early, deadline_us IS NOT NULL AND us > deadline_us AS is_late
+        -- The judging order (received_at, input order) as one sortable key, no sort needed to make it:
+        -- seq (a line, entry or row number) is far below 2^40.
+        SELECT *, CAST(us AS HUGEINT) * 1099511627776 + seq AS ord, make_timestamptz(us) AS received_at,
+               us < created_us AS is_early, deadline_us IS NOT NULL AND us > deadline_us AS is_late
         FROM replay_resolved
     ),
     finishes AS (
