@@ -23,6 +23,7 @@ from click.testing import CliRunner, Result
 import webhook_core.cli as cli_module
 from webhook_core import CALLBACK_COLUMNS, LEAD_COLUMNS, connect, load_dataset, replay
 from webhook_core.cli import cli
+from webhook_core.loading import compress_new_tables
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 NOT_FOUND = '{"code":404,"message":"Waiting Webhook not found for provided token and identifiers"}'
@@ -518,15 +519,23 @@ def test_entry_point_replay_keeps_a_database_file(audit_dataset: Path, tmp_path:
 
 
 def test_replay_that_releases_its_inputs_gives_the_same_outcomes(audit_dataset: Path) -> None:
-    """What ``webhook-audit replay`` without ``--database`` does: the inputs are dropped once read."""
+    """What ``webhook-audit replay`` without ``--database`` does: the outcome tables are compressed
+    and the inputs dropped once read."""
     kept, released = connect(), connect()
     results = []
     for con, release in ((kept, False), (released, True)):
         loaded = load_dataset(con, audit_dataset)
+        if release:
+            compress_new_tables(con)
         result = replay(con, loaded.webhooks, release_inputs=release)
         results.append((result.callbacks(), result.leads(), result.observation_end))
     assert results[0][0].equals(results[1][0]) and results[0][1].equals(results[1][1])
     assert results[0][2] == results[1][2] is not None
-    tables = {row[0] for row in released.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    assert {"callbacks", "dispatches"} & tables == set()
-    assert {"callback_outcomes", "lead_outcomes", "quarantine", "load_report"} <= tables
+    relations = dict(released.execute("""
+        SELECT table_name, database_name FROM duckdb_tables() WHERE NOT temporary
+        UNION ALL SELECT view_name, database_name FROM duckdb_views() WHERE NOT internal
+    """).fetchall())
+    assert {"callbacks", "callback_rows", "dispatches", "replay_leads"} & relations.keys() == set()
+    assert {name: relations[name] for name in ("callback_outcomes", "lead_outcomes", "quarantine", "load_report")} \
+        == {"callback_outcomes": "wa_results", "lead_outcomes": "wa_results", "quarantine": "memory",
+            "load_report": "memory"}

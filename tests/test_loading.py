@@ -1192,22 +1192,25 @@ def test_200k_callbacks_across_chunk_boundaries(con: duckdb.DuckDBPyConnection, 
                                                 small_chunks: list[int], monkeypatch: pytest.MonkeyPatch,
                                                 reader: str) -> None:
     """~200k JSONL callbacks, with two blank lines among them, read in many chunks by the line reader, or
-    by DuckDB's parallel reader stepping over the blank lines: bad lines far into the file keep exact
-    line numbers either way."""
-    if reader == "line-reader":
-        monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
-    total = 200_000
+    by DuckDB's parallel readers: bad lines far into the file keep exact line numbers either way. (Bytes
+    that are not UTF-8 and a CRLF line among LF lines are for the line reader alone: DuckDB's CSV
+    reader refuses such a file, and the line reader takes it.)"""
     planted: dict[int, tuple[bytes, str, str]] = {
         1: (b"{oops", "{oops", "not valid JSON"),
         65_537: (b'{"url":"/webhooks/wh-a"}', '{"url":"/webhooks/wh-a"}', "missing received_at"),
-        123_457: (b'{"received_at":"2026-11-20T10:00:00Z","url":"/\xff"}',
-                  '{"received_at":"2026-11-20T10:00:00Z","url":"/\\xff"}', "not valid UTF-8"),
         150_000: (b'{"received_at":"later","url":"/x"}', '{"received_at":"later","url":"/x"}',
                   "bad received_at: not an ISO 8601 timestamp"),
         199_999: (b"[]", "[]", "not a JSON object"),
     }
+    crlf: set[int] = set()
+    if reader == "line-reader":
+        monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
+        planted[123_457] = (b'{"received_at":"2026-11-20T10:00:00Z","url":"/\xff"}',
+                            '{"received_at":"2026-11-20T10:00:00Z","url":"/\\xff"}', "not valid UTF-8")
+        planted = dict(sorted(planted.items()))
+        crlf = {180_000}
+    total = 200_000
     blank = {100_000, 170_001}
-    crlf = {180_000}
     parts = []
     for n in range(1, total + 1):
         if n in planted:
@@ -1242,6 +1245,22 @@ def test_200k_callbacks_across_chunk_boundaries(con: duckdb.DuckDBPyConnection, 
     ).fetchone() == (0,)
 
 
+@pytest.mark.slow
+def test_a_large_jsonl_file_read_in_parallel_keeps_every_line_number(
+        con: duckdb.DuckDBPyConnection, tmp_path: Path, full_passes: list[str]) -> None:
+    """Matching's input order is the JSONL line (seq). In a file large enough for DuckDB to read its
+    parts on several threads (~100 MB) every row keeps its own line number. (DuckDB's JSON reader gave
+    the rows of such a file out of order; its CSV reader, which the fast path uses, keeps the order.)"""
+    total = 1_000_000
+    data = b"".join(b'{"received_at":"2026-11-20T10:00:00Z","url":"/webhooks/wh-a?pcid=C%d","body":"%s"}\n'
+                    % (n, b"x" * (n % 23)) for n in range(1, total + 1))
+    load_dataset(con, make_dataset(tmp_path / "ds", callbacks=data))
+    assert "iter_line_chunks" not in full_passes  # the parallel path, not the line reader
+    assert con.execute(
+        "SELECT count(*), count(*) FILTER (url <> '/webhooks/wh-a?pcid=C' || seq) FROM callbacks"
+    ).fetchone() == (total, 0)
+
+
 def test_progress_reports_bytes_of_each_file(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     folder = make_dataset(tmp_path / "ds", callbacks=jsonl(crow(1), crow(2)))
     seen: list[tuple[str, int, int]] = []
@@ -1266,10 +1285,10 @@ def test_reload_replaces_tables(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- the fast paths
 
-#: Good and bad callback lines with no blank line among them, so DuckDB's parallel reader may read them.
+#: Good and bad callback lines that DuckDB's CSV reader splits as written, so the parallel path may read them.
 FAST_CALLBACK_LINES: tuple[dict[str, Any] | str | bytes, ...] = (
-    "\ufeff" + compact(crow(1)), "{oops", '{"url":"/x"}', b'{"received_at":"2026-11-20T10:00:01Z","url":"/\xfe"}',
-    crow(2, url=5), crow(3, received_at="later"), "[]", "\x0b " + compact(crow(4)) + " \x0c\t", crow(5, request_id=7),
+    "\ufeff" + compact(crow(1)), "{oops", '{"url":"/x"}', crow(2, url=5), crow(3, received_at="later"), "[]",
+    "\x0b " + compact(crow(4)) + " \x0c\t", crow(5, request_id=7),
     crow(6, headers={"X-A": "1", "x-a": 2}, body={"pcid": "C6"}), crow(7, headers=[["X-B", "b"]], method="GET"),
     '{"received_at":"2026')
 FAST_DISPATCH_ROWS: tuple[dict[str, Any], ...] = (
@@ -1321,19 +1340,37 @@ def test_fast_paths_give_exactly_the_line_readers_tables(con: duckdb.DuckDBPyCon
     assert_reconciles(con)
 
 
+@pytest.mark.parametrize("odd_line", [
+    pytest.param(b'{"received_at":"2026-11-20T10:00:01Z","url":"/\xfe"}', id="not-utf8"),
+    pytest.param(b'{"received_at":"2026-11-20T10:00:01Z","url":"/a\rb"}', id="lone-cr"),
+    pytest.param(b'{"received_at":"2026-11-20T10:00:01Z","url":"/a\x01b"}', id="control-character"),
+])
+def test_lines_duckdbs_csv_reader_cannot_split_go_to_the_line_reader(
+        con: duckdb.DuckDBPyConnection, tmp_path: Path, full_passes: list[str], odd_line: bytes) -> None:
+    """Q1, Q2: a JSONL file with a line DuckDB's CSV reader would not give as written is read by the line
+    reader instead, and every line keeps its number."""
+    folder = make_dataset(tmp_path / "ds", callbacks=jsonl(crow(1), odd_line, crow(3)))
+    load_dataset(con, folder)
+    assert "callbacks.jsonl" in full_passes
+    assert con.execute("SELECT seq, request_id FROM callbacks ORDER BY seq").fetchall() == [(1, "1"), (3, "3")]
+    assert [row[1] for row in quarantine(con)] == [2]
+    assert_reconciles(con)
+
+
 @pytest.mark.parametrize(("lines", "parallel", "loaded", "bad"), [
-    pytest.param(["", crow(1), "  ", crow(2), "\t\r", "{oops", ""], True, [2, 4], [(6, "not valid JSON")],
+    pytest.param(["", crow(1), "  ", crow(2), "\t", "{oops", ""], True, [2, 4], [(6, "not valid JSON")],
                  id="blank-lines-anywhere"),
-    pytest.param([crow(1), "\x0c", crow(2)], False, [1, 3], [(2, "not valid JSON")], id="form-feed-line"),
+    pytest.param([crow(1), "\x0c", crow(2)], True, [1, 3], [(2, "not valid JSON")], id="form-feed-line"),
+    pytest.param([crow(1)] + [""] * 65 + [crow(2)], True, [1, 67], [], id="many-blank-lines"),
+    pytest.param([crow(1), "\t\r", crow(2)], False, [1, 3], [], id="one-crlf-line-among-lf"),
     pytest.param([crow(1), "\r\r", crow(2)], False, [1, 3], [(2, "not valid JSON")], id="two-carriage-returns"),
-    pytest.param([crow(1)] + [""] * 65 + [crow(2)], False, [1, 67], [], id="more-than-64-blank-lines"),
 ])
 def test_blank_lines_and_the_parallel_reader(con: duckdb.DuckDBPyConnection, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch, lines: list[Any], parallel: bool,
                                              loaded: list[int], bad: list[tuple[int, str]]) -> None:
-    """Q4, Q7: DuckDB's reader skips blank lines and numbers nothing; up to 64 blank lines are stepped
-    over, while whitespace only DuckDB calls blank (a form feed, a second CR) or many blank lines send
-    the file to the line reader. The lines loaded and quarantined are the same either way."""
+    """Q4, Q7: blank lines and odd whitespace keep their line numbers on the parallel path; a file DuckDB's
+    CSV reader does not split as the line reader does (a CRLF line among LF lines, a second CR) goes to
+    the line reader. The lines loaded and quarantined are the same either way."""
     folder = make_dataset(tmp_path / "ds", callbacks=jsonl(*lines))
     taken: list[bool] = []
     parallel_reader = loading._read_jsonl_in_parallel
@@ -1406,7 +1443,7 @@ def test_parse_progress_thread_hands_errors_back_and_leaves_no_bar_on(con: duckd
 
 
 @pytest.mark.parametrize(("jsonl_ending", "csv_ending"), [
-    ("\n", "\n"), ("\n\n", "\n\n"), ("\n  \n\t\r\n", "\n\n\n"), ("\n\n\n  ", "\n\n")], ids=repr)
+    ("\n", "\n"), ("\n\n", "\n\n"), ("\n  \n\t\n", "\n\n\n"), ("\n\n\n  ", "\n\n")], ids=repr)
 def test_blank_lines_at_the_end_keep_the_fast_paths(con: duckdb.DuckDBPyConnection, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch, full_passes: list[str],
                                                     jsonl_ending: str, csv_ending: str) -> None:

@@ -24,12 +24,12 @@ Tables written (all replaced on each load):
 * ``load_report`` – ``source_file, table_name, read, loaded, quarantined``.
 
 Two fast paths, taken only when they give exactly what the line readers give
-(``tests/test_loading.py`` holds them to it): a ``callbacks.jsonl`` whose lines are
-records (and at most 64 blank lines) is parsed by DuckDB's parallel JSON reader straight
-into ``callback_rows``, and a ``dispatches.csv`` whose lines after the header are records
-(and at most 64 empty lines) takes its line numbers from its row order instead of a
-second pass over the file. Either way only the rows that end up quarantined have their
-raw text read back from the file.
+(``tests/test_loading.py`` holds them to it): a ``callbacks.jsonl`` that DuckDB's CSV
+reader splits into exactly its lines is read by it in parallel and judged in SQL, and
+a ``dispatches.csv`` whose lines after the header are records (and at most 64 empty
+lines) takes its line numbers from its row order instead of a second pass over the file.
+Either way only the rows that end up quarantined have their raw text read back from the
+file.
 """
 
 from __future__ import annotations
@@ -584,20 +584,22 @@ def _flush_callbacks(con: duckdb.DuckDBPyConnection, source: str) -> None:
 
 def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: str,
                             progress: ProgressCallback | None) -> bool:
-    """Load ``callbacks.jsonl`` with DuckDB's parallel JSON reader; False (nothing loaded) if it cannot.
+    """Load ``callbacks.jsonl`` with DuckDB's parallel CSV reader; False (nothing loaded) if it cannot.
 
-    The reader skips blank lines and gives no line numbers: it is used when the lines are
-    records and a few blank lines whose numbers are known, so that the n-th row read is the
-    n-th non-blank line. The rows are written straight into ``callbacks`` (no second copy
-    of the largest table) and numbered after.
-    A line the reader cannot parse comes back as a NULL row; such lines, and rows the
-    I-rules reject, are read again from the file by number and judged like the line
-    reader's (their raw text as written).
+    The lines are read as one-column CSV (quoting off, a delimiter no JSON line holds) into
+    a table, which keeps the file's order and gives a blank line as a row, so a line's
+    number is its row's rowid + 1. (DuckDB's JSON reader gives no line numbers and, on
+    several threads, not the file's order either.) Each line is then judged by the line
+    reader's own SQL, straight into ``callback_rows``. Where the CSV reader would not give
+    every line as the line reader does (a lone CR, a control character, bytes that are not
+    UTF-8, a line longer than its buffer) it stops with an error or gives a row count that
+    is not the line count, and the line reader takes the file. Lines to quarantine are read
+    again from the file by number and judged like the line reader's (raw text as written).
     """
     size = path.stat().st_size
     if progress is not None:
         progress(path.name, 0, size)
-    # The line count is needed only once DuckDB has parsed the file: count in a thread meanwhile
+    # The line count is needed only once DuckDB has read the file: count in a thread meanwhile
     # (DuckDB releases the GIL while it works, and the count is a memory-speed scan).
     counted_lines: list[int] = []
 
@@ -607,31 +609,30 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
 
     counter = threading.Thread(target=count, name="webhook-audit-count-lines", daemon=True)
     counter.start()
-    reader = (f"(SELECT NULL::BIGINT AS line, NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, json AS doc "
-              f"FROM read_json_objects({_path_literal(path)}, format = 'newline_delimited', "
-              f"ignore_errors = true))")
-    typed = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in _CALLBACK_TYPES.items())
+    lines = (f"read_csv({_path_literal(path)}, columns = {{'raw': 'VARCHAR'}}, delim = chr(1), quote = '', "
+             f"escape = '', header = false, auto_detect = false)")
     parsing = None if progress is None else (lambda percent: progress(path.name, int(size * percent / 100), size))
     try:
-        _execute_reporting(con, f"""
-            CREATE OR REPLACE TABLE callback_rows AS
-            SELECT {typed}, reason FROM (SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)}))
-        """, parsing)
-        counted = con.execute("SELECT count(*) FROM callback_rows").fetchone()
-    except duckdb.Error:  # e.g. a line longer than the reader's largest object: the line reader copes
+        # The lines alone first: a plain copy keeps the file's order (a heavier statement over the
+        # reader need not), so a line's number is its row's rowid + 1.
+        _execute_reporting(con, f"CREATE OR REPLACE TEMP TABLE jsonl_lines AS SELECT raw FROM {lines}", parsing)
+        counted = con.execute("SELECT count(*) FROM jsonl_lines").fetchone()
+    except duckdb.Error:  # see above: the line reader copes
         counted = None
     finally:
         counter.join()
-    if not counted_lines:  # the file could not be read to the end: the line reader will say why
-        counted = None
-    blanks = None if counted is None else _blank_lines(path, counted_lines[0], counted[0])
-    if blanks is None:
-        con.execute(_CREATE_CALLBACKS)
+    if counted is None or not counted_lines or counted[0] != counted_lines[0]:
+        con.execute("DROP TABLE IF EXISTS jsonl_lines")
         return False
-    # rowid is the insertion order, which DuckDB keeps as the file's order: row r (from 0) is the
-    # (r+1)-th non-blank line, i.e. line r + 1 + the number of blank lines before it.
+    blank = "regexp_full_match(coalesce(raw, ''), '[ \t]*')"
+    reader = (f"(SELECT rowid + 1 AS line, raw, NULL::VARCHAR AS parse_error, {_JSON_LINE} AS doc "
+              f"FROM jsonl_lines WHERE NOT {blank})")
+    typed = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in _CALLBACK_TYPES.items())
+    # Only a row to quarantine keeps its text (read again from the file below, as written).
     con.execute(f"""
-        UPDATE callback_rows SET seq = rowid + 1 + {_blank_lines_before_row(blanks)};
+        CREATE OR REPLACE TABLE callback_rows AS
+        SELECT {typed}, reason FROM (SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)}));
+        DROP TABLE jsonl_lines;
         UPDATE callback_rows SET request_id = CAST(seq AS VARCHAR) WHERE request_id IS NULL;
     """)
     rejected = [number for (number,) in con.execute(
