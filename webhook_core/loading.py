@@ -611,11 +611,14 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     counter.start()
     lines = (f"read_csv({_path_literal(path)}, columns = {{'raw': 'VARCHAR'}}, delim = chr(1), quote = '', "
              f"escape = '', header = false, auto_detect = false)")
-    parsing = None if progress is None else (lambda percent: progress(path.name, int(size * percent / 100), size))
+    # One bar for the file: reading its lines is the first half, judging them the second.
+    reading = None if progress is None else (lambda percent: progress(path.name, int(size * percent / 200), size))
+    judging = None if progress is None else (
+        lambda percent: progress(path.name, int(size * (100 + percent) / 200), size))
     try:
         # The lines alone first: a plain copy keeps the file's order (a heavier statement over the
         # reader need not), so a line's number is its row's rowid + 1.
-        _execute_reporting(con, f"CREATE OR REPLACE TEMP TABLE jsonl_lines AS SELECT raw FROM {lines}", parsing)
+        _execute_reporting(con, f"CREATE OR REPLACE TEMP TABLE jsonl_lines AS SELECT raw FROM {lines}", reading)
         counted = con.execute("SELECT count(*) FROM jsonl_lines").fetchone()
     except duckdb.Error:  # see above: the line reader copes
         counted = None
@@ -629,9 +632,11 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
               f"FROM jsonl_lines WHERE NOT {blank})")
     typed = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in _CALLBACK_TYPES.items())
     # Only a row to quarantine keeps its text (read again from the file below, as written).
-    con.execute(f"""
+    _execute_reporting(con, f"""
         CREATE OR REPLACE TABLE callback_rows AS
-        SELECT {typed}, reason FROM (SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)}));
+        SELECT {typed}, reason FROM (SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)}))
+    """, judging)
+    con.execute("""
         DROP TABLE jsonl_lines;
         UPDATE callback_rows SET request_id = CAST(seq AS VARCHAR) WHERE request_id IS NULL;
     """)
