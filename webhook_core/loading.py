@@ -217,8 +217,11 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 #: A JSONL line as JSON, read as DuckDB's JSON reader reads it (Q7): surrounding ASCII whitespace
 #: and a byte-order mark opening the file are not part of the document.
-_JSON_LINE = ("try_cast(trim(CASE WHEN line = 1 AND starts_with(raw, chr(65279)) THEN raw[2:] ELSE raw END, "
-              "' ' || chr(9) || chr(13) || chr(11) || chr(12)) AS JSON)")
+#: (``trim`` with a set of characters costs ten times the parse, so a line that opens with ``{`` and
+#: closes with ``}``, nearly every line, has nothing to trim and skips it.)
+_JSON_LINE = ("try_cast(CASE WHEN starts_with(raw, '{') AND ends_with(raw, '}') THEN raw "
+              "ELSE trim(CASE WHEN line = 1 AND starts_with(raw, chr(65279)) THEN raw[2:] ELSE raw END, "
+              "' ' || chr(9) || chr(13) || chr(11) || chr(12)) END AS JSON)")
 
 _DISPATCH_STAGE = """
     CREATE OR REPLACE TEMP TABLE dispatch_stage (

@@ -161,7 +161,9 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
             CASE
                 WHEN body IS NULL OR body = '' THEN 'empty'
                 WHEN json_valid(body) THEN 'json'
-                WHEN ltrim(body, ' \t\r\n')[1] IN ('{{', '[')
+                -- (ltrim with a set of characters is slow: only a body opening with whitespace needs it)
+                WHEN starts_with(body, '{{') OR starts_with(body, '[')
+                     OR (ascii(body) IN (32, 9, 13, 10) AND ltrim(body, ' \t\r\n')[1] IN ('{{', '['))
                      OR contains(wa_ascii_lower(coalesce(wa_captured_header(headers, 'content-type'), '')), 'json')
                     THEN 'invalid_json'
                 ELSE 'form'
