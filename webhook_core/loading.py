@@ -493,8 +493,10 @@ _CALLBACK_FIELDS = f"""
     json_extract_string({_F["response_body"]}, '$') AS recorded_body,
     list_filter([
         CASE WHEN coalesce(body_type, 'NULL') = 'NULL' THEN 'body_absent' END,
-        CASE WHEN body_type IN ('OBJECT', 'ARRAY', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')
-             THEN 'body_not_text' END,
+        -- (CASE, not IN (…): DuckDB may run a value list as a join, which would lose the file's order)
+        CASE body_type WHEN 'OBJECT' THEN 'body_not_text' WHEN 'ARRAY' THEN 'body_not_text'
+                       WHEN 'BIGINT' THEN 'body_not_text' WHEN 'UBIGINT' THEN 'body_not_text'
+                       WHEN 'DOUBLE' THEN 'body_not_text' WHEN 'BOOLEAN' THEN 'body_not_text' END,
         CASE WHEN coalesce(headers_type, 'NULL') NOT IN ('NULL', 'OBJECT', 'ARRAY')
                OR CASE WHEN headers_type = 'ARRAY' THEN len(wa_headers(headers)) < json_array_length(headers) END
              THEN 'headers_unreadable' END
@@ -511,6 +513,9 @@ _CALLBACK_PARTS = f"""
                  json_extract(doc, [{", ".join(f"'$.{name}'" for name in _FIELD_PATHS)}]) AS f
           FROM {{source}})
 """
+
+#: The reason given a blank line in the parallel read; such rows are dropped, not quarantined.
+_BLANK_LINE = "'(blank line)'"
 
 _CALLBACK_COLUMNS = ", ".join(_CALLBACK_TYPES)
 
@@ -589,15 +594,19 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
                             progress: ProgressCallback | None) -> bool:
     """Load ``callbacks.jsonl`` with DuckDB's parallel CSV reader; False (nothing loaded) if it cannot.
 
-    The lines are read as one-column CSV (quoting off, a delimiter no JSON line holds) into
-    a table, which keeps the file's order and gives a blank line as a row, so a line's
-    number is its row's rowid + 1. (DuckDB's JSON reader gives no line numbers and, on
-    several threads, not the file's order either.) Each line is then judged by the line
-    reader's own SQL, straight into ``callback_rows``. Where the CSV reader would not give
-    every line as the line reader does (a lone CR, a control character, bytes that are not
-    UTF-8, a line longer than its buffer) it stops with an error or gives a row count that
-    is not the line count, and the line reader takes the file. Lines to quarantine are read
-    again from the file by number and judged like the line reader's (raw text as written).
+    The lines are read as one-column CSV (quoting off, a delimiter no JSON line holds) and
+    judged by the line reader's SQL in the same statement, every line a row, a blank one
+    included. Such a statement keeps the file's order in the table it creates (every step is
+    a projection), so a line's number is its row's rowid + 1, written into ``seq`` after.
+    (DuckDB's JSON reader gives no line numbers and, on several threads, not the file's order
+    either. A join would lose the order too: DuckDB runs a long ``IN (…)`` list as one, so the
+    judging SQL has none.) Where the CSV reader
+    would not give every line as the line reader does (a lone CR, a control character, bytes
+    that are not UTF-8, a line longer than its buffer) it stops with an error or gives a row
+    count that is not the line count, and the line reader takes the file. Lines to quarantine,
+    and lines opening with a byte-order mark (only the file's first may, and only the line
+    reader knows which is first), are read again from the file by number and judged like the
+    line reader's (raw text as written).
     """
     size = path.stat().st_size
     if progress is not None:
@@ -614,39 +623,40 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     counter.start()
     lines = (f"read_csv({_path_literal(path)}, columns = {{'raw': 'VARCHAR'}}, delim = chr(1), quote = '', "
              f"escape = '', header = false, auto_detect = false)")
-    # One bar for the file: reading its lines is the first half, judging them the second.
-    reading = None if progress is None else (lambda percent: progress(path.name, int(size * percent / 200), size))
-    judging = None if progress is None else (
-        lambda percent: progress(path.name, int(size * (100 + percent) / 200), size))
+    blank = "regexp_full_match(coalesce(raw, ''), '[ \t]*')"
+    # As _JSON_LINE, but a line opening with a byte-order mark is left to the line reader (see above).
+    document = ("try_cast(CASE WHEN starts_with(raw, '{') AND ends_with(raw, '}') THEN raw "
+                "WHEN starts_with(raw, chr(65279)) THEN NULL "
+                "ELSE trim(raw, ' ' || chr(9) || chr(13) || chr(11) || chr(12)) END AS JSON)")
+    reader = (f"(SELECT NULL::BIGINT AS line, raw, CASE WHEN {blank} THEN {_BLANK_LINE} END AS parse_error, "
+              f"{document} AS doc FROM {lines})")
+    typed = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in _CALLBACK_TYPES.items())
+    report = None if progress is None else (lambda percent: progress(path.name, int(size * percent / 100), size))
+    (preserve,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() or (True,)
+    con.execute("SET preserve_insertion_order = true")
     try:
-        # The lines alone first: a plain copy keeps the file's order (a heavier statement over the
-        # reader need not), so a line's number is its row's rowid + 1.
-        _execute_reporting(con, f"CREATE OR REPLACE TEMP TABLE jsonl_lines AS SELECT raw FROM {lines}", reading)
-        counted = con.execute("SELECT count(*) FROM jsonl_lines").fetchone()
+        # Only a row to quarantine keeps its text (read again from the file below, as written).
+        _execute_reporting(con, f"""
+            CREATE OR REPLACE TABLE callback_rows AS
+            SELECT {typed}, reason FROM (SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)}))
+        """, report)
+        counted = con.execute("SELECT count(*) FROM callback_rows").fetchone()
     except duckdb.Error:  # see above: the line reader copes
         counted = None
     finally:
+        con.execute(f"SET preserve_insertion_order = {bool(preserve)}")
         counter.join()
     if counted is None or not counted_lines or counted[0] != counted_lines[0]:
-        con.execute("DROP TABLE IF EXISTS jsonl_lines")
+        con.execute("DROP TABLE IF EXISTS callback_rows")
+        con.execute(_CREATE_CALLBACKS)
         return False
-    blank = "regexp_full_match(coalesce(raw, ''), '[ \t]*')"
-    reader = (f"(SELECT rowid + 1 AS line, raw, NULL::VARCHAR AS parse_error, {_JSON_LINE} AS doc "
-              f"FROM jsonl_lines WHERE NOT {blank})")
-    typed = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in _CALLBACK_TYPES.items())
-    # Only a row to quarantine keeps its text (read again from the file below, as written).
-    _execute_reporting(con, f"""
-        CREATE OR REPLACE TABLE callback_rows AS
-        SELECT {typed}, reason FROM (SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)}))
-    """, judging)
-    con.execute("""
-        DROP TABLE jsonl_lines;
-        UPDATE callback_rows SET request_id = CAST(seq AS VARCHAR) WHERE request_id IS NULL;
-    """)
+    con.execute("UPDATE callback_rows SET seq = rowid + 1")
+    con.execute("UPDATE callback_rows SET request_id = CAST(seq AS VARCHAR) "
+                "WHERE request_id IS NULL AND reason IS NULL")
     rejected = [number for (number,) in con.execute(
-        "SELECT seq FROM callback_rows WHERE reason IS NOT NULL ORDER BY seq").fetchall()]
+        f"SELECT seq FROM callback_rows WHERE reason IS NOT NULL AND reason <> {_BLANK_LINE} ORDER BY seq").fetchall()]
+    con.execute("DELETE FROM callback_rows WHERE reason IS NOT NULL")
     if rejected:
-        con.execute("DELETE FROM callback_rows WHERE reason IS NOT NULL")
         con.register("chunk", pick_lines(path, rejected))
         con.execute(_STAGE_LINES)
         con.unregister("chunk")
