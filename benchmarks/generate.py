@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--n", type=int, default=1_000_000)
     args = parser.parse_args()
-    print(generate(args.folder, args.n))
+    print(json.dumps(generate(args.folder, args.n)))  # seconds per file; read by replay.py
 
 
 if __name__ == "__main__":

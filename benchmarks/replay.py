@@ -51,13 +51,6 @@ def _sibling(name: str):  # type: ignore[no-untyped-def]
 
 
 GENERATOR_VERSION = _sibling("generate").GENERATOR_VERSION
-GENERATE_SCRIPT = f"""
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("_bench_generate", {str(HERE / "generate.py")!r})
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-print(json.dumps(module.generate(__import__("pathlib").Path(sys.argv[1]), int(sys.argv[2]))))
-"""
 
 TARGET_FLOOR_RATIO = 2.5      # (a) / (c)
 TARGET_ONLINE_RATIO = 10.0    # (b) / (a)
@@ -147,7 +140,7 @@ def prepare_dataset(workdir: Path, n: int) -> tuple[Path, dict]:
     start = time.perf_counter()
     # In a child process: Linux carries a parent's peak RSS over fork and exec into the child's
     # ru_maxrss, so generating here (~6 GiB at 10M) would show as every measured run's peak.
-    done = subprocess.run([sys.executable, "-c", GENERATE_SCRIPT, str(folder), str(n)],
+    done = subprocess.run([sys.executable, str(HERE / "generate.py"), str(folder), "--n", str(n)],
                           check=True, capture_output=True, text=True)
     files = json.loads(done.stdout)
     info = {"n": n, "version": GENERATOR_VERSION, "seconds": time.perf_counter() - start, "files": files,

@@ -215,13 +215,23 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 # --------------------------------------------------------------------------- dispatches
 
-#: A JSONL line as JSON, read as DuckDB's JSON reader reads it (Q7): surrounding ASCII whitespace
-#: and a byte-order mark opening the file are not part of the document.
-#: (``trim`` with a set of characters costs ten times the parse, so a line that opens with ``{`` and
-#: closes with ``}``, nearly every line, has nothing to trim and skips it.)
-_JSON_LINE = ("try_cast(CASE WHEN starts_with(raw, '{') AND ends_with(raw, '}') THEN raw "
-              "ELSE trim(CASE WHEN line = 1 AND starts_with(raw, chr(65279)) THEN raw[2:] ELSE raw END, "
-              "' ' || chr(9) || chr(13) || chr(11) || chr(12)) END AS JSON)")
+def _json_line(first_line: str) -> str:
+    """SQL: a JSONL line (``raw``) as JSON, read as DuckDB's JSON reader reads it (Q7): surrounding
+    ASCII whitespace and a byte-order mark opening the file are not part of the document.
+
+    ``first_line`` is SQL saying whether this is the file's first line, the one line whose
+    byte-order mark is dropped (elsewhere a mark makes the line invalid JSON). ``trim`` with a
+    set of characters costs ten times the parse, so a line that opens with ``{`` and closes
+    with ``}``, nearly every line, has nothing to trim and skips it.
+    """
+    spaces = "' ' || chr(9) || chr(13) || chr(11) || chr(12)"
+    return (f"try_cast(CASE WHEN starts_with(raw, '{{') AND ends_with(raw, '}}') THEN raw "
+            f"WHEN starts_with(raw, chr(65279)) THEN CASE WHEN {first_line} THEN trim(raw[2:], {spaces}) END "
+            f"ELSE trim(raw, {spaces}) END AS JSON)")
+
+
+#: For readers that number their lines (``line``).
+_JSON_LINE = _json_line("line = 1")
 
 _DISPATCH_STAGE = """
     CREATE OR REPLACE TEMP TABLE dispatch_stage (
@@ -600,10 +610,10 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     a projection), so a line's number is its row's rowid + 1, written into ``seq`` after.
     (DuckDB's JSON reader gives no line numbers and, on several threads, not the file's order
     either. A join would lose the order too: DuckDB runs a long ``IN (…)`` list as one, so the
-    judging SQL has none.) Where the CSV reader
-    would not give every line as the line reader does (a lone CR, a control character, bytes
-    that are not UTF-8, a line longer than its buffer) it stops with an error or gives a row
-    count that is not the line count, and the line reader takes the file. Lines to quarantine,
+    judging SQL has none.) Where the CSV reader would not give every line as the line reader
+    does (a lone CR, a control character, bytes that are not UTF-8, a line longer than its
+    buffer) it stops with an error or gives a row count that is not the line count, and the
+    line reader takes the file. Lines to quarantine,
     and lines opening with a byte-order mark (only the file's first may, and only the line
     reader knows which is first), are read again from the file by number and judged like the
     line reader's (raw text as written).
@@ -624,12 +634,9 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     lines = (f"read_csv({_path_literal(path)}, columns = {{'raw': 'VARCHAR'}}, delim = chr(1), quote = '', "
              f"escape = '', header = false, auto_detect = false)")
     blank = "regexp_full_match(coalesce(raw, ''), '[ \t]*')"
-    # As _JSON_LINE, but a line opening with a byte-order mark is left to the line reader (see above).
-    document = ("try_cast(CASE WHEN starts_with(raw, '{') AND ends_with(raw, '}') THEN raw "
-                "WHEN starts_with(raw, chr(65279)) THEN NULL "
-                "ELSE trim(raw, ' ' || chr(9) || chr(13) || chr(11) || chr(12)) END AS JSON)")
+    # No line numbers yet: a line opening with a byte-order mark is left to the line reader (see above).
     reader = (f"(SELECT NULL::BIGINT AS line, raw, CASE WHEN {blank} THEN {_BLANK_LINE} END AS parse_error, "
-              f"{document} AS doc FROM {lines})")
+              f"{_json_line('false')} AS doc FROM {lines})")
     typed = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in _CALLBACK_TYPES.items())
     report = None if progress is None else (lambda percent: progress(path.name, int(size * percent / 100), size))
     (preserve,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() or (True,)
