@@ -92,8 +92,8 @@ def profile(dataset: Path, out: Path, memory_limit: str | None, temp_dir: str | 
     loading.write_webhook_versions = _phase(timed, "load: webhooks", loading.write_webhook_versions)
     loading._load_dispatches = _phase(timed, "load: dispatches", loading._load_dispatches)
     loading._load_callbacks = _phase(timed, "load: callbacks", loading._load_callbacks)
-    loaded = _phase(timed, "load: other", loading.load_dataset)(timed, dataset)
-    loading.compress_new_tables(timed._con)  # as the CLI without --database
+    # As the CLI without --database: only the callbacks' keys are kept.
+    loaded = _phase(timed, "load: other", loading.load_dataset)(timed, dataset, keep_requests=False)
     # As the CLI without --database: the inputs are released once the replay has read them.
     result = _phase(timed, "replay", replay_module.replay)(timed, loaded.webhooks, release_inputs=True)
     out.mkdir(parents=True, exist_ok=True)

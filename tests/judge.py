@@ -47,8 +47,8 @@ def _none_if_nan(value: Any) -> Any:
 
 def sql_judgement(con: duckdb.DuckDBPyConnection, folder: Path, *,
                   timeouts: dict[str | None, float] | None = None,
-                  observation_end: datetime | None = None) -> Judged:
-    loaded = load_dataset(con, folder)
+                  observation_end: datetime | None = None, keep_requests: bool = True) -> Judged:
+    loaded = load_dataset(con, folder, keep_requests=keep_requests)
     result = replay(con, loaded.webhooks, timeouts=timeouts, observation_end=observation_end)
     callbacks = [
         {k: _none_if_nan(v) for k, v in row.items()} for row in result.callbacks().to_dict("records")
@@ -105,15 +105,24 @@ COMPARED_LEAD = ("lead_id", "webhook_id", "state", "finished_at", "wait_s", "cal
 
 def judge(folder: Path, *, timeouts: dict[str | None, float] | None = None,
           observation_end: datetime | None = None) -> Judged:
-    """Both implementations on ``folder``; asserts they agree and returns the SQL judgement."""
+    """Both implementations on ``folder``; asserts they agree and returns the SQL judgement.
+
+    The SQL replay runs twice: on the loaded requests, and on the keys the loader computed as it
+    read them (``keep_requests=False``, what ``webhook-audit replay`` without ``--database`` does).
+    """
     sql_con = duckdb.connect()
+    keys_con = duckdb.connect()
     online_con = duckdb.connect()
     try:
         sql = sql_judgement(sql_con, folder, timeouts=timeouts, observation_end=observation_end)
+        from_keys = sql_judgement(keys_con, folder, timeouts=timeouts, observation_end=observation_end,
+                                  keep_requests=False)
         online = online_judgement(online_con, folder, timeouts=timeouts, observation_end=observation_end)
     finally:
         sql_con.close()
+        keys_con.close()
         online_con.close()
+    assert from_keys == sql, "the replay on keys computed while loading differs from the replay on requests"
     assert_agree(sql, online)
     return sql
 

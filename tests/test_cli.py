@@ -21,9 +21,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 import webhook_core.cli as cli_module
-from webhook_core import CALLBACK_COLUMNS, LEAD_COLUMNS, connect, load_dataset, replay
+from webhook_core import CALLBACK_COLUMNS, LEAD_COLUMNS, ReplayError, connect, load_dataset, parse_webhooks, replay
 from webhook_core.cli import cli
-from webhook_core.loading import compress_new_tables
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 NOT_FOUND = '{"code":404,"message":"Waiting Webhook not found for provided token and identifiers"}'
@@ -518,24 +517,37 @@ def test_entry_point_replay_keeps_a_database_file(audit_dataset: Path, tmp_path:
         con.close()
 
 
+def test_keys_loaded_for_other_settings_are_refused(audit_dataset: Path) -> None:
+    """Keys depend on pairing, status and active times, not on timeouts: a replay with other such
+    settings than the load's fails with one line saying what to do; a what-if timeout is fine."""
+    con = connect()
+    try:
+        loaded = load_dataset(con, audit_dataset, keep_requests=False)
+        assert replay(con, loaded.webhooks, timeouts={None: 5.0}).callbacks().shape[0] > 0
+        other = parse_webhooks([{"webhook_id": "wh-a", "advertiser_id": "A",
+                                 "pairing": [{"identifier": "conversion_id", "location": "query.ref"}]}])
+        with pytest.raises(ReplayError) as caught:
+            replay(con, other)
+        assert str(caught.value) == (
+            "the callbacks were loaded with keep_requests=False for other webhook settings (pairing, status "
+            "or active times); load the dataset again with these settings, or with keep_requests=True")
+    finally:
+        con.close()
+
+
 def test_replay_that_releases_its_inputs_gives_the_same_outcomes(audit_dataset: Path) -> None:
-    """What ``webhook-audit replay`` without ``--database`` does: the outcome tables are compressed
-    and the inputs dropped once read."""
+    """What ``webhook-audit replay`` without ``--database`` does: only the callbacks' keys are loaded,
+    and the inputs are dropped once read."""
     kept, released = connect(), connect()
     results = []
     for con, release in ((kept, False), (released, True)):
-        loaded = load_dataset(con, audit_dataset)
-        if release:
-            compress_new_tables(con)
+        loaded = load_dataset(con, audit_dataset, keep_requests=not release)
         result = replay(con, loaded.webhooks, release_inputs=release)
         results.append((result.callbacks(), result.leads(), result.observation_end))
     assert results[0][0].equals(results[1][0]) and results[0][1].equals(results[1][1])
     assert results[0][2] == results[1][2] is not None
-    relations = dict(released.execute("""
-        SELECT table_name, database_name FROM duckdb_tables() WHERE NOT temporary
-        UNION ALL SELECT view_name, database_name FROM duckdb_views() WHERE NOT internal
-    """).fetchall())
-    assert {"callbacks", "callback_rows", "dispatches", "replay_leads"} & relations.keys() == set()
-    assert {name: relations[name] for name in ("callback_outcomes", "lead_outcomes", "quarantine", "load_report")} \
-        == {"callback_outcomes": "wa_results", "lead_outcomes": "wa_results", "quarantine": "memory",
-            "load_report": "memory"}
+    relations = {name for (name,) in released.execute("""
+        SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal
+    """).fetchall()}
+    assert relations == {"callback_outcomes", "lead_outcomes", "quarantine", "load_report", "webhook_versions",
+                         "replay_versions"}

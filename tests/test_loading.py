@@ -1244,6 +1244,18 @@ def test_200k_callbacks_across_chunk_boundaries(con: duckdb.DuckDBPyConnection, 
         "WHERE url <> '/webhooks/wh-a?pcid=C' || seq OR request_id <> CAST(seq AS VARCHAR)"
     ).fetchone() == (0,)
 
+    # Loaded as keys only (webhook-audit replay without --database): the same rows, numbers and quarantine.
+    keys_con = connect()
+    try:
+        load_dataset(keys_con, folder, keep_requests=False)
+        assert quarantine(keys_con) == quarantine(con) and report(keys_con) == report(con)
+        assert keys_con.execute("SELECT seq, request_id, 'C' || seq FROM callback_keys ORDER BY seq").fetchall() \
+            == con.execute("SELECT seq, request_id, 'C' || seq FROM callbacks ORDER BY seq").fetchall()
+        assert keys_con.execute(
+            "SELECT count(*) FROM callback_keys WHERE conversion_id IS DISTINCT FROM 'C' || seq").fetchone() == (0,)
+    finally:
+        keys_con.close()
+
 
 @pytest.mark.slow
 def test_a_large_jsonl_file_read_in_parallel_keeps_every_line_number(
@@ -1259,6 +1271,14 @@ def test_a_large_jsonl_file_read_in_parallel_keeps_every_line_number(
     assert con.execute(
         "SELECT count(*), count(*) FILTER (url <> '/webhooks/wh-a?pcid=C' || seq) FROM callbacks"
     ).fetchone() == (total, 0)
+    keys_con = connect()
+    try:  # and so does every row loaded as keys only, its conversion ID read from that URL
+        load_dataset(keys_con, make_dataset(tmp_path / "ds", callbacks=data), keep_requests=False)
+        assert keys_con.execute(
+            "SELECT count(*), count(*) FILTER (conversion_id IS DISTINCT FROM 'C' || seq) FROM callback_keys"
+        ).fetchone() == (total, 0)
+    finally:
+        keys_con.close()
 
 
 def test_progress_reports_bytes_of_each_file(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:

@@ -1229,9 +1229,18 @@ def test_L_parse_location_errors(text: Any, message: str) -> None:
     pytest.param("https://h.example?next=/wh-acme", None, id="T1-query-is-not-path"),
     pytest.param("", None, id="T1-empty-url"),
     pytest.param("https://h://x/wh-acme", "wh-acme", id="T1-path-from-first-slash-after-scheme"),
+    pytest.param("https://h.example/", None, id="T1-root-path"),
+    pytest.param("https://h.example//wh-acme//", "wh-acme", id="T1-empty-segments-skipped"),
+    pytest.param("wh-acme", "wh-acme", id="T1-relative-one-segment"),
+    pytest.param("1x://h/wh-acme", "wh-acme", id="T1-not-a-scheme-is-path"),
+    pytest.param("/p://wh-acme", "wh-acme", id="T1-colon-slashes-inside-path"),
+    pytest.param("https://h.example/webhooks/wh-é", "wh-é", id="T1-non-ascii"),
 ])
-def test_T1_token_of(url: str, token: str | None) -> None:
+def test_T1_token_of(con: duckdb.DuckDBPyConnection, url: str, token: str | None) -> None:
+    """The same in Python and in the replay's SQL (whose fast path reads a plain last segment directly)."""
     assert token_of(url) == token
+    assert con.execute("SELECT wa_token(?), wa_base_token(split_part(split_part(?, '#', 1), '?', 1))",
+                       [url, url]).fetchone() == (token, token)
 
 
 def _request(url: str, body: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> CapturedRequest:

@@ -24,7 +24,7 @@ from rich.table import Table
 from webhook_core.cli_errors import user_errors
 from webhook_core.cli_http import replay_http_command, serve_command
 from webhook_core.generate import generate
-from webhook_core.loading import Dataset, ProgressCallback, compress_new_tables, connect, load_dataset
+from webhook_core.loading import Dataset, ProgressCallback, connect, load_dataset
 from webhook_core.matching import Outcome
 from webhook_core.pairing import discover_locations, near_misses, pairing_validation
 from webhook_core.rates import disagreements, rates
@@ -141,10 +141,9 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, timeouts: tup
         duckdb_limit = None if memory_limit is None else f"{int(memory_limit * DUCKDB_SHARE) // 1024**2}MiB"
         con = connect(str(database) if database else ":memory:", memory_limit=duckdb_limit,
                       temp_directory=str(temp_dir) if temp_dir else None)
-        loaded = _load_with_progress(con, dataset)
+        # Without --database only the replay reads the callbacks: keep just what it judges them by.
+        loaded = _load_with_progress(con, dataset, keep_requests=database is not None)
         _print_load_report(loaded)
-        if database is None:
-            compress_new_tables(con)
         with stderr.status("Replaying…"):
             # Without --database nothing reads the inputs after the replay: let it free their memory.
             result = replay(con, loaded.webhooks, timeouts=dict(timeouts), observation_end=observation_end,
@@ -414,7 +413,7 @@ def generate_command(folder: Path, leads: int, seed: int) -> None:
                  f"{made.garbage_lines:,} unparseable capture lines", highlight=False)
 
 
-def _load_with_progress(con: duckdb.DuckDBPyConnection, dataset: Path) -> Dataset:
+def _load_with_progress(con: duckdb.DuckDBPyConnection, dataset: Path, *, keep_requests: bool = True) -> Dataset:
     with Progress(TextColumn("Loading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                   console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
         tasks: dict[str, Any] = {}
@@ -425,7 +424,7 @@ def _load_with_progress(con: duckdb.DuckDBPyConnection, dataset: Path) -> Datase
             progress.update(tasks[label], completed=done)
 
         callback: ProgressCallback = advance
-        return load_dataset(con, dataset, progress=callback)
+        return load_dataset(con, dataset, progress=callback, keep_requests=keep_requests)
 
 
 def _print_load_report(loaded: Dataset) -> None:

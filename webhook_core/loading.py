@@ -20,6 +20,9 @@ Tables written (all replaced on each load):
   ``{name, value}`` in captured order. It is a view over ``callback_rows``, which keeps
   the headers as captured (JSON) because building the list for every row cost about as
   much as the rest of the load, while the replay reads a header of few callbacks;
+* ``callback_keys`` – instead of ``callbacks`` when loaded with ``keep_requests=False``: of each
+  callback only what the replay judges it by (``webhook_core.keys``), computed while the file is
+  read, for a one-shot replay of large captures (``webhook-audit replay`` without ``--database``);
 * ``quarantine`` – ``source_file, line, raw, reason``;
 * ``load_report`` – ``source_file, table_name, read, loaded, quarantined``.
 
@@ -44,6 +47,7 @@ import duckdb
 import pyarrow as pa
 
 from webhook_core.exceptions import DatasetError, MissingFileError
+from webhook_core.keys import keys_fingerprint, keys_sql
 from webhook_core.linereader import (
     blank_line_numbers,
     count_lines,
@@ -52,7 +56,7 @@ from webhook_core.linereader import (
 )
 from webhook_core.matching import to_us
 from webhook_core.settings import WebhookVersions, load_webhooks
-from webhook_core.sql import install_macros
+from webhook_core.sql import install_macros, quote_literal
 
 __all__ = [
     "CALLBACK_FORMATS",
@@ -61,7 +65,6 @@ __all__ = [
     "Dataset",
     "FileReport",
     "ProgressCallback",
-    "compress_new_tables",
     "connect",
     "find_input",
     "load_dataset",
@@ -120,22 +123,6 @@ def prepare(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None,
     install_macros(con)
 
 
-def compress_new_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the tables made from here on in a compressed in-memory database.
-
-    For a one-shot in-memory run (``webhook-audit replay`` without ``--database``): the
-    outcome tables are about as large as the loaded input, and at millions of rows an
-    uncompressed copy of each makes DuckDB spill to disk. The tables already loaded stay
-    where they are (updating compressed storage in place is slow) and are still found by
-    their names.
-    """
-    (home,) = con.execute("SELECT current_database()").fetchone() or ("memory",)
-    con.execute("ATTACH ':memory:' AS wa_results (COMPRESS)")
-    con.execute("USE wa_results")
-    con.execute(f"SET search_path = 'wa_results.main,{home}.main'")
-    install_macros(con)
-
-
 def find_input(folder: Path, stem: str, formats: tuple[str, ...]) -> Path:
     """The one ``stem.EXT`` file in ``folder``; none or several is a :class:`DatasetError`."""
     found = [folder / f"{stem}.{ext}" for ext in formats if (folder / f"{stem}.{ext}").is_file()]
@@ -149,8 +136,13 @@ def find_input(folder: Path, stem: str, formats: tuple[str, ...]) -> Path:
 
 
 def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
-                 progress: ProgressCallback | None = None) -> Dataset:
-    """Load ``folder`` into ``con``'s tables and return what was read, loaded and quarantined."""
+                 progress: ProgressCallback | None = None, keep_requests: bool = True) -> Dataset:
+    """Load ``folder`` into ``con``'s tables and return what was read, loaded and quarantined.
+
+    ``keep_requests=False`` keeps of each callback only its keys (table ``callback_keys``, no
+    ``callbacks``): enough for :func:`~webhook_core.replay.replay` with these webhook settings
+    (timeouts may differ), and far less memory and time on large captures.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingFileError("not a folder; a dataset is a folder with webhooks.json, "
@@ -162,7 +154,7 @@ def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
     _create_tables(con)
     write_webhook_versions(con, webhooks)
     _load_dispatches(con, dispatch_path, progress)
-    _load_callbacks(con, callback_path, progress)
+    _load_callbacks(con, callback_path, progress, None if keep_requests else webhooks)
     rows = con.execute(
         "SELECT source_file, table_name, read, loaded, quarantined FROM load_report ORDER BY table_name DESC"
     ).fetchall()
@@ -202,6 +194,7 @@ _CALLBACKS_VIEW = ("CREATE OR REPLACE VIEW callbacks AS SELECT "
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP VIEW IF EXISTS callbacks")
+    con.execute("DROP TABLE IF EXISTS callback_keys")
     con.execute(_CREATE_CALLBACKS)
     con.execute("""
         CREATE OR REPLACE TABLE quarantine (source_file VARCHAR, line BIGINT, raw VARCHAR, reason VARCHAR);
@@ -545,21 +538,27 @@ _STAGE_LINES = f"""
 
 
 
-def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: ProgressCallback | None) -> None:
+def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: ProgressCallback | None,
+                    keys_for: WebhookVersions | None) -> None:
+    """Into ``callback_rows``, or with ``keys_for`` into ``callback_keys`` (their keys for those settings)."""
+    target = _CallbackTarget(keys_for)
     con.execute(_CALLBACK_STAGE)
+    if keys_for is not None:
+        con.execute(f"CREATE OR REPLACE TABLE callback_keys AS SELECT * FROM ({target.select('callback_rows')}) "
+                     "WHERE false")
     suffix = path.suffix.lstrip(".")
     source = _path_literal(path.name)
     if suffix == "jsonl":
-        if not _read_jsonl_in_parallel(con, path, source, progress):
+        if not _read_jsonl_in_parallel(con, path, source, progress, target):
             # Each chunk goes all the way to the final tables so memory stays one chunk deep.
             for chunk in _line_chunks(path, progress):
                 con.register("chunk", chunk)
                 con.execute(_STAGE_LINES)
                 con.unregister("chunk")
-                _flush_callbacks(con, source)
+                _flush_callbacks(con, source, target)
     elif suffix == "har":
         _stage_har(con, path)
-        _flush_callbacks(con, source)
+        _flush_callbacks(con, source, target)
     else:
         columns = _parquet_columns(con, path)
         for required in ("received_at", "url"):
@@ -577,37 +576,61 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
             FROM (SELECT file_row_number, to_json(struct_pack({struct})) AS doc
                   FROM read_parquet({_path_literal(path)}, file_row_number = true))
         """)
-        _flush_callbacks(con, source)
+        _flush_callbacks(con, source, target)
     con.execute(f"""
         INSERT INTO load_report
         SELECT {source}, 'callbacks', loaded + quarantined, loaded, quarantined
-        FROM (SELECT (SELECT count(*) FROM callback_rows) AS loaded,
+        FROM (SELECT (SELECT count(*) FROM {target.table}) AS loaded,
                      (SELECT count(*) FROM quarantine WHERE source_file = {source}) AS quarantined)
     """)
     con.execute("DROP TABLE callback_stage")
-    con.execute(_CALLBACKS_VIEW)
+    if keys_for is None:
+        con.execute(_CALLBACKS_VIEW)
+    else:
+        con.execute("DROP TABLE callback_rows")
+        # What replay() checks its settings against.
+        con.execute(f"COMMENT ON TABLE callback_keys IS {quote_literal(keys_fingerprint(keys_for))}")
 
 
-def _flush_callbacks(con: duckdb.DuckDBPyConnection, source: str) -> None:
+@dataclass(frozen=True, slots=True)
+class _CallbackTarget:
+    """Where loaded callbacks go: ``callback_rows`` as read, or with ``keys_for`` only their keys."""
+
+    keys_for: WebhookVersions | None
+
+    @property
+    def table(self) -> str:
+        return "callback_rows" if self.keys_for is None else "callback_keys"
+
+    def select(self, rows: str, passthrough: tuple[str, ...] = ()) -> str:
+        """SQL: the target's columns (and ``passthrough``) from ``rows``, which has ``callback_rows``'."""
+        if self.keys_for is None:
+            return f"SELECT * FROM {rows}"
+        return keys_sql(self.keys_for, rows, passthrough)
+
+
+def _flush_callbacks(con: duckdb.DuckDBPyConnection, source: str, target: _CallbackTarget) -> None:
+    """Judge ``callback_stage``: its bad rows to the quarantine, the others to ``target``."""
     con.execute(_JUDGE_STAGE)
+    columns = _CALLBACK_COLUMNS.replace("request_id", "coalesce(request_id, CAST(seq AS VARCHAR)) AS request_id")
+    rows = f"(SELECT {columns} FROM callback_judged WHERE reason IS NULL ORDER BY seq)"
     con.execute(f"""
         INSERT INTO quarantine SELECT {source}, seq, raw, reason FROM callback_judged WHERE reason IS NOT NULL;
-        INSERT INTO callback_rows
-        SELECT {_CALLBACK_COLUMNS.replace("request_id", "coalesce(request_id, CAST(seq AS VARCHAR))")}
-        FROM callback_judged WHERE reason IS NULL ORDER BY seq;
+        INSERT INTO {target.table} {target.select(rows)};
         DROP TABLE callback_judged;
         DELETE FROM callback_stage;
     """)
 
 
 def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: str,
-                            progress: ProgressCallback | None) -> bool:
+                            progress: ProgressCallback | None, target: _CallbackTarget) -> bool:
     """Load ``callbacks.jsonl`` with DuckDB's parallel CSV reader; False (nothing loaded) if it cannot.
 
     The lines are read as one-column CSV (quoting off, a delimiter no JSON line holds) and
     judged by the line reader's SQL in the same statement, every line a row, a blank one
-    included. Such a statement keeps the file's order in the table it creates (every step is
-    a projection), so a line's number is its row's rowid + 1, written into ``seq`` after.
+    included (and, for ``callback_keys``, given its keys). Such a statement keeps the file's
+    order in the table it creates (every step is a projection), so a line's number is its
+    row's rowid + 1, written into ``seq`` after.
     (DuckDB's JSON reader gives no line numbers and, on several threads, not the file's order
     either. A join would lose the order too: DuckDB runs a long ``IN (…)`` list as one, so the
     judging SQL has none.) Where the CSV reader would not give every line as the line reader
@@ -643,40 +666,35 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     con.execute("SET preserve_insertion_order = true")
     try:
         # Only a row to quarantine keeps its text (read again from the file below, as written).
-        _execute_reporting(con, f"""
-            CREATE OR REPLACE TABLE callback_rows AS
-            SELECT {typed}, reason FROM (SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)}))
-        """, report)
-        counted = con.execute("SELECT count(*) FROM callback_rows").fetchone()
+        judged = f"SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)})"
+        rows = f"(SELECT {typed}, reason FROM ({judged}))"
+        _execute_reporting(con, f"CREATE OR REPLACE TABLE {target.table} AS {target.select(rows, ('reason',))}",
+                           report)
+        counted = con.execute(f"SELECT count(*) FROM {target.table}").fetchone()
     except duckdb.Error:  # see above: the line reader copes
         counted = None
     finally:
         con.execute(f"SET preserve_insertion_order = {bool(preserve)}")
         counter.join()
     if counted is None or not counted_lines or counted[0] != counted_lines[0]:
-        con.execute("DROP TABLE IF EXISTS callback_rows")
+        con.execute(f"DROP TABLE IF EXISTS {target.table}")
         con.execute(_CREATE_CALLBACKS)
+        if target.keys_for is not None:
+            con.execute(f"CREATE TABLE callback_keys AS SELECT * FROM ({target.select('callback_rows')}) WHERE false")
         return False
-    con.execute("UPDATE callback_rows SET seq = rowid + 1")
-    con.execute("UPDATE callback_rows SET request_id = CAST(seq AS VARCHAR) "
+    con.execute(f"UPDATE {target.table} SET seq = rowid + 1")
+    con.execute(f"UPDATE {target.table} SET request_id = CAST(seq AS VARCHAR) "
                 "WHERE request_id IS NULL AND reason IS NULL")
     rejected = [number for (number,) in con.execute(
-        f"SELECT seq FROM callback_rows WHERE reason IS NOT NULL AND reason <> {_BLANK_LINE} ORDER BY seq").fetchall()]
-    con.execute("DELETE FROM callback_rows WHERE reason IS NOT NULL")
+        f"SELECT seq FROM {target.table} WHERE reason IS NOT NULL AND reason <> {_BLANK_LINE} ORDER BY seq"
+    ).fetchall()]
+    con.execute(f"DELETE FROM {target.table} WHERE reason IS NOT NULL")
+    con.execute(f"ALTER TABLE {target.table} DROP COLUMN reason")
     if rejected:
         con.register("chunk", pick_lines(path, rejected))
         con.execute(_STAGE_LINES)
         con.unregister("chunk")
-        con.execute(_JUDGE_STAGE)
-        con.execute(f"""
-            INSERT INTO quarantine SELECT {source}, seq, raw, reason FROM callback_judged WHERE reason IS NOT NULL;
-            INSERT INTO callback_rows
-            SELECT {_CALLBACK_COLUMNS.replace("request_id", "coalesce(request_id, CAST(seq AS VARCHAR))")}, NULL
-            FROM callback_judged WHERE reason IS NULL;
-            DROP TABLE callback_judged;
-            DELETE FROM callback_stage;
-        """)
-    con.execute("ALTER TABLE callback_rows DROP COLUMN reason")
+        _flush_callbacks(con, source, target)
     if progress is not None:
         progress(path.name, size, size)
     return True

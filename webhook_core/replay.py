@@ -19,12 +19,12 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
-from webhook_core.extraction import STANDARD_NAMES
+from webhook_core.exceptions import ReplayError
+from webhook_core.keys import keys_fingerprint, keys_sql
 from webhook_core.loading import write_webhook_versions
-from webhook_core.locations import Location, LocationKind
 from webhook_core.matching import NOT_FOUND_BODY, Outcome, to_us
-from webhook_core.settings import IDENTIFIERS, WebhookSettings, WebhookVersions
-from webhook_core.sql import json_pointer, location_sql, quote_literal, standard_sql
+from webhook_core.settings import WebhookVersions
+from webhook_core.sql import quote_literal
 
 __all__ = ["CALLBACK_COLUMNS", "LEAD_COLUMNS", "ReplayResult", "replay"]
 
@@ -75,6 +75,7 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     one-shot run that only writes the outcomes (``webhook-audit replay`` without
     ``--database``): on large inputs their memory is what the later joins and sorts need.
     """
+    keys_loaded = _keys_loaded(con, webhooks)
     if timeouts:
         webhooks = webhooks.with_timeouts(timeouts)
     write_webhook_versions(con, webhooks, table="replay_versions")
@@ -84,8 +85,8 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     (preserve,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() or (True,)
     con.execute("SET preserve_insertion_order = false")
     try:
-        end_us = to_us(observation_end) if observation_end is not None else _latest_us(con)
-        con.execute(_build_sql(webhooks, release_inputs=release_inputs))
+        end_us = to_us(observation_end) if observation_end is not None else _latest_us(con, keys_loaded)
+        con.execute(_build_sql(webhooks, keys_loaded=keys_loaded, release_inputs=release_inputs))
         con.execute(_LEADS_SQL.format(end="CAST(NULL AS BIGINT)" if end_us is None else str(end_us)))
         if release_inputs:
             con.execute("DROP TABLE replay_leads")
@@ -98,97 +99,43 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     return ReplayResult(con, resolved_end)
 
 
-def _latest_us(con: duckdb.DuckDBPyConnection) -> int | None:
+def _keys_loaded(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> bool:
+    """Whether the loader computed the callbacks' keys (``keep_requests=False``), for these settings."""
+    row = con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'callback_keys'").fetchone()
+    if row is None:
+        return False
+    if row[0] != keys_fingerprint(webhooks):
+        raise ReplayError("the callbacks were loaded with keep_requests=False for other webhook settings "
+                          "(pairing, status or active times); load the dataset again with these settings, "
+                          "or with keep_requests=True")
+    return True
+
+
+def _latest_us(con: duckdb.DuckDBPyConnection, keys_loaded: bool) -> int | None:
     """The default observation end: the latest timestamp in the data (W-rules)."""
-    row = con.execute("""
-        SELECT max(t) FROM (SELECT max(epoch_us(created_at)) AS t FROM dispatches
-                            UNION ALL SELECT max(epoch_us(received_at)) FROM callback_rows)
+    callbacks = ("SELECT max(us) FROM callback_keys" if keys_loaded
+                 else "SELECT max(epoch_us(received_at)) FROM callback_rows")
+    row = con.execute(f"""
+        SELECT max(t) FROM (SELECT max(epoch_us(created_at)) AS t FROM dispatches UNION ALL {callbacks})
     """).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
 
-def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> str:
-    # Every JSON value any location reads comes from one json_extract (one parse) per body.
-    json_paths = [loc.path for version in webhooks.versions for loc in _locations(version)
-                  if loc.kind is LocationKind.JSON]
-    pointers = [json_pointer((name,)) for name in STANDARD_NAMES.values()] + [json_pointer(p) for p in json_paths]
-    slots = {pointer: index for index, pointer in enumerate(dict.fromkeys(pointers), 1)}
-    json_list = ", ".join(quote_literal(pointer) for pointer in slots)
-
-    # A location is read only for the callbacks of the versions that name it: each is a
-    # branch of a CASE on the version, which DuckDB evaluates for that branch's rows alone.
-    standard = {identifier: standard_sql(name, slots) for identifier, name in STANDARD_NAMES.items()}
-    identifier_cases = {}
-    for identifier in IDENTIFIERS:
-        branches = []
-        for number, version in enumerate(webhooks.versions):
-            configured = [location_sql(loc, slots) for loc in version.pairing_for(identifier)]
-            if configured:
-                branches.append(f"WHEN {number} THEN coalesce({', '.join(configured)}, {standard[identifier]})")
-        identifier_cases[identifier] = (f"CASE version_no {' '.join(branches)} ELSE {standard[identifier]} END"
-                                        if branches else standard[identifier])
-    interim_branches = []
-    for number, version in enumerate(webhooks.versions):
-        if version.status_location is not None and version.interim_statuses:
-            statuses = ", ".join(quote_literal(s) for s in sorted(version.interim_statuses))
-            status = location_sql(version.status_location, slots)
-            interim_branches.append(f"WHEN {number} THEN coalesce({status} IN ({statuses}), false)")
-    interim_case = (f"CASE version_no {' '.join(interim_branches)} ELSE false END"
-                    if interim_branches else "false")
+def _build_sql(webhooks: WebhookVersions, *, keys_loaded: bool, release_inputs: bool = False) -> str:
+    # The loader may have computed the callbacks' keys already (load_dataset(keep_requests=False)).
+    parsed = "callback_keys" if keys_loaded else "replay_parsed"
+    make_parsed = "" if keys_loaded else f"""
+    CREATE OR REPLACE TEMP TABLE replay_parsed AS {keys_sql(webhooks, "callback_rows")};
+    """
+    if keys_loaded:
+        drop_parsed = "DROP TABLE callback_keys;" if release_inputs else ""
+    else:
+        drop_parsed = "DROP TABLE replay_parsed;"
+    release = ("DROP VIEW IF EXISTS callbacks; DROP TABLE IF EXISTS callback_rows; DROP TABLE dispatches;"
+               if release_inputs else "")
     not_found = quote_literal(NOT_FOUND_BODY.decode())
     return f"""
-    -- The token depends only on the URL before its query and fragment, and a capture holds few
-    -- of those: each is parsed once, then joined back.
-    CREATE OR REPLACE TEMP TABLE replay_tokens AS
-    SELECT base, wa_token(base) AS token
-    FROM (SELECT DISTINCT {_URL_BASE} AS base FROM callback_rows);
-
-    CREATE OR REPLACE TEMP TABLE replay_parsed AS
-    WITH versioned AS (
-        SELECT c.seq, c.request_id, c.us, c.recorded_status, t.token, c.query, c.headers, c.body,
-               v.version_no, v.webhook_id, v.advertiser_id AS version_advertiser
-        FROM (SELECT seq, request_id, epoch_us(received_at) AS us, recorded_status, headers, body,
-                     {_URL_BASE} AS base, wa_query(url) AS query
-              FROM callback_rows) c
-        LEFT JOIN replay_tokens t ON t.base = c.base
-        LEFT JOIN replay_versions v
-          ON v.webhook_id = t.token
-         AND (v.active_from_us IS NULL OR v.active_from_us <= c.us)
-         AND (v.active_to_us IS NULL OR c.us < v.active_to_us)
-    ),
-    kinds AS (
-        SELECT *,
-            CASE
-                WHEN body IS NULL OR body = '' THEN 'empty'
-                WHEN json_valid(body) THEN 'json'
-                -- (ltrim with a set of characters is slow: only a body opening with whitespace needs it)
-                WHEN starts_with(body, '{{') OR starts_with(body, '[')
-                     OR (ascii(body) IN (32, 9, 13, 10) AND ltrim(body, ' \t\r\n')[1] IN ('{{', '['))
-                     OR contains(wa_ascii_lower(coalesce(wa_captured_header(headers, 'content-type'), '')), 'json')
-                    THEN 'invalid_json'
-                ELSE 'form'
-            END AS body_kind
-        FROM versioned
-    ),
-    located AS (
-        SELECT *,
-            strpos(query, '%') = 0 AND strpos(query, '+') = 0 AS query_plain,
-            body_kind = 'form' AND strpos(body, '%') = 0 AND strpos(body, '+') = 0 AS form_plain,
-            CASE WHEN body_kind = 'json' AND webhook_id IS NOT NULL THEN json_extract(body, [{json_list}]) END
-                AS json_vals
-        FROM kinds
-    )
-    -- Only what later steps read: received_at is us, the judging order is (us, seq).
-    SELECT seq, request_id, us, recorded_status, token, body_kind, webhook_id,
-           CASE WHEN webhook_id IS NOT NULL THEN {identifier_cases['conversion_id']} END AS conversion_id,
-           CASE WHEN webhook_id IS NOT NULL THEN {identifier_cases['external_id']} END AS external_id,
-           CASE WHEN webhook_id IS NOT NULL
-                THEN coalesce({identifier_cases['advertiser_id']}, version_advertiser) END AS advertiser_id,
-           CASE WHEN webhook_id IS NOT NULL THEN {interim_case} ELSE false END AS is_interim
-    FROM located;
-
-    DROP TABLE replay_tokens;
-
+    {make_parsed}
     CREATE OR REPLACE TEMP TABLE replay_leads AS
     SELECT d."row", d.lead_id, d.conversion_id, d.advertiser_id, d.external_id, d.webhook_id, d.created_at,
            epoch_us(d.created_at) AS created_us, v.wait AS waits,
@@ -198,7 +145,7 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
       ON v.webhook_id = d.webhook_id
      AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(d.created_at))
      AND (v.active_to_us IS NULL OR epoch_us(d.created_at) < v.active_to_us);
-    {"DROP VIEW callbacks; DROP TABLE callback_rows; DROP TABLE dispatches;" if release_inputs else ""}
+    {release}
 
     -- Conversion IDs are unique among leads (Q3): a callback's conversion ID names at most one lead.
     -- The few callbacks it does not resolve on their own webhook try the external ID (M3) first, apart.
@@ -211,7 +158,7 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
                             CASE WHEN l.created_us <= n.us THEN l.created_us END DESC,
                             CASE WHEN l.created_us <= n.us THEN l."row" END DESC,
                             l.created_us, l."row") AS pick
-        FROM (SELECT seq, us, webhook_id, advertiser_id, external_id FROM replay_parsed i
+        FROM (SELECT seq, us, webhook_id, advertiser_id, external_id FROM {parsed} i
               WHERE webhook_id IS NOT NULL AND external_id IS NOT NULL
                 AND NOT EXISTS (SELECT 1 FROM replay_leads o
                                 WHERE o.conversion_id = i.conversion_id AND o.webhook_id = i.webhook_id)) n
@@ -232,10 +179,10 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
     FROM (
         SELECT i.*, l."row" AS c_row, l.lead_id AS c_lead_id, l.created_us AS c_created_us,
                l.deadline_us AS c_deadline_us, coalesce(l.webhook_id = i.webhook_id, false) AS own
-        FROM replay_parsed i LEFT JOIN replay_leads l
+        FROM {parsed} i LEFT JOIN replay_leads l
           ON l.conversion_id = i.conversion_id AND i.webhook_id IS NOT NULL
     ) c LEFT JOIN replay_by_external e ON e.seq = c.seq;
-    DROP TABLE replay_parsed; DROP TABLE replay_by_external;
+    {drop_parsed} DROP TABLE replay_by_external;
 
     CREATE OR REPLACE TABLE callback_outcomes AS
     WITH flagged AS (
@@ -278,15 +225,6 @@ def _build_sql(webhooks: WebhookVersions, *, release_inputs: bool = False) -> st
 
     DROP TABLE replay_resolved;
     """
-
-
-#: A URL without its query and fragment: all that ``wa_token`` reads of it.
-_URL_BASE = "split_part(split_part(url, '#', 1), '?', 1)"
-
-
-def _locations(version: WebhookSettings) -> list[Location]:
-    found = [entry.location for entry in version.pairing]
-    return found if version.status_location is None else [*found, version.status_location]
 
 
 _LEADS_SQL = """

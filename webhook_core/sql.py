@@ -113,6 +113,15 @@ CREATE OR REPLACE MACRO wa_url_path(u) AS
 CREATE OR REPLACE MACRO wa_token(u) AS
     wa_pct_decode(list_filter(string_split(wa_url_path(u), '/'), lambda s: s <> '')[-1]);
 
+-- wa_token of a URL already cut before its query and fragment. Nearly every one ends in a plain
+-- segment after a '/' that is the path's (a '/' after the first '://' is past any authority):
+-- that segment is the token, read without splitting the path.
+CREATE OR REPLACE MACRO wa_base_token(b) AS
+    CASE WHEN strpos(b, '%') = 0 AND NOT ends_with(b, '/')
+              AND (strpos(b, '://') = 0 OR contains(b[strpos(b, '://') + 3:], '/'))
+         THEN nullif(reverse(split_part(reverse(b), '/', 1)), '')
+         ELSE wa_token(b) END;
+
 -- The query string (after the first '?', fragment dropped).
 CREATE OR REPLACE MACRO wa_query(u) AS
     CASE WHEN strpos(split_part(u, '#', 1), '?') > 0
