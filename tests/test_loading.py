@@ -28,6 +28,7 @@ from webhook_core import (
     linereader,
     load_dataset,
     loading,
+    replay,
 )
 
 HAR_DIR = Path(__file__).parent / "data" / "har"
@@ -807,6 +808,45 @@ def test_lossy_har_kept_entries(lossy_loaded: duckdb.DuckDBPyConnection) -> None
          [{"name": "content-type", "value": "application/json"}],
          '{"pcid":"PC-2006","status":"approved"}', 200, None, []),
     ]
+
+
+def _parquet_callbacks(folder: Path) -> None:
+    (folder / "callbacks.jsonl").unlink()
+    write_parquet(folder / "callbacks.parquet", """
+        SELECT * FROM (VALUES
+            (TIMESTAMPTZ '2026-11-20 10:00:01+00', '/webhooks/wh-a?pcid=C1', '{"X-Lead-Id": "C1"}', NULL),
+            (TIMESTAMPTZ '2026-11-20 10:00:02+00', '/webhooks/wh-a', '{}', 'pcid=C1'),
+            (TIMESTAMPTZ '2026-11-20 10:00:03+00', '/webhooks/wh-json', NULL, '{"pcid": 12}'),
+            (NULL, '/webhooks/wh-a', NULL, NULL)
+        ) t(received_at, url, headers, body)""")
+
+
+@pytest.mark.parametrize("callbacks", ["mitmproxy.har", "lossy.har", "parquet", "jsonl-line-reader"])
+def test_callbacks_loaded_as_keys_replay_like_the_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           callbacks: str) -> None:
+    """keep_requests=False on the loaders other than the parallel JSONL one: the same outcomes,
+    quarantine and counts as loading the whole requests."""
+    if callbacks.endswith(".har"):
+        folder = make_dataset(tmp_path / "ds", callbacks=(HAR_DIR / callbacks).read_bytes(),
+                              callback_name="callbacks.har")
+    elif callbacks == "parquet":
+        folder = make_dataset(tmp_path / "ds")
+        _parquet_callbacks(folder)
+    else:
+        monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
+        folder = make_dataset(tmp_path / "ds", callbacks=jsonl(crow(1), "{oops", crow(3, url="/webhooks/wh-a")))
+    judged = []
+    for keep_requests in (True, False):
+        con = connect()
+        try:
+            loaded = load_dataset(con, folder, keep_requests=keep_requests)
+            result = replay(con, loaded.webhooks)
+            judged.append((result.callbacks(), result.leads(), quarantine(con), report(con)))
+        finally:
+            con.close()
+    (requests, keys) = judged
+    assert len(requests[0]) > 0
+    assert requests[0].equals(keys[0]) and requests[1].equals(keys[1]) and requests[2:] == keys[2:]
 
 
 def test_har_request_id_status_zero_base64_and_bad_entries(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:

@@ -543,13 +543,11 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
     """Into ``callback_rows``, or with ``keys_for`` into ``callback_keys`` (their keys for those settings)."""
     target = _CallbackTarget(keys_for)
     con.execute(_CALLBACK_STAGE)
-    if keys_for is not None:
-        con.execute(f"CREATE OR REPLACE TABLE callback_keys AS SELECT * FROM ({target.select('callback_rows')}) "
-                     "WHERE false")
     suffix = path.suffix.lstrip(".")
     source = _path_literal(path.name)
     if suffix == "jsonl":
         if not _read_jsonl_in_parallel(con, path, source, progress, target):
+            target.create(con)
             # Each chunk goes all the way to the final tables so memory stays one chunk deep.
             for chunk in _line_chunks(path, progress):
                 con.register("chunk", chunk)
@@ -557,6 +555,7 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
                 con.unregister("chunk")
                 _flush_callbacks(con, source, target)
     elif suffix == "har":
+        target.create(con)
         _stage_har(con, path)
         _flush_callbacks(con, source, target)
     else:
@@ -566,6 +565,7 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
                 raise DatasetError("missing column; callbacks need at least received_at and url",
                                    path=str(path), field=required)
         types = dict(zip(columns, _parquet_types(con, path), strict=True))
+        target.create(con)
         # A headers column may hold JSON text: parse it so it reads like the JSONL field.
         struct = ", ".join(
             f"{_ident(c)} := try_cast({_ident(c)} AS JSON)" if c == "headers" and types[c] == "VARCHAR"
@@ -601,6 +601,12 @@ class _CallbackTarget:
     @property
     def table(self) -> str:
         return "callback_rows" if self.keys_for is None else "callback_keys"
+
+    def create(self, con: duckdb.DuckDBPyConnection) -> None:
+        """An empty target table (``callback_rows`` is made empty with the other tables)."""
+        if self.keys_for is not None:
+            con.execute(f"CREATE OR REPLACE TABLE callback_keys AS SELECT * FROM ({self.select('callback_rows')}) "
+                        "WHERE false")
 
     def select(self, rows: str, passthrough: tuple[str, ...] = ()) -> str:
         """SQL: the target's columns (and ``passthrough``) from ``rows``, which has ``callback_rows``'."""
@@ -679,8 +685,6 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     if counted is None or not counted_lines or counted[0] != counted_lines[0]:
         con.execute(f"DROP TABLE IF EXISTS {target.table}")
         con.execute(_CREATE_CALLBACKS)
-        if target.keys_for is not None:
-            con.execute(f"CREATE TABLE callback_keys AS SELECT * FROM ({target.select('callback_rows')}) WHERE false")
         return False
     con.execute(f"UPDATE {target.table} SET seq = rowid + 1")
     con.execute(f"UPDATE {target.table} SET request_id = CAST(seq AS VARCHAR) "
