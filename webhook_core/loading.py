@@ -467,6 +467,8 @@ _CALLBACK_STAGE = """
 _FIELD_PATHS = ("received_at", "url", "method", "headers", "body", "request_id", "response_status",
                 "response_body")
 _F = {name: f"f[{index}]" for index, name in enumerate(_FIELD_PATHS, 1)}
+#: Their JSON types, from one more parse (``t[1]`` is the document's own type).
+_T = {name: f"t[{index}]" for index, name in enumerate(_FIELD_PATHS, 2)}
 
 #: From a JSONL-shaped document to the callbacks columns; a non-NULL ``reason`` quarantines the row.
 _CALLBACK_FIELDS = f"""
@@ -475,12 +477,12 @@ _CALLBACK_FIELDS = f"""
         WHEN parse_error IS NOT NULL THEN parse_error
         WHEN doc IS NULL THEN 'not valid JSON'
         WHEN doc_type <> 'OBJECT' THEN 'not a JSON object'
-        WHEN coalesce(json_type({_F["received_at"]}), 'NULL') = 'NULL' THEN 'missing received_at'
-        WHEN json_type({_F["received_at"]}) <> 'VARCHAR' OR received_at IS NULL
+        WHEN coalesce({_T["received_at"]}, 'NULL') = 'NULL' THEN 'missing received_at'
+        WHEN {_T["received_at"]} <> 'VARCHAR' OR received_at IS NULL
             THEN 'bad received_at: not an ISO 8601 timestamp'
-        WHEN coalesce(json_type({_F["url"]}), 'NULL') = 'NULL' OR json_extract_string({_F["url"]}, '$') = ''
+        WHEN coalesce({_T["url"]}, 'NULL') = 'NULL' OR json_extract_string({_F["url"]}, '$') = ''
             THEN 'missing url'
-        WHEN json_type({_F["url"]}) <> 'VARCHAR' THEN 'bad url: not a string'
+        WHEN {_T["url"]} <> 'VARCHAR' THEN 'bad url: not a string'
     END AS reason,
     wa_json_text({_F["request_id"]}) AS request_id,  -- the line number when NULL, given on insert
     received_at,
@@ -506,13 +508,13 @@ _CALLBACK_FIELDS = f"""
     ], lambda n: n IS NOT NULL) AS capture_notes
 """
 
-#: One parse per document, then the typed pieces the fields above read. ``{{source}}`` has the columns
-#: ``line, raw, parse_error, doc``.
+#: Two parses per document (the fields, and the types of the document and its fields), then the
+#: typed pieces the fields above read. ``{{source}}`` has the columns ``line, raw, parse_error, doc``.
 _CALLBACK_PARTS = f"""
-    SELECT *, wa_timestamp(json_extract_string({_F["received_at"]}, '$')) AS received_at,
-           json_type({_F["body"]}) AS body_type, json_type({_F["headers"]}) AS headers_type,
-           {_F["headers"]} AS headers
-    FROM (SELECT line, raw, parse_error, doc, json_type(doc) AS doc_type,
+    SELECT *, wa_timestamp(json_extract_string({_F["received_at"]}, '$')) AS received_at, t[1] AS doc_type,
+           {_T["body"]} AS body_type, {_T["headers"]} AS headers_type, {_F["headers"]} AS headers
+    FROM (SELECT line, raw, parse_error, doc,
+                 json_type(doc, ['$', {", ".join(f"'$.{name}'" for name in _FIELD_PATHS)}]) AS t,
                  json_extract(doc, [{", ".join(f"'$.{name}'" for name in _FIELD_PATHS)}]) AS f
           FROM {{source}})
 """
