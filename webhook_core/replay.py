@@ -68,9 +68,13 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
            observation_end: datetime | None = None, release_inputs: bool = False) -> ReplayResult:
     """Judge every row of ``callbacks`` against ``dispatches`` and write the outcome tables.
 
+    After ``load_dataset(..., keep_requests=False)`` the callbacks are read from the keys the
+    loader computed (``callback_keys``); ``webhooks`` must then have the load's pairing, status
+    and active times (a :class:`ReplayError` says so otherwise).
+
     ``timeouts`` is a what-if: ``{None: 30}`` gives every webhook that waits a 30 s
     timeout, ``{"wh-acme": 60}`` one webhook (see ``WebhookVersions.with_timeouts``).
-    ``release_inputs`` drops ``callbacks`` and ``dispatches`` as soon as the replay has
+    ``release_inputs`` drops ``callbacks`` (or ``callback_keys``) and ``dispatches`` as soon as the replay has
     read them, and its own ``replay_leads`` once the outcome tables are written, for a
     one-shot run that only writes the outcomes (``webhook-audit replay`` without
     ``--database``): on large inputs their memory is what the later joins and sorts need.
