@@ -535,6 +535,26 @@ def test_keys_loaded_for_other_settings_are_refused(audit_dataset: Path) -> None
         con.close()
 
 
+def test_reading_callbacks_after_a_keys_only_load_says_to_load_again(audit_dataset: Path) -> None:
+    """The analysis functions read ``callbacks``; after keep_requests=False it holds no requests, and
+    reading it fails with one line saying what to do instead of "no such table"."""
+    con = connect()
+    try:
+        loaded = load_dataset(con, audit_dataset, keep_requests=False)
+        replay(con, loaded.webhooks)
+        for query in ("SELECT count(*) FROM callbacks", "SELECT url, headers FROM callbacks"):
+            with pytest.raises(duckdb.InvalidInputException) as caught:
+                con.execute(query)
+            assert str(caught.value) == (
+                "Invalid Input Error: the callbacks were loaded with keep_requests=False, as their keys for the "
+                "replay only: load the dataset again with keep_requests=True to read the requests")
+        reloaded = load_dataset(con, audit_dataset)  # with the requests: callbacks reads again
+        (callbacks,) = [f.loaded for f in reloaded.files if f.table == "callbacks"]
+        assert con.execute("SELECT count(*) FROM callbacks").fetchone() == (callbacks,)
+    finally:
+        con.close()
+
+
 def test_replay_that_releases_its_inputs_gives_the_same_outcomes(audit_dataset: Path) -> None:
     """What ``webhook-audit replay`` without ``--database`` does: only the callbacks' keys are loaded,
     and the inputs are dropped once read."""

@@ -22,7 +22,8 @@ Tables written (all replaced on each load):
   much as the rest of the load, while the replay reads a header of few callbacks;
 * ``callback_keys`` – instead of ``callbacks`` when loaded with ``keep_requests=False``: of each
   callback only what the replay judges it by (``webhook_core.keys``), computed while the file is
-  read, for a one-shot replay of large captures (``webhook-audit replay`` without ``--database``);
+  read, for a one-shot replay of large captures (``webhook-audit replay`` without ``--database``).
+  ``callbacks`` is then a view that fails, when read, with a message saying to load again;
 * ``quarantine`` – ``source_file, line, raw, reason``;
 * ``load_report`` – ``source_file, table_name, read, loaded, quarantined``.
 
@@ -190,6 +191,17 @@ _CREATE_CALLBACKS = ("CREATE OR REPLACE TABLE callback_rows ("
 _CALLBACKS_VIEW = ("CREATE OR REPLACE VIEW callbacks AS SELECT "
                    + ", ".join("wa_headers(headers) AS headers" if name == "headers" else name
                                for name in _CALLBACK_TYPES) + " FROM callback_rows")
+
+
+#: After a keys-only load: reading ``callbacks`` (the analysis functions do) says why it holds nothing.
+_KEYS_ONLY_CALLBACKS_VIEW = (
+    "CREATE OR REPLACE VIEW callbacks AS SELECT "
+    + ", ".join(f"CAST(NULL AS {'STRUCT(name VARCHAR, value VARCHAR)[]' if name == 'headers' else kind}) AS {name}"
+                for name, kind in _CALLBACK_TYPES.items())
+    + " FROM (SELECT 1) WHERE error("
+    + quote_literal("the callbacks were loaded with keep_requests=False, as their keys for the replay only: "
+                    "load the dataset again with keep_requests=True to read the requests")
+    + ") IS NULL")
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -467,6 +479,7 @@ _CALLBACK_STAGE = """
 _FIELD_PATHS = ("received_at", "url", "method", "headers", "body", "request_id", "response_status",
                 "response_body")
 _F = {name: f"f[{index}]" for index, name in enumerate(_FIELD_PATHS, 1)}
+_FIELD_PATHS_SQL = ", ".join(f"'$.{name}'" for name in _FIELD_PATHS)
 #: Their JSON types, from one more parse (``t[1]`` is the document's own type).
 _T = {name: f"t[{index}]" for index, name in enumerate(_FIELD_PATHS, 2)}
 
@@ -514,8 +527,7 @@ _CALLBACK_PARTS = f"""
     SELECT *, wa_timestamp(json_extract_string({_F["received_at"]}, '$')) AS received_at, t[1] AS doc_type,
            {_T["body"]} AS body_type, {_T["headers"]} AS headers_type, {_F["headers"]} AS headers
     FROM (SELECT line, raw, parse_error, doc,
-                 json_type(doc, ['$', {", ".join(f"'$.{name}'" for name in _FIELD_PATHS)}]) AS t,
-                 json_extract(doc, [{", ".join(f"'$.{name}'" for name in _FIELD_PATHS)}]) AS f
+                 json_type(doc, ['$', {_FIELD_PATHS_SQL}]) AS t, json_extract(doc, [{_FIELD_PATHS_SQL}]) AS f
           FROM {{source}})
 """
 
@@ -590,6 +602,7 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
         con.execute(_CALLBACKS_VIEW)
     else:
         con.execute("DROP TABLE callback_rows")
+        con.execute(_KEYS_ONLY_CALLBACKS_VIEW)
         # What replay() checks its settings against.
         con.execute(f"COMMENT ON TABLE callback_keys IS {quote_literal(keys_fingerprint(keys_for))}")
 
@@ -638,16 +651,16 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     judged by the line reader's SQL in the same statement, every line a row, a blank one
     included (and, for ``callback_keys``, given its keys). Such a statement keeps the file's
     order in the table it creates (every step is a projection), so a line's number is its
-    row's rowid + 1, written into ``seq`` after.
-    (DuckDB's JSON reader gives no line numbers and, on several threads, not the file's order
-    either. A join would lose the order too: DuckDB runs a long ``IN (…)`` list as one, so the
-    judging SQL has none.) Where the CSV reader would not give every line as the line reader
-    does (a lone CR, a control character, bytes that are not UTF-8, a line longer than its
-    buffer) it stops with an error or gives a row count that is not the line count, and the
-    line reader takes the file. Lines to quarantine,
-    and lines opening with a byte-order mark (only the file's first may, and only the line
-    reader knows which is first), are read again from the file by number and judged like the
-    line reader's (raw text as written).
+    row's rowid + 1, written into ``seq`` after. (DuckDB's JSON reader gives no line numbers
+    and, on several threads, not the file's order either. A join would lose the order too:
+    DuckDB runs a long ``IN (…)`` list as one, so the judging SQL has none.)
+
+    Where the CSV reader would not give every line as the line reader does (a lone CR, a
+    control character, bytes that are not UTF-8, a line longer than its buffer) it stops with
+    an error or gives a row count that is not the line count, and the line reader takes the
+    file. Lines to quarantine, and lines opening with a byte-order mark (only the file's first
+    may, and only the line reader knows which is first), are read again from the file by
+    number and judged like the line reader's (raw text as written).
     """
     size = path.stat().st_size
     if progress is not None:
