@@ -29,7 +29,7 @@ from webhook_core.loading import (  # noqa: E402
     _BLANK_LINE,
     _CALLBACK_FIELDS,
     _CALLBACK_PARTS,
-    _json_line,
+    _json_line_text,
     _path_literal,
     connect,
 )
@@ -59,7 +59,7 @@ def main() -> None:
              "escape = '', header = false, auto_detect = false)")
     blank = "regexp_full_match(coalesce(raw, ''), '[ \t]*')"
     reader = (f"(SELECT NULL::BIGINT AS line, raw, CASE WHEN {blank} THEN {_BLANK_LINE} END AS parse_error, "
-              f"{_json_line('false')} AS doc FROM {lines})")
+              f"{_json_line_text('false')} AS doc FROM {lines})")
     judged = f"SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)})"
     print(f"{path}: seconds for count(column) alone, fastest of {args.repeat}")
     figures = {"CSV read of the lines": f"SELECT count(raw) FROM {lines}",

@@ -220,19 +220,24 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 # --------------------------------------------------------------------------- dispatches
 
-def _json_line(first_line: str) -> str:
-    """SQL: a JSONL line (``raw``) as JSON, read as DuckDB's JSON reader reads it (Q7): surrounding
+def _json_line_text(first_line: str) -> str:
+    """SQL: a JSONL line (``raw``) as the text DuckDB's JSON reader parses (Q7): surrounding
     ASCII whitespace and a byte-order mark opening the file are not part of the document.
 
     ``first_line`` is SQL saying whether this is the file's first line, the one line whose
-    byte-order mark is dropped (elsewhere a mark makes the line invalid JSON). ``trim`` with a
-    set of characters costs ten times the parse, so a line that opens with ``{`` and closes
-    with ``}``, nearly every line, has nothing to trim and skips it.
+    byte-order mark is dropped (elsewhere a mark makes the line invalid JSON: NULL here). ``trim``
+    with a set of characters costs ten times the parse, so a line that opens with ``{`` and
+    closes with ``}``, nearly every line, has nothing to trim and skips it.
     """
     spaces = "' ' || chr(9) || chr(13) || chr(11) || chr(12)"
-    return (f"try_cast(CASE WHEN starts_with(raw, '{{') AND ends_with(raw, '}}') THEN raw "
+    return (f"CASE WHEN starts_with(raw, '{{') AND ends_with(raw, '}}') THEN raw "
             f"WHEN starts_with(raw, chr(65279)) THEN CASE WHEN {first_line} THEN trim(raw[2:], {spaces}) END "
-            f"ELSE trim(raw, {spaces}) END AS JSON)")
+            f"ELSE trim(raw, {spaces}) END")
+
+
+def _json_line(first_line: str) -> str:
+    """SQL: :func:`_json_line_text` parsed as JSON, NULL when it is not valid JSON."""
+    return f"try_cast({_json_line_text(first_line)} AS JSON)"
 
 
 #: For readers that number their lines (``line``).
@@ -471,16 +476,17 @@ def _fill_raw_text(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> No
 # --------------------------------------------------------------------------- callbacks
 
 _CALLBACK_STAGE = """
-    CREATE OR REPLACE TEMP TABLE callback_stage (line BIGINT, raw VARCHAR, parse_error VARCHAR, doc JSON)
+    CREATE OR REPLACE TEMP TABLE callback_stage (line BIGINT, raw VARCHAR, parse_error VARCHAR, doc VARCHAR)
 """
 
-#: The JSONL fields, extracted from each document in ONE parse (``json_extract`` with a
-#: list of paths); every later test reads a small sub-document. Field positions:
+#: The JSONL fields, read from each document by two parses in all: one gives the document's
+#: JSON type and its fields' (``t``), one their text (``s``: a string's value, anything else
+#: as JSON text; ``json_extract_string`` with a list of paths). Field positions:
 _FIELD_PATHS = ("received_at", "url", "method", "headers", "body", "request_id", "response_status",
                 "response_body")
-_F = {name: f"f[{index}]" for index, name in enumerate(_FIELD_PATHS, 1)}
+_S = {name: f"s[{index}]" for index, name in enumerate(_FIELD_PATHS, 1)}
 _FIELD_PATHS_SQL = ", ".join(f"'$.{name}'" for name in _FIELD_PATHS)
-#: Their JSON types, from one more parse (``t[1]`` is the document's own type).
+#: ``t[1]`` is the document's own type.
 _T = {name: f"t[{index}]" for index, name in enumerate(_FIELD_PATHS, 2)}
 
 #: From a JSONL-shaped document to the callbacks columns; a non-NULL ``reason`` quarantines the row.
@@ -488,30 +494,28 @@ _CALLBACK_FIELDS = f"""
     line AS seq, raw,
     CASE
         WHEN parse_error IS NOT NULL THEN parse_error
-        WHEN doc IS NULL THEN 'not valid JSON'
+        WHEN t IS NULL THEN 'not valid JSON'
         WHEN doc_type <> 'OBJECT' THEN 'not a JSON object'
         WHEN coalesce({_T["received_at"]}, 'NULL') = 'NULL' THEN 'missing received_at'
         WHEN {_T["received_at"]} <> 'VARCHAR' OR received_at IS NULL
             THEN 'bad received_at: not an ISO 8601 timestamp'
-        WHEN coalesce({_T["url"]}, 'NULL') = 'NULL' OR json_extract_string({_F["url"]}, '$') = ''
-            THEN 'missing url'
+        WHEN coalesce({_T["url"]}, 'NULL') = 'NULL' OR {_S["url"]} = '' THEN 'missing url'
         WHEN {_T["url"]} <> 'VARCHAR' THEN 'bad url: not a string'
     END AS reason,
-    wa_json_text({_F["request_id"]}) AS request_id,  -- the line number when NULL, given on insert
+    -- the line number when NULL, given on insert
+    wa_json_text_of({_T["request_id"]}, {_S["request_id"]}) AS request_id,
     received_at,
-    coalesce(nullif(json_extract_string({_F["method"]}, '$'), ''), 'POST') AS method,
-    json_extract_string({_F["url"]}, '$') AS url,
+    coalesce(nullif({_S["method"]}, ''), 'POST') AS method,
+    {_S["url"]} AS url,
     headers,
-    CASE body_type WHEN 'VARCHAR' THEN json_extract_string({_F["body"]}, '$')
-                   WHEN 'OBJECT' THEN CAST({_F["body"]} AS VARCHAR)
-                   WHEN 'ARRAY' THEN CAST({_F["body"]} AS VARCHAR)
+    -- (CASE, not IN (…): DuckDB may run a value list as a join, which would lose the file's order)
+    CASE body_type WHEN 'VARCHAR' THEN {_S["body"]} WHEN 'OBJECT' THEN {_S["body"]} WHEN 'ARRAY' THEN {_S["body"]}
     END AS body,
-    CASE WHEN try_cast(json_extract_string({_F["response_status"]}, '$') AS INTEGER) BETWEEN 100 AND 599
-         THEN try_cast(json_extract_string({_F["response_status"]}, '$') AS INTEGER) END AS recorded_status,
-    json_extract_string({_F["response_body"]}, '$') AS recorded_body,
+    CASE WHEN try_cast({_S["response_status"]} AS INTEGER) BETWEEN 100 AND 599
+         THEN try_cast({_S["response_status"]} AS INTEGER) END AS recorded_status,
+    {_S["response_body"]} AS recorded_body,
     list_filter([
         CASE WHEN coalesce(body_type, 'NULL') = 'NULL' THEN 'body_absent' END,
-        -- (CASE, not IN (…): DuckDB may run a value list as a join, which would lose the file's order)
         CASE body_type WHEN 'OBJECT' THEN 'body_not_text' WHEN 'ARRAY' THEN 'body_not_text'
                        WHEN 'BIGINT' THEN 'body_not_text' WHEN 'UBIGINT' THEN 'body_not_text'
                        WHEN 'DOUBLE' THEN 'body_not_text' WHEN 'BOOLEAN' THEN 'body_not_text' END,
@@ -521,14 +525,16 @@ _CALLBACK_FIELDS = f"""
     ], lambda n: n IS NOT NULL) AS capture_notes
 """
 
-#: Two parses per document (the fields, and the types of the document and its fields), then the
-#: typed pieces the fields above read. ``{{source}}`` has the columns ``line, raw, parse_error, doc``.
+#: The two parses (``try``: a line that is not JSON has no types), then the typed pieces the
+#: fields above read; ``headers`` is JSON text, kept only when it is an object or a list.
+#: ``{{source}}`` has the columns ``line, raw, parse_error, doc`` (the document's text).
 _CALLBACK_PARTS = f"""
-    SELECT *, wa_timestamp(json_extract_string({_F["received_at"]}, '$')) AS received_at, t[1] AS doc_type,
-           {_T["body"]} AS body_type, {_T["headers"]} AS headers_type, {_F["headers"]} AS headers
-    FROM (SELECT line, raw, parse_error, doc,
-                 json_type(doc, ['$', {_FIELD_PATHS_SQL}]) AS t, json_extract(doc, [{_FIELD_PATHS_SQL}]) AS f
-          FROM {{source}})
+    SELECT *, wa_timestamp(CASE WHEN {_T["received_at"]} = 'VARCHAR' THEN {_S["received_at"]} END) AS received_at,
+           t[1] AS doc_type, {_T["body"]} AS body_type, {_T["headers"]} AS headers_type,
+           CASE {_T["headers"]} WHEN 'OBJECT' THEN {_S["headers"]} WHEN 'ARRAY' THEN {_S["headers"]} END AS headers
+    FROM (SELECT *, CASE WHEN t[1] = 'OBJECT' THEN json_extract_string(doc, [{_FIELD_PATHS_SQL}]) END AS s
+          FROM (SELECT line, raw, parse_error, doc, try(json_type(doc, ['$', {_FIELD_PATHS_SQL}])) AS t
+                FROM {{source}}))
 """
 
 #: The reason given a blank line in the parallel read; such rows are dropped, not quarantined.
@@ -545,7 +551,7 @@ _JUDGE_STAGE = f"""
 #: Lines from the line reader (``chunk``: line, raw, utf8) to ``callback_stage``.
 _STAGE_LINES = f"""
     INSERT INTO callback_stage
-    SELECT line, raw, CASE WHEN NOT utf8 THEN 'not valid UTF-8' END, {_JSON_LINE}
+    SELECT line, raw, CASE WHEN NOT utf8 THEN 'not valid UTF-8' END, {_json_line_text("line = 1")}
     FROM (SELECT line, utf8, regexp_replace(raw, '\\r$', '') AS raw FROM chunk)
     WHERE NOT regexp_full_match(raw, '[ \t]*')
 """
@@ -680,8 +686,10 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     blank = "regexp_full_match(coalesce(raw, ''), '[ \t]*')"
     # No line numbers yet: a line opening with a byte-order mark is left to the line reader (see above).
     reader = (f"(SELECT NULL::BIGINT AS line, raw, CASE WHEN {blank} THEN {_BLANK_LINE} END AS parse_error, "
-              f"{_json_line('false')} AS doc FROM {lines})")
-    typed = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in _CALLBACK_TYPES.items())
+              f"{_json_line_text('false')} AS doc FROM {lines})")
+    # The keys read the headers' JSON text as it is: casting it to JSON would parse every one.
+    typed = ", ".join(name if name == "headers" and target.keys_for is not None else f"CAST({name} AS {kind}) AS {name}"
+                      for name, kind in _CALLBACK_TYPES.items())
     report = None if progress is None else (lambda percent: progress(path.name, int(size * percent / 100), size))
     (preserve,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() or (True,)
     con.execute("SET preserve_insertion_order = true")

@@ -38,14 +38,14 @@ CREATE OR REPLACE MACRO wa_ascii_lower(s) AS
     CASE WHEN strlen(s) = length(s) THEN lower(s)
          ELSE translate(s, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') END;
 
--- Captured headers (JSON: an object, or a list of [name, value] pairs or of {name, value}
+-- Captured headers (JSON, or its text: an object, or a list of [name, value] pairs or of {name, value}
 -- objects) as a list of {name, value} in captured order; entries without a name are dropped.
 CREATE OR REPLACE MACRO wa_headers(h) AS coalesce(list_filter(
     CASE json_type(h)
         WHEN 'OBJECT' THEN list_transform(json_keys(h), lambda k: {
             'name': k,
             'value': coalesce(json_extract_string(h, '/' || replace(replace(k, '~', '~0'), '/', '~1')), '')})
-        WHEN 'ARRAY' THEN list_transform(CAST(h AS JSON[]), lambda x:
+        WHEN 'ARRAY' THEN list_transform(CAST(CAST(h AS JSON) AS JSON[]), lambda x:
             CASE json_type(x)
                 WHEN 'ARRAY' THEN {'name': json_extract_string(x, '$[0]'),
                                    'value': coalesce(json_extract_string(x, '$[1]'), '')}
@@ -69,24 +69,26 @@ CREATE OR REPLACE MACRO wa_captured_header(h, name) AS
         ELSE wa_header(wa_headers(h), name)
     END;
 
--- A JSON value as identifier text: strings as they are, numbers in plain decimal,
--- anything else (objects, arrays, booleans, null, fractions, non-finite) NULL.
-CREATE OR REPLACE MACRO wa_json_text(j) AS
-    CASE json_type(j)
-        WHEN 'VARCHAR' THEN nullif(json_extract_string(j, '$'), '')
-        WHEN 'BIGINT' THEN json_extract_string(j, '$')
-        WHEN 'UBIGINT' THEN json_extract_string(j, '$')
+-- A JSON value as identifier text, from its JSON type and its text (json_type and
+-- json_extract_string of it): strings as they are, numbers in plain decimal, anything else
+-- (objects, arrays, booleans, null, fractions, non-finite) NULL.
+CREATE OR REPLACE MACRO wa_json_text_of(kind, text) AS
+    CASE kind
+        WHEN 'VARCHAR' THEN nullif(text, '')
+        WHEN 'BIGINT' THEN text
+        WHEN 'UBIGINT' THEN text
         WHEN 'DOUBLE' THEN
             CASE
-                WHEN regexp_full_match(json_extract_string(j, '$'), '-?(0|[1-9][0-9]*)')
-                    THEN json_extract_string(j, '$')
-                WHEN isfinite(try_cast(json_extract_string(j, '$') AS DOUBLE))
-                     AND try_cast(json_extract_string(j, '$') AS DOUBLE)
-                         = trunc(try_cast(json_extract_string(j, '$') AS DOUBLE))
-                     AND abs(try_cast(json_extract_string(j, '$') AS DOUBLE)) < 9007199254740992
-                    THEN CAST(CAST(try_cast(json_extract_string(j, '$') AS DOUBLE) AS BIGINT) AS VARCHAR)
+                WHEN regexp_full_match(text, '-?(0|[1-9][0-9]*)') THEN text
+                WHEN isfinite(try_cast(text AS DOUBLE))
+                     AND try_cast(text AS DOUBLE) = trunc(try_cast(text AS DOUBLE))
+                     AND abs(try_cast(text AS DOUBLE)) < 9007199254740992
+                    THEN CAST(CAST(try_cast(text AS DOUBLE) AS BIGINT) AS VARCHAR)
             END
     END;
+
+-- wa_json_text_of a JSON value.
+CREATE OR REPLACE MACRO wa_json_text(j) AS wa_json_text_of(json_type(j), json_extract_string(j, '$'));
 
 -- An ISO 8601 timestamp (an offset honoured, naive = session zone = UTC), else NULL. DuckDB's
 -- cast also takes words such as 'infinity' and 'epoch': only a date-first text counts (and a
