@@ -429,6 +429,10 @@ L1_CASES = [
     case("L1-no-equals-alone-absent", None, "ref", **QUERY_REF),
     case("L1-split-at-first-equals", "a=b", "ref=a=b", **QUERY_REF),
     case("L1-empty-parts-skipped", "A", "&&ref=A&", **QUERY_REF),
+    case("L1-longer-name-ending-in-name-is-not-it", "B", "myref=A&ref=B", **QUERY_REF),
+    case("L1-longer-name-alone-absent", None, "myref=A", **QUERY_REF),
+    case("L1-name-inside-a-value-is-not-a-pair", None, "x=ref=A", **QUERY_REF),
+    case("L1-name-inside-a-value-then-pair", "B", "x=ref=A&ref=B", **QUERY_REF),
     case("L1-fragment-dropped", "A", "ref=A#frag", **QUERY_REF),
     case("L1-fragment-not-query", None, "x=1#ref=A", **QUERY_REF),
     case("L1-after-first-question-mark-only", None, "x=1?ref=A", **QUERY_REF),
@@ -682,6 +686,21 @@ def test_B2_B3_B4_form_or_invalid_json(dataset: MakeDataset, req: Req, expected:
     assert row["conversion_id"] == expected
     if expected is None:
         assert row["outcome"] == "no_identifiers"
+
+
+@pytest.mark.parametrize("written", [
+    pytest.param('"application/j\\u0073on"', id="B3-content-type-json-escaped-in-capture"),
+    pytest.param('"application/JSON"', id="B3-content-type-json-upper-case-in-capture"),
+])
+def test_B3_json_content_type_however_the_capture_wrote_it(dataset: MakeDataset, written: str) -> None:
+    """The replay first searches the headers' text for 'json' (a lookup costs more): an escape
+    in the captured JSON must not hide it."""
+    folder = dataset([webhook()], [lead("L1", "C1")],
+                     [call("r1", "x=1", body="pcid=C1", headers={"Content-Type": "PLACEHOLDER"})])
+    path = folder / "callbacks.jsonl"
+    path.write_text(path.read_text(encoding="utf-8").replace('"PLACEHOLDER"', written), encoding="utf-8")
+    row = judge(folder).callbacks[0]
+    assert (row["conversion_id"], row["outcome"]) == (None, "no_identifiers")
 
 
 def test_B3_invalid_json_matched_on_query_and_headers(dataset: MakeDataset) -> None:
@@ -1235,6 +1254,9 @@ def test_L_parse_location_errors(text: Any, message: str) -> None:
     pytest.param("1x://h/wh-acme", "wh-acme", id="T1-not-a-scheme-is-path"),
     pytest.param("/p://wh-acme", "wh-acme", id="T1-colon-slashes-inside-path"),
     pytest.param("https://h.example/webhooks/wh-é", "wh-é", id="T1-non-ascii"),
+    pytest.param("https://hé.example", None, id="T1-non-ascii-host-no-path"),
+    pytest.param("https://é/wh", "wh", id="T1-non-ascii-host"),
+    pytest.param("é://h/wh", "wh", id="T1-non-ascii-before-colon-slashes"),
 ])
 def test_T1_token_of(con: duckdb.DuckDBPyConnection, url: str, token: str | None) -> None:
     """The same in Python and in the replay's SQL (whose fast path reads a plain last segment directly)."""

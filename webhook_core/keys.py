@@ -96,8 +96,12 @@ def keys_sql(webhooks: WebhookVersions, source: str, passthrough: Sequence[str] 
                     -- (ltrim with a set of characters is slow: only a body opening with whitespace needs it)
                     WHEN starts_with(body, '{{') OR starts_with(body, '[')
                          OR (ascii(body) IN (32, 9, 13, 10) AND ltrim(body, ' \t\r\n')[1] IN ('{{', '['))
-                         OR contains(wa_ascii_lower(coalesce(wa_captured_header(headers, 'content-type'), '')),
-                                     'json')
+                         -- Looking up a header costs far more than a search of them all: without an
+                         -- escape, 'json' in the Content-Type would be in the headers' text as written.
+                         OR ((contains(CAST(headers AS VARCHAR), '\\')
+                              OR contains(wa_ascii_lower(CAST(headers AS VARCHAR)), 'json'))
+                             AND contains(wa_ascii_lower(coalesce(wa_captured_header(headers, 'content-type'), '')),
+                                          'json'))
                         THEN 'invalid_json'
                     ELSE 'form'
                 END AS body_kind,
@@ -105,10 +109,11 @@ def keys_sql(webhooks: WebhookVersions, source: str, passthrough: Sequence[str] 
                 {_list_at([v.advertiser_id for v in webhooks.versions], "VARCHAR")} AS version_advertiser
             FROM (
                 SELECT *, {_version_case(webhooks)} AS version_no
-                FROM (SELECT seq, request_id, epoch_us(received_at) AS us, recorded_status, headers, body,
-                             wa_base_token(split_part(split_part(url, '#', 1), '?', 1)) AS token,
-                             wa_query(url) AS query{extra}
-                      FROM {source})
+                FROM (SELECT *, wa_base_token_of(base, split_part(base, '/', -1)) AS token
+                      FROM (SELECT seq, request_id, epoch_us(received_at) AS us, recorded_status, headers, body,
+                                   split_part(split_part(url, '#', 1), '?', 1) AS base,
+                                   wa_query(url) AS query{extra}
+                            FROM {source}))
             )
         )
     )
