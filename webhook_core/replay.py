@@ -90,8 +90,9 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     con.execute("SET preserve_insertion_order = false")
     try:
         end_us = to_us(observation_end) if observation_end is not None else _latest_us(con, keys_loaded)
-        con.execute(_build_sql(webhooks, keys_loaded=keys_loaded, release_inputs=release_inputs))
-        con.execute(_LEADS_SQL.format(end="CAST(NULL AS BIGINT)" if end_us is None else str(end_us)))
+        end = "CAST(NULL AS BIGINT)" if end_us is None else str(end_us)
+        con.execute(_build_sql(webhooks, end=end, keys_loaded=keys_loaded, release_inputs=release_inputs))
+        con.execute(_LEADS_SQL.format(end=end))
         if release_inputs:
             con.execute("DROP TABLE replay_leads")
     finally:
@@ -125,7 +126,9 @@ def _latest_us(con: duckdb.DuckDBPyConnection, keys_loaded: bool) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
-def _build_sql(webhooks: WebhookVersions, *, keys_loaded: bool, release_inputs: bool = False) -> str:
+def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, release_inputs: bool = False) -> str:
+    """SQL writing ``callback_outcomes`` (and, for ``_LEADS_SQL``, ``replay_leads`` and
+    ``replay_lead_calls``); ``end`` is SQL for the observation end in epoch microseconds."""
     # The loader may have computed the callbacks' keys already (load_dataset(keep_requests=False)).
     parsed = "callback_keys" if keys_loaded else "replay_parsed"
     make_parsed = "" if keys_loaded else f"""
@@ -188,6 +191,21 @@ def _build_sql(webhooks: WebhookVersions, *, keys_loaded: bool, release_inputs: 
     ) c LEFT JOIN replay_by_external e ON e.seq = c.seq;
     {drop_parsed} DROP TABLE replay_by_external;
 
+    -- Everything the outcome tables need to know of a lead's callbacks, in one pass. The wait finishes
+    -- at the first callback that could finish it (the online matcher's only state); that callback is
+    -- the lead's `matched` one, so its received_at is the least us among those that could.
+    CREATE OR REPLACE TEMP TABLE replay_lead_calls AS
+    SELECT lead_row,
+           min(CAST(us AS HUGEINT) * 1099511627776 + seq) FILTER (could_finish) AS finish_ord,
+           min(us) FILTER (could_finish) AS finished_us,
+           count(*) FILTER (us <= {end}) AS callbacks,
+           -- us >= created_us is wait_s >= 0
+           min(us) FILTER (us >= created_us AND us <= {end}) AS first_us
+    FROM (SELECT lead_row, us, seq, created_us,
+                 us >= created_us AND (deadline_us IS NULL OR us <= deadline_us) AND NOT is_interim AS could_finish
+          FROM replay_resolved WHERE lead_row IS NOT NULL)
+    GROUP BY lead_row;
+
     CREATE OR REPLACE TABLE callback_outcomes AS
     WITH flagged AS (
         -- The judging order (received_at, input order) as one sortable key, no sort needed to make it:
@@ -195,12 +213,6 @@ def _build_sql(webhooks: WebhookVersions, *, keys_loaded: bool, release_inputs: 
         SELECT *, CAST(us AS HUGEINT) * 1099511627776 + seq AS ord, make_timestamptz(us) AS received_at,
                us < created_us AS is_early, deadline_us IS NOT NULL AND us > deadline_us AS is_late
         FROM replay_resolved
-    ),
-    finishes AS (
-        -- The wait finishes at the first callback that could finish it (the online matcher's only state).
-        SELECT lead_row, min(ord) AS finish_ord FROM flagged
-        WHERE lead_row IS NOT NULL AND NOT is_early AND NOT is_late AND NOT is_interim
-        GROUP BY lead_row
     ),
     judged AS (
         SELECT r.ord, r.seq, r.request_id, r.received_at, r.us, r.webhook_id, r.token, r.conversion_id,
@@ -218,7 +230,7 @@ def _build_sql(webhooks: WebhookVersions, *, keys_loaded: bool, release_inputs: 
                    ELSE 'matched'
                END AS outcome,
                CASE WHEN r.lead_row IS NOT NULL THEN (r.us - r.created_us) / 1e6 END AS wait_s
-        FROM flagged r LEFT JOIN finishes f ON f.lead_row = r.lead_row
+        FROM flagged r LEFT JOIN replay_lead_calls f ON f.lead_row = r.lead_row
     )
     SELECT ord, seq, request_id, received_at, webhook_id, token,
            conversion_id, external_id, advertiser_id, matched_by, lead_id, outcome,
@@ -233,16 +245,7 @@ def _build_sql(webhooks: WebhookVersions, *, keys_loaded: bool, release_inputs: 
 
 _LEADS_SQL = """
     CREATE OR REPLACE TABLE lead_outcomes AS
-    WITH ends AS (SELECT {end} AS end_us),
-    per_lead AS (
-        -- wait_s >= 0 is "received_at >= created_at": no join back to the leads needed.
-        SELECT lead_row,
-               min(us) FILTER (outcome = 'matched') AS finished_us,
-               count(*) FILTER (us <= (SELECT end_us FROM ends)) AS callbacks,
-               min(us) FILTER (wait_s >= 0 AND us <= (SELECT end_us FROM ends)) AS first_us
-        FROM callback_outcomes WHERE lead_row IS NOT NULL
-        GROUP BY lead_row
-    )
+    WITH ends AS (SELECT {end} AS end_us)
     SELECT l."row", l.lead_id, l.webhook_id, l.created_at,
            CASE
                WHEN p.finished_us <= e.end_us THEN 'received'
@@ -258,5 +261,6 @@ _LEADS_SQL = """
            make_timestamptz(e.end_us) AS observation_end
     FROM replay_leads l
     CROSS JOIN ends e
-    LEFT JOIN per_lead p ON p.lead_row = l."row";
+    LEFT JOIN replay_lead_calls p ON p.lead_row = l."row";
+    DROP TABLE replay_lead_calls;
 """
