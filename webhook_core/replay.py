@@ -155,7 +155,14 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
     {release}
 
     -- Conversion IDs are unique among leads (Q3): a callback's conversion ID names at most one lead.
-    -- The few callbacks it does not resolve on their own webhook try the external ID (M3) first, apart.
+    CREATE OR REPLACE TEMP TABLE replay_by_conversion AS
+    SELECT i.*, l."row" AS c_row, l.lead_id AS c_lead_id, l.created_us AS c_created_us,
+           l.deadline_us AS c_deadline_us, coalesce(l.webhook_id = i.webhook_id, false) AS own
+    FROM {parsed} i LEFT JOIN replay_leads l
+      ON l.conversion_id = i.conversion_id AND i.webhook_id IS NOT NULL;
+    {drop_parsed}
+
+    -- The few callbacks it does not resolve on their own webhook try the external ID (M3), apart.
     CREATE OR REPLACE TEMP TABLE replay_by_external AS
     SELECT seq, lead_row, lead_id, created_us, deadline_us FROM (
         SELECT n.seq, l."row" AS lead_row, l.lead_id, l.created_us, l.deadline_us,
@@ -165,15 +172,15 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
                             CASE WHEN l.created_us <= n.us THEN l.created_us END DESC,
                             CASE WHEN l.created_us <= n.us THEN l."row" END DESC,
                             l.created_us, l."row") AS pick
-        FROM (SELECT seq, us, webhook_id, advertiser_id, external_id FROM {parsed} i
-              WHERE webhook_id IS NOT NULL AND external_id IS NOT NULL
-                AND NOT EXISTS (SELECT 1 FROM replay_leads o
-                                WHERE o.conversion_id = i.conversion_id AND o.webhook_id = i.webhook_id)) n
+        FROM (SELECT seq, us, webhook_id, advertiser_id, external_id FROM replay_by_conversion
+              WHERE webhook_id IS NOT NULL AND external_id IS NOT NULL AND NOT own) n
         JOIN (SELECT * FROM replay_leads WHERE external_id IS NOT NULL) l
           ON l.webhook_id = n.webhook_id AND l.advertiser_id = n.advertiser_id AND l.external_id = n.external_id
     ) WHERE pick = 1;
 
-    CREATE OR REPLACE TEMP TABLE replay_resolved AS
+    -- A view: both statements below read it, and joining the few resolved by external ID costs
+    -- less than writing every callback once more.
+    CREATE OR REPLACE TEMP VIEW replay_resolved AS
     SELECT c.seq, c.request_id, c.us, c.recorded_status, c.token, c.body_kind, c.webhook_id,
            c.conversion_id, c.external_id, c.advertiser_id, c.is_interim,
            CASE WHEN own THEN c_row ELSE e.lead_row END AS lead_row,
@@ -183,13 +190,7 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
            NOT own AND e.lead_row IS NULL AND c_row IS NOT NULL AS other_webhook,
            CASE WHEN own THEN c_created_us ELSE e.created_us END AS created_us,
            CASE WHEN own THEN c_deadline_us ELSE e.deadline_us END AS deadline_us
-    FROM (
-        SELECT i.*, l."row" AS c_row, l.lead_id AS c_lead_id, l.created_us AS c_created_us,
-               l.deadline_us AS c_deadline_us, coalesce(l.webhook_id = i.webhook_id, false) AS own
-        FROM {parsed} i LEFT JOIN replay_leads l
-          ON l.conversion_id = i.conversion_id AND i.webhook_id IS NOT NULL
-    ) c LEFT JOIN replay_by_external e ON e.seq = c.seq;
-    {drop_parsed} DROP TABLE replay_by_external;
+    FROM replay_by_conversion c LEFT JOIN replay_by_external e ON e.seq = c.seq;
 
     -- Everything the outcome tables need to know of a lead's callbacks, in one pass. The wait finishes
     -- at the first callback that could finish it (the online matcher's only state); that callback is
@@ -239,7 +240,7 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
            wait_s, recorded_status, lead_row, us, is_interim, body_kind
     FROM judged;
 
-    DROP TABLE replay_resolved;
+    DROP VIEW replay_resolved; DROP TABLE replay_by_external; DROP TABLE replay_by_conversion;
     """
 
 
