@@ -555,6 +555,17 @@ def test_reading_callbacks_after_a_keys_only_load_says_to_load_again(audit_datas
         con.close()
 
 
+def test_replay_over_a_database_holding_callback_outcomes_as_a_table(audit_dataset: Path) -> None:
+    """Databases written before callback_outcomes became a view hold it as a table: a replay replaces it."""
+    con = connect()
+    loaded = load_dataset(con, audit_dataset)
+    expected = replay(con, loaded.webhooks).callbacks()
+    con.execute("DROP VIEW callback_outcomes")
+    con.execute("CREATE TABLE callback_outcomes AS SELECT 1 AS stale")
+    assert replay(con, loaded.webhooks).callbacks().equals(expected)
+    con.close()
+
+
 def test_replay_that_releases_its_inputs_gives_the_same_outcomes(audit_dataset: Path) -> None:
     """What ``webhook-audit replay`` without ``--database`` does: only the callbacks' keys are loaded,
     and the inputs are dropped once read."""
@@ -569,5 +580,5 @@ def test_replay_that_releases_its_inputs_gives_the_same_outcomes(audit_dataset: 
     relations = {name for (name,) in released.execute("""
         SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal
     """).fetchall()}
-    assert relations == {"callback_outcomes", "lead_outcomes", "quarantine", "load_report", "webhook_versions",
-                         "replay_versions"}
+    assert relations == {"callback_outcomes", "callback_outcome_rows", "lead_outcomes", "quarantine", "load_report",
+                         "webhook_versions", "replay_versions"}

@@ -6,8 +6,9 @@ carries (whether a lead's wait has finished) becomes "the first callback that
 could finish the wait, by ``(received_at, input order)``", a window minimum.
 The online matcher in ``matching.py`` is the oracle this is tested against.
 
-Tables written: ``callback_outcomes`` and ``lead_outcomes`` (columns in
-docs/semantics.md, "Outputs").
+Tables written: ``callback_outcomes`` (a view over ``callback_outcome_rows``, which
+stores only what its other columns are not computed from) and ``lead_outcomes``
+(columns in docs/semantics.md, "Outputs").
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import duckdb
 import pandas as pd
 
 from webhook_core.exceptions import ReplayError
+from webhook_core.extraction import BodyKind
 from webhook_core.keys import keys_fingerprint, keys_sql
 from webhook_core.loading import write_webhook_versions
-from webhook_core.matching import NOT_FOUND_BODY, Outcome, to_us
+from webhook_core.matching import NOT_FOUND_BODY, MatchedBy, Outcome, to_us
 from webhook_core.settings import WebhookVersions
 from webhook_core.sql import quote_literal
 
@@ -84,15 +86,18 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
         webhooks = webhooks.with_timeouts(timeouts)
     write_webhook_versions(con, webhooks, table="replay_versions")
     con.execute("DROP TABLE IF EXISTS request_values")  # pairing.py's values belong to one replay
+    # A database written before callback_outcomes became a view holds it as a table.
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'callback_outcomes'").fetchone() != (0,):
+        con.execute("DROP TABLE callback_outcomes")
     # Every table written here carries its own order (ord, row): DuckDB need not keep insertion
     # order, which lets it stream and spill with far less memory on large inputs.
     (preserve,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() or (True,)
     con.execute("SET preserve_insertion_order = false")
     try:
         end_us = to_us(observation_end) if observation_end is not None else _latest_us(con, keys_loaded)
-        end = "CAST(NULL AS BIGINT)" if end_us is None else str(end_us)
-        con.execute(_build_sql(webhooks, end=end, keys_loaded=keys_loaded, release_inputs=release_inputs))
-        con.execute(_LEADS_SQL.format(end=end))
+        end_sql = "CAST(NULL AS BIGINT)" if end_us is None else str(end_us)
+        con.execute(_build_sql(webhooks, end=end_sql, keys_loaded=keys_loaded, release_inputs=release_inputs))
+        con.execute(_LEADS_SQL.format(end=end_sql))
         if release_inputs:
             con.execute("DROP TABLE replay_leads")
     finally:
@@ -184,7 +189,8 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
     SELECT c.seq, c.request_id, c.us, c.recorded_status, c.token, c.body_kind, c.webhook_id,
            c.conversion_id, c.external_id, c.advertiser_id, c.is_interim,
            CASE WHEN own THEN c_row ELSE e.lead_row END AS lead_row,
-           CASE WHEN own THEN 'conversion_id' WHEN e.lead_row IS NOT NULL THEN 'external_id' END AS matched_by,
+           CASE WHEN own THEN {_MATCHED_BY['conversion_id']}
+                WHEN e.lead_row IS NOT NULL THEN {_MATCHED_BY['external_id']} END AS matched_by,
            -- wrong_webhook reports the other webhook's lead
            CASE WHEN own THEN c_lead_id ELSE coalesce(e.lead_id, c_lead_id) END AS lead_id,
            NOT own AND e.lead_row IS NULL AND c_row IS NOT NULL AS other_webhook,
@@ -207,41 +213,61 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
           FROM replay_resolved WHERE lead_row IS NOT NULL)
     GROUP BY lead_row;
 
-    CREATE OR REPLACE TABLE callback_outcomes AS
+    -- Stored: what is not a function of the other columns (narrow rows spill less on large inputs).
+    CREATE OR REPLACE TABLE callback_outcome_rows AS
     WITH flagged AS (
-        -- The judging order (received_at, input order) as one sortable key, no sort needed to make it:
-        -- seq (a line, entry or row number) is far below 2^40.
-        SELECT *, CAST(us AS HUGEINT) * 1099511627776 + seq AS ord, make_timestamptz(us) AS received_at,
-               us < created_us AS is_early, deadline_us IS NOT NULL AND us > deadline_us AS is_late
+        SELECT *, us < created_us AS is_early, deadline_us IS NOT NULL AND us > deadline_us AS is_late
         FROM replay_resolved
-    ),
-    judged AS (
-        SELECT r.ord, r.seq, r.request_id, r.received_at, r.us, r.webhook_id, r.token, r.conversion_id,
-               r.external_id, r.advertiser_id, r.matched_by, r.recorded_status, r.lead_row, r.is_interim,
-               r.body_kind, r.lead_id,
-               CASE
-                   WHEN r.webhook_id IS NULL THEN 'unknown_token'
-                   WHEN r.conversion_id IS NULL AND r.external_id IS NULL THEN 'no_identifiers'
-                   WHEN r.other_webhook THEN 'wrong_webhook'
-                   WHEN r.lead_row IS NULL THEN 'not_found'
-                   WHEN r.is_early THEN 'early'
-                   WHEN r.ord > f.finish_ord THEN 'duplicate'
-                   WHEN r.is_late THEN 'late'
-                   WHEN r.is_interim THEN 'interim'
-                   ELSE 'matched'
-               END AS outcome,
-               CASE WHEN r.lead_row IS NOT NULL THEN (r.us - r.created_us) / 1e6 END AS wait_s
-        FROM flagged r LEFT JOIN replay_lead_calls f ON f.lead_row = r.lead_row
     )
-    SELECT ord, seq, request_id, received_at, webhook_id, token,
-           conversion_id, external_id, advertiser_id, matched_by, lead_id, outcome,
-           CASE WHEN outcome IN ('matched', 'interim') THEN 200 ELSE 404 END AS status_code,
-           CASE WHEN outcome IN ('matched', 'interim') THEN NULL ELSE {not_found} END AS response_body,
-           wait_s, recorded_status, lead_row, us, is_interim, body_kind
-    FROM judged;
+    SELECT r.seq, r.request_id, r.us, r.webhook_id, r.token, r.conversion_id, r.external_id, r.advertiser_id,
+           r.matched_by, r.lead_id,
+           CASE
+               WHEN r.webhook_id IS NULL THEN {_OUTCOME['unknown_token']}
+               WHEN r.conversion_id IS NULL AND r.external_id IS NULL THEN {_OUTCOME['no_identifiers']}
+               WHEN r.other_webhook THEN {_OUTCOME['wrong_webhook']}
+               WHEN r.lead_row IS NULL THEN {_OUTCOME['not_found']}
+               WHEN r.is_early THEN {_OUTCOME['early']}
+               -- (us, seq) is the judging order: (received_at, input order)
+               WHEN CAST(r.us AS HUGEINT) * 1099511627776 + r.seq > f.finish_ord THEN {_OUTCOME['duplicate']}
+               WHEN r.is_late THEN {_OUTCOME['late']}
+               WHEN r.is_interim THEN {_OUTCOME['interim']}
+               ELSE {_OUTCOME['matched']}
+           END AS outcome,
+           CASE WHEN r.lead_row IS NOT NULL THEN (r.us - r.created_us) / 1e6 END AS wait_s,
+           r.recorded_status, r.lead_row, r.is_interim,
+           CASE r.body_kind {_BODY_KIND_WHENS} END AS body_kind
+    FROM flagged r LEFT JOIN replay_lead_calls f ON f.lead_row = r.lead_row;
 
     DROP VIEW replay_resolved; DROP TABLE replay_by_external; DROP TABLE replay_by_conversion;
-    """
+    """ + _CALLBACK_OUTCOMES_VIEW.format(not_found=not_found)
+
+
+#: ``callback_outcome_rows`` stores the outcome, ``matched_by`` and ``body_kind`` as numbers (from 1):
+#: one byte instead of sixteen each.
+_OUTCOME = {outcome.value: code for code, outcome in enumerate(Outcome, 1)}
+_MATCHED_BY = {by.value: code for code, by in enumerate(MatchedBy, 1)}
+_BODY_KIND = {kind.value: code for code, kind in enumerate(BodyKind, 1)}
+_BODY_KIND_WHENS = " ".join(f"WHEN {quote_literal(kind)} THEN {code}" for kind, code in _BODY_KIND.items())
+
+
+def _names(codes: dict[str, int]) -> str:
+    """SQL: a list literal whose element ``code`` is its name."""
+    return "[" + ", ".join(quote_literal(name) for name in codes) + "]"
+
+
+#: The documented ``callback_outcomes`` over the stored rows. ``ord``, the judging order
+#: (received_at, input order) as one sortable key: seq (a line, entry or row number) is far below 2^40.
+_CALLBACK_OUTCOMES_VIEW = f"""
+    CREATE OR REPLACE VIEW callback_outcomes AS
+    SELECT CAST(us AS HUGEINT) * 1099511627776 + seq AS ord, seq, request_id, make_timestamptz(us) AS received_at,
+           webhook_id, token, conversion_id, external_id, advertiser_id,
+           {_names(_MATCHED_BY)}[matched_by] AS matched_by, lead_id, {_names(_OUTCOME)}[outcome] AS outcome,
+           CASE WHEN outcome IN ({_OUTCOME['matched']}, {_OUTCOME['interim']}) THEN 200 ELSE 404 END AS status_code,
+           CASE WHEN outcome IN ({_OUTCOME['matched']}, {_OUTCOME['interim']}) THEN NULL ELSE {{not_found}} END
+               AS response_body,
+           wait_s, recorded_status, lead_row, us, is_interim, {_names(_BODY_KIND)}[body_kind] AS body_kind
+    FROM callback_outcome_rows;
+"""
 
 
 _LEADS_SQL = """
