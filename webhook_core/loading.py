@@ -38,6 +38,7 @@ file.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
@@ -307,19 +308,23 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
                           delim = ',', quote = '"', escape = '"',
                           store_rejects = true, rejects_table = 'wa_csv_rejects',
                           rejects_scan = 'wa_csv_scans')"""
-    lines = count_lines(path)
-    # rowid is the file's record order (DuckDB keeps insertion order); a window would run on one thread.
-    try:
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE csv_rows AS
-            SELECT {", ".join(f"nullif({_ident(c)}, '') AS {c}" for c in DISPATCH_COLUMNS[:5])},
-                   created_at AS created_at_text
-            FROM {source}
-        """)
-    except duckdb.Error as exc:  # e.g. an LF file whose last line ends in CRLF
-        raise DatasetError(f"DuckDB's CSV reader cannot read it ({str(exc).splitlines()[0]}); "
-                           "check that every line ends the same way (LF or CRLF) and quotes are balanced",
-                           path=str(path)) from exc
+    # The line count is needed only once DuckDB has read the file: count in a thread meanwhile
+    # (DuckDB releases the GIL while it works).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-audit-count") as pool:
+        counting = pool.submit(count_lines, path)
+        # rowid is the file's record order (DuckDB keeps insertion order); a window would run on one thread.
+        try:
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE csv_rows AS
+                SELECT {", ".join(f"nullif({_ident(c)}, '') AS {c}" for c in DISPATCH_COLUMNS[:5])},
+                       created_at AS created_at_text
+                FROM {source}
+            """)
+        except duckdb.Error as exc:  # e.g. an LF file whose last line ends in CRLF
+            raise DatasetError(f"DuckDB's CSV reader cannot read it ({str(exc).splitlines()[0]}); "
+                               "check that every line ends the same way (LF or CRLF) and quotes are balanced",
+                               path=str(path)) from exc
+        lines = counting.result()
     # DuckDB lists a row once per bad column: one record, one quarantine row.
     con.execute("""
         CREATE OR REPLACE TEMP TABLE csv_rejects AS
