@@ -3,7 +3,7 @@
 It states the rules of docs/semantics.md ("Matching", "Lead states") as joins and
 window functions over the loaded tables; the only state the online matcher
 carries (whether a lead's wait has finished) becomes "the first callback that
-could finish the wait, by ``(received_at, input order)``", a window minimum.
+could finish the wait, by ``(received_at, input order)``", a minimum per lead.
 The online matcher in ``matching.py`` is the oracle this is tested against.
 
 Tables written: ``callback_outcomes`` (a view over ``callback_outcome_rows``, which
