@@ -555,14 +555,17 @@ def test_reading_callbacks_after_a_keys_only_load_says_to_load_again(audit_datas
         con.close()
 
 
-def test_replay_over_a_database_holding_callback_outcomes_as_a_table(audit_dataset: Path) -> None:
-    """Databases written before callback_outcomes became a view hold it as a table: a replay replaces it."""
+def test_replay_over_a_database_holding_the_outcomes_as_tables(audit_dataset: Path) -> None:
+    """Databases written before the outcome tables became views hold them as tables: a replay replaces them."""
     con = connect()
     loaded = load_dataset(con, audit_dataset)
-    expected = replay(con, loaded.webhooks).callbacks()
-    con.execute("DROP VIEW callback_outcomes")
-    con.execute("CREATE TABLE callback_outcomes AS SELECT 1 AS stale")
-    assert replay(con, loaded.webhooks).callbacks().equals(expected)
+    first = replay(con, loaded.webhooks)
+    expected = first.callbacks(), first.leads()
+    for name in ("callback_outcomes", "lead_outcomes"):
+        con.execute(f"DROP VIEW {name}")
+        con.execute(f"CREATE TABLE {name} AS SELECT 1 AS stale")
+    again = replay(con, loaded.webhooks)
+    assert again.callbacks().equals(expected[0]) and again.leads().equals(expected[1])
     con.close()
 
 
@@ -580,5 +583,5 @@ def test_replay_that_releases_its_inputs_gives_the_same_outcomes(audit_dataset: 
     relations = {name for (name,) in released.execute("""
         SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal
     """).fetchall()}
-    assert relations == {"callback_outcomes", "callback_outcome_rows", "lead_outcomes", "quarantine", "load_report",
-                         "webhook_versions", "replay_versions"}
+    assert relations == {"callback_outcomes", "callback_outcome_rows", "lead_outcomes", "lead_outcome_rows",
+                         "quarantine", "load_report", "webhook_versions", "replay_versions"}

@@ -6,9 +6,9 @@ carries (whether a lead's wait has finished) becomes "the first callback that
 could finish the wait, by ``(received_at, input order)``", a minimum per lead.
 The online matcher in ``matching.py`` is the oracle this is tested against.
 
-Tables written: ``callback_outcomes`` (a view over ``callback_outcome_rows``, which
-stores only what its other columns are not computed from) and ``lead_outcomes``
-(columns in docs/semantics.md, "Outputs").
+Written: ``callback_outcomes`` and ``lead_outcomes`` (columns in docs/semantics.md,
+"Outputs"), views over ``callback_outcome_rows`` and ``lead_outcome_rows``, which store
+only what the views do not compute from their other columns, and names as one-byte codes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from webhook_core.exceptions import ReplayError
 from webhook_core.extraction import BodyKind
 from webhook_core.keys import keys_fingerprint, keys_sql
 from webhook_core.loading import write_webhook_versions
-from webhook_core.matching import NOT_FOUND_BODY, MatchedBy, Outcome, to_us
+from webhook_core.matching import NOT_FOUND_BODY, LeadState, MatchedBy, Outcome, to_us
 from webhook_core.settings import WebhookVersions
 from webhook_core.sql import quote_literal
 
@@ -86,9 +86,10 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
         webhooks = webhooks.with_timeouts(timeouts)
     write_webhook_versions(con, webhooks, table="replay_versions")
     con.execute("DROP TABLE IF EXISTS request_values")  # pairing.py's values belong to one replay
-    # A database written before callback_outcomes became a view holds it as a table.
-    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'callback_outcomes'").fetchone() != (0,):
-        con.execute("DROP TABLE callback_outcomes")
+    # A database written before the outcome tables became views holds them as tables.
+    for (name,) in con.execute("SELECT table_name FROM duckdb_tables() "
+                               "WHERE table_name IN ('callback_outcomes', 'lead_outcomes')").fetchall():
+        con.execute(f"DROP TABLE {name}")
     # Every table written here carries its own order (ord, row): DuckDB need not keep insertion
     # order, which lets it stream and spill with far less memory on large inputs.
     (preserve,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() or (True,)
@@ -270,24 +271,27 @@ _CALLBACK_OUTCOMES_VIEW = f"""
 """
 
 
-_LEADS_SQL = """
-    CREATE OR REPLACE TABLE lead_outcomes AS
-    WITH ends AS (SELECT {end} AS end_us)
-    SELECT l."row", l.lead_id, l.webhook_id, l.created_at,
+_STATE = {state.value: code for code, state in enumerate(LeadState, 1)}
+
+#: ``lead_outcome_rows`` (the state as a one-byte code, times in epoch microseconds) and the
+#: documented ``lead_outcomes`` over it; ``{end}`` is the observation end, SQL in epoch microseconds.
+_LEADS_SQL = f"""
+    CREATE OR REPLACE TABLE lead_outcome_rows AS
+    SELECT l."row", l.lead_id, l.webhook_id, l.created_us,
            CASE
-               WHEN p.finished_us <= e.end_us THEN 'received'
-               WHEN l.deadline_us IS NOT NULL AND e.end_us > l.deadline_us THEN 'timed_out'
-               ELSE 'waiting'
+               WHEN p.finished_us <= {{end}} THEN {_STATE['received']}
+               WHEN l.deadline_us IS NOT NULL AND {{end}} > l.deadline_us THEN {_STATE['timed_out']}
+               ELSE {_STATE['waiting']}
            END AS state,
-           CASE WHEN p.finished_us <= e.end_us THEN make_timestamptz(p.finished_us) END AS finished_at,
-           CASE WHEN p.finished_us <= e.end_us THEN (p.finished_us - l.created_us) / 1e6 END AS wait_s,
-           coalesce(p.callbacks, 0) AS callbacks,
-           (p.first_us - l.created_us) / 1e6 AS first_callback_s,
-           l.conversion_id,
-           make_timestamptz(l.deadline_us) AS deadline,
-           make_timestamptz(e.end_us) AS observation_end
-    FROM replay_leads l
-    CROSS JOIN ends e
-    LEFT JOIN replay_lead_calls p ON p.lead_row = l."row";
+           CASE WHEN p.finished_us <= {{end}} THEN p.finished_us END AS finished_us,
+           coalesce(p.callbacks, 0) AS callbacks, p.first_us, l.conversion_id, l.deadline_us
+    FROM replay_leads l LEFT JOIN replay_lead_calls p ON p.lead_row = l."row";
     DROP TABLE replay_lead_calls;
+
+    CREATE OR REPLACE VIEW lead_outcomes AS
+    SELECT "row", lead_id, webhook_id, make_timestamptz(created_us) AS created_at,
+           {_names(_STATE)}[state] AS state, make_timestamptz(finished_us) AS finished_at,
+           (finished_us - created_us) / 1e6 AS wait_s, callbacks, (first_us - created_us) / 1e6 AS first_callback_s,
+           conversion_id, make_timestamptz(deadline_us) AS deadline, make_timestamptz({{end}}) AS observation_end
+    FROM lead_outcome_rows;
 """
