@@ -47,7 +47,7 @@ def keys_sql(webhooks: WebhookVersions, source: str, passthrough: Sequence[str] 
     ``source`` is a relation with ``seq, request_id, received_at, recorded_status, url,
     headers`` (JSON, as captured) and ``body``.
     """
-    # Every JSON value any location reads comes from one json_extract (one parse) per body.
+    # Every JSON value any location reads: its type and its text, from one parse of the body each.
     json_paths = [loc.path for version in webhooks.versions for loc in _locations(version)
                   if loc.kind is LocationKind.JSON]
     pointers = [json_pointer((name,)) for name in STANDARD_NAMES.values()] + [json_pointer(p) for p in json_paths]
@@ -86,8 +86,10 @@ def keys_sql(webhooks: WebhookVersions, source: str, passthrough: Sequence[str] 
         SELECT *,
             strpos(query, '%') = 0 AND strpos(query, '+') = 0 AS query_plain,
             body_kind = 'form' AND strpos(body, '%') = 0 AND strpos(body, '+') = 0 AS form_plain,
-            CASE WHEN body_kind = 'json' AND webhook_id IS NOT NULL THEN json_extract(body, [{json_list}]) END
-                AS json_vals
+            CASE WHEN body_kind = 'json' AND webhook_id IS NOT NULL THEN json_type(body, [{json_list}]) END
+                AS json_kinds,
+            CASE WHEN body_kind = 'json' AND webhook_id IS NOT NULL THEN json_extract_string(body, [{json_list}]) END
+                AS json_texts
         FROM (
             SELECT *,
                 CASE

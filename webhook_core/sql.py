@@ -150,8 +150,8 @@ def location_sql(location: Location, json_slots: dict[str, int]) -> str:
     """SQL reading ``location`` from a row of the replay's parsed callbacks (NULL when absent or empty).
 
     The row has ``query`` / ``query_plain``, ``body`` / ``body_kind`` / ``form_plain``,
-    ``headers`` (as captured, JSON) and ``json_vals`` (see ``replay.py``): every JSON value any location reads,
-    extracted from the body in one parse, at the 1-based position ``json_slots`` gives its
+    ``headers`` (as captured, JSON) and ``json_kinds`` / ``json_texts`` (see ``keys.py``): the JSON type and
+    text of every JSON value any location reads, at the 1-based position ``json_slots`` gives its
     JSON pointer.
     """
     if location.kind is LocationKind.QUERY:
@@ -202,4 +202,4 @@ def _regex_literal(text: str) -> str:
 
 
 def _json_sql(pointer: str, json_slots: dict[str, int]) -> str:
-    return f"wa_json_text(json_vals[{json_slots[pointer]}])"
+    return f"wa_json_text_of(json_kinds[{json_slots[pointer]}], json_texts[{json_slots[pointer]}])"
