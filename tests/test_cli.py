@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
@@ -189,8 +190,8 @@ def test_replay_help(flag: str) -> None:
     result = invoke("replay", flag)
     assert result.exit_code == 0
     assert result.stdout.startswith("Usage: cli replay [OPTIONS] DATASET")
-    for option in ("--out", "--format [parquet|csv]", "--timeout [WEBHOOK_ID=]SECONDS", "--observation-end TIMESTAMP",
-                   "--database", "--memory-limit", "--temp-dir"):
+    for option in ("--out", "--format [parquet|csv]", "--parquet-version [1|2]", "--timeout [WEBHOOK_ID=]SECONDS",
+                   "--observation-end TIMESTAMP", "--database", "--memory-limit", "--temp-dir"):
         assert option in result.stdout
 
 
@@ -217,6 +218,24 @@ def test_replay_writes_exact_outputs(audit_dataset: Path, tmp_path: Path, file_f
     assert "Lead states as of 2026-11-20T10:00:50+00:00:" in printed
     assert printed[-4:] == [f"wrote {out / name}.{file_format}"
                             for name in ("callback_outcomes", "lead_outcomes", "quarantine", "load_report")]
+
+
+@pytest.mark.parametrize(("options", "format_version", "encoding"), [
+    pytest.param((), "2.6", "DELTA_BINARY_PACKED", id="default-version-2"),
+    pytest.param(("--parquet-version", "1"), "1.0", "PLAIN", id="version-1-for-old-readers"),
+])
+def test_parquet_version(audit_dataset: Path, tmp_path: Path, options: tuple[str, ...], format_version: str,
+                         encoding: str) -> None:
+    out = tmp_path / "out"
+    assert invoke("replay", audit_dataset, "--out", out, *options).exit_code == 0
+    for name in ("callback_outcomes", "lead_outcomes", "quarantine", "load_report"):
+        metadata = pq.ParquetFile(out / f"{name}.parquet").metadata
+        assert metadata.format_version == format_version
+    seq = pq.ParquetFile(out / "callback_outcomes.parquet").metadata.row_group(0).column(CALLBACK_COLUMNS.index("seq"))
+    assert encoding in seq.encodings
+    # pyarrow (pandas' reader) reads either the same
+    by_pyarrow = [tuple(row.values()) for row in pq.read_table(out / "callback_outcomes.parquet").to_pylist()]
+    assert by_pyarrow == read_output(out / "callback_outcomes.parquet") == CALLBACKS_DEFAULT
 
 
 def test_csv_output_header_and_text(audit_dataset: Path, tmp_path: Path) -> None:

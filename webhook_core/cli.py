@@ -119,6 +119,9 @@ def cli() -> None:
               help="Folder for callback_outcomes, lead_outcomes, quarantine and load_report.")
 @click.option("--format", "file_format", type=click.Choice(["parquet", "csv"]), default="parquet",
               show_default=True, help="Output file format.")
+@click.option("--parquet-version", type=click.Choice(["1", "2"]), default="2", show_default=True,
+              help="Parquet format version: 2 writes delta encodings (faster, smaller files); "
+                   "1 for readers that know only version 1.")
 @click.option("--timeout", "timeouts", type=TimeoutOption(), multiple=True, metavar="[WEBHOOK_ID=]SECONDS",
               help="What-if timeout for the webhooks that wait; repeat for several webhooks.")
 @click.option("--observation-end", type=Timestamp(), default=None,
@@ -129,9 +132,9 @@ def cli() -> None:
               help="Memory budget of the whole process, e.g. 4GB or 4GiB. DuckDB is given "
                    f"{DUCKDB_SHARE:.0%} of it (the rest is Python's) and spills to disk beyond that.")
 @click.option("--temp-dir", type=click.Path(path_type=Path), default=None, help="Where DuckDB spills.")
-def replay_command(dataset: Path, out_dir: Path, file_format: str, timeouts: tuple[tuple[str | None, float], ...],
-                   observation_end: datetime | None, database: Path | None, memory_limit: int | None,
-                   temp_dir: Path | None) -> None:
+def replay_command(dataset: Path, out_dir: Path, file_format: str, parquet_version: str,
+                   timeouts: tuple[tuple[str | None, float], ...], observation_end: datetime | None,
+                   database: Path | None, memory_limit: int | None, temp_dir: Path | None) -> None:
     """Replay DATASET's captured callbacks and write one outcome per callback and per lead."""
     with user_errors():
         if out_dir.exists() and not out_dir.is_dir():
@@ -149,15 +152,16 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, timeouts: tup
             result = replay(con, loaded.webhooks, timeouts=dict(timeouts), observation_end=observation_end,
                             release_inputs=database is None)
         out_dir.mkdir(parents=True, exist_ok=True)
+        version = int(parquet_version)
         written = [
             _export(con, f"SELECT {', '.join(CALLBACK_COLUMNS)} FROM callback_outcomes ORDER BY ord",
-                    out_dir / f"callback_outcomes.{file_format}", file_format),
+                    out_dir / f"callback_outcomes.{file_format}", file_format, version),
             _export(con, f"SELECT {', '.join(LEAD_COLUMNS)} FROM lead_outcomes ORDER BY \"row\"",
-                    out_dir / f"lead_outcomes.{file_format}", file_format),
+                    out_dir / f"lead_outcomes.{file_format}", file_format, version),
             _export(con, "SELECT * FROM quarantine ORDER BY source_file, line",
-                    out_dir / f"quarantine.{file_format}", file_format),
+                    out_dir / f"quarantine.{file_format}", file_format, version),
             _export(con, "SELECT * FROM load_report ORDER BY table_name DESC",
-                    out_dir / f"load_report.{file_format}", file_format),
+                    out_dir / f"load_report.{file_format}", file_format, version),
         ]
         _print_outcomes(result.outcome_counts())
         end = result.observation_end.isoformat() if result.observation_end else "-"
@@ -469,8 +473,12 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _export(con: duckdb.DuckDBPyConnection, query: str, path: Path, file_format: str) -> Path:
-    options = "FORMAT parquet" if file_format == "parquet" else "FORMAT csv, HEADER true"
+def _export(con: duckdb.DuckDBPyConnection, query: str, path: Path, file_format: str,
+            parquet_version: int = 2) -> Path:
+    """``query``'s rows into ``path``; Parquet version 2 (delta encodings) is written faster and is
+    smaller than version 1 (docs/benchmarks.md)."""
+    options = (f"FORMAT parquet, PARQUET_VERSION V{parquet_version}" if file_format == "parquet"
+               else "FORMAT csv, HEADER true")
     literal = "'" + str(path).replace("'", "''") + "'"
     con.execute(f"COPY ({query}) TO {literal} ({options})")
     return path
