@@ -45,7 +45,7 @@ def keys_sql(webhooks: WebhookVersions, source: str, passthrough: Sequence[str] 
     """SQL: a SELECT of :data:`KEY_COLUMNS` (and ``passthrough``) from ``source``.
 
     ``source`` is a relation with ``seq, request_id, received_at, recorded_status, url,
-    headers`` (JSON, as captured) and ``body``.
+    headers`` (JSON or its text, as captured) and ``body``.
     """
     # Every JSON value any location reads: its type and its text, from one parse of the body each.
     json_paths = [loc.path for version in webhooks.versions for loc in _locations(version)

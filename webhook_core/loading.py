@@ -308,10 +308,7 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
                           delim = ',', quote = '"', escape = '"',
                           store_rejects = true, rejects_table = 'wa_csv_rejects',
                           rejects_scan = 'wa_csv_scans')"""
-    # The line count is needed only once DuckDB has read the file: count in a thread meanwhile
-    # (DuckDB releases the GIL while it works).
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-audit-count") as pool:
-        counting = pool.submit(count_lines, path)
+    with _counting_lines(path) as counting:
         # rowid is the file's record order (DuckDB keeps insertion order); a window would run on one thread.
         try:
             con.execute(f"""
@@ -676,16 +673,6 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     size = path.stat().st_size
     if progress is not None:
         progress(path.name, 0, size)
-    # The line count is needed only once DuckDB has read the file: count in a thread meanwhile
-    # (DuckDB releases the GIL while it works, and the count is a memory-speed scan).
-    counted_lines: list[int] = []
-
-    def count() -> None:
-        with contextlib.suppress(OSError):  # then the line reader reports the file
-            counted_lines.append(count_lines(path))
-
-    counter = threading.Thread(target=count, name="webhook-audit-count-lines", daemon=True)
-    counter.start()
     lines = (f"read_csv({_path_literal(path)}, columns = {{'raw': 'VARCHAR'}}, delim = chr(1), quote = '', "
              f"escape = '', header = false, auto_detect = false)")
     blank = "regexp_full_match(coalesce(raw, ''), '[ \t]*')"
@@ -698,19 +685,23 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     report = None if progress is None else (lambda percent: progress(path.name, int(size * percent / 100), size))
     (preserve,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() or (True,)
     con.execute("SET preserve_insertion_order = true")
+    with _counting_lines(path) as counting:
+        try:
+            # Only a row to quarantine keeps its text (read again from the file below, as written).
+            judged = f"SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)})"
+            rows = f"(SELECT {typed}, reason FROM ({judged}))"
+            _execute_reporting(con, f"CREATE OR REPLACE TABLE {target.table} AS {target.select(rows, ('reason',))}",
+                               report)
+            counted = con.execute(f"SELECT count(*) FROM {target.table}").fetchone()
+        except duckdb.Error:  # see above: the line reader copes
+            counted = None
+        finally:
+            con.execute(f"SET preserve_insertion_order = {bool(preserve)}")
     try:
-        # Only a row to quarantine keeps its text (read again from the file below, as written).
-        judged = f"SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)})"
-        rows = f"(SELECT {typed}, reason FROM ({judged}))"
-        _execute_reporting(con, f"CREATE OR REPLACE TABLE {target.table} AS {target.select(rows, ('reason',))}",
-                           report)
-        counted = con.execute(f"SELECT count(*) FROM {target.table}").fetchone()
-    except duckdb.Error:  # see above: the line reader copes
-        counted = None
-    finally:
-        con.execute(f"SET preserve_insertion_order = {bool(preserve)}")
-        counter.join()
-    if counted is None or not counted_lines or counted[0] != counted_lines[0]:
+        line_count: int | None = counting.result()
+    except OSError:  # then the line reader reports the file
+        line_count = None
+    if counted is None or line_count is None or counted[0] != line_count:
         con.execute(f"DROP TABLE IF EXISTS {target.table}")
         con.execute(_CREATE_CALLBACKS)
         return False
@@ -730,6 +721,14 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     if progress is not None:
         progress(path.name, size, size)
     return True
+
+
+@contextlib.contextmanager
+def _counting_lines(path: Path) -> Iterator[concurrent.futures.Future[int]]:
+    """``path``'s line count, counted in a thread while the caller has DuckDB read the file: the
+    count is needed only after that, and DuckDB releases the GIL while it works."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-audit-count") as pool:
+        yield pool.submit(count_lines, path)
 
 
 def _blank_lines(path: Path, lines: int, accounted: int) -> list[int] | None:

@@ -187,64 +187,65 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
     -- A view: both statements below read it, and joining the few resolved by external ID costs
     -- less than writing every callback once more.
     CREATE OR REPLACE TEMP VIEW replay_resolved AS
-    SELECT c.seq, c.request_id, c.us, c.recorded_status, c.token, c.body_kind, c.webhook_id,
-           c.conversion_id, c.external_id, c.advertiser_id, c.is_interim,
-           CASE WHEN own THEN c_row ELSE e.lead_row END AS lead_row,
-           CASE WHEN own THEN {_MATCHED_BY['conversion_id']}
-                WHEN e.lead_row IS NOT NULL THEN {_MATCHED_BY['external_id']} END AS matched_by,
-           -- wrong_webhook reports the other webhook's lead
-           CASE WHEN own THEN c_lead_id ELSE coalesce(e.lead_id, c_lead_id) END AS lead_id,
-           NOT own AND e.lead_row IS NULL AND c_row IS NOT NULL AS other_webhook,
-           CASE WHEN own THEN c_created_us ELSE e.created_us END AS created_us,
-           CASE WHEN own THEN c_deadline_us ELSE e.deadline_us END AS deadline_us
-    FROM replay_by_conversion c LEFT JOIN replay_by_external e ON e.seq = c.seq;
+    SELECT *, {_ORD} AS ord, us < created_us AS is_early, deadline_us IS NOT NULL AND us > deadline_us AS is_late
+    FROM (
+        SELECT c.seq, c.request_id, c.us, c.recorded_status, c.token, c.body_kind, c.webhook_id,
+               c.conversion_id, c.external_id, c.advertiser_id, c.is_interim,
+               CASE WHEN own THEN c_row ELSE e.lead_row END AS lead_row,
+               CAST(CASE WHEN own THEN {_MATCHED_BY['conversion_id']}
+                         WHEN e.lead_row IS NOT NULL THEN {_MATCHED_BY['external_id']} END AS UTINYINT) AS matched_by,
+               -- wrong_webhook reports the other webhook's lead
+               CASE WHEN own THEN c_lead_id ELSE coalesce(e.lead_id, c_lead_id) END AS lead_id,
+               NOT own AND e.lead_row IS NULL AND c_row IS NOT NULL AS other_webhook,
+               CASE WHEN own THEN c_created_us ELSE e.created_us END AS created_us,
+               CASE WHEN own THEN c_deadline_us ELSE e.deadline_us END AS deadline_us
+        FROM replay_by_conversion c LEFT JOIN replay_by_external e ON e.seq = c.seq
+    );
 
     -- Everything the outcome tables need to know of a lead's callbacks, in one pass. The wait finishes
     -- at the first callback that could finish it (the online matcher's only state); that callback is
     -- the lead's `matched` one, so its received_at is the least us among those that could.
     CREATE OR REPLACE TEMP TABLE replay_lead_calls AS
     SELECT lead_row,
-           min(CAST(us AS HUGEINT) * 1099511627776 + seq) FILTER (could_finish) AS finish_ord,
+           min(ord) FILTER (could_finish) AS finish_ord,
            min(us) FILTER (could_finish) AS finished_us,
            count(*) FILTER (us <= {end}) AS callbacks,
            -- us >= created_us is wait_s >= 0
            min(us) FILTER (us >= created_us AND us <= {end}) AS first_us
-    FROM (SELECT lead_row, us, seq, created_us,
-                 us >= created_us AND (deadline_us IS NULL OR us <= deadline_us) AND NOT is_interim AS could_finish
+    FROM (SELECT lead_row, us, ord, created_us, NOT is_early AND NOT is_late AND NOT is_interim AS could_finish
           FROM replay_resolved WHERE lead_row IS NOT NULL)
     GROUP BY lead_row;
 
     -- Stored: what is not a function of the other columns (narrow rows spill less on large inputs).
     CREATE OR REPLACE TABLE callback_outcome_rows AS
-    WITH flagged AS (
-        SELECT *, us < created_us AS is_early, deadline_us IS NOT NULL AND us > deadline_us AS is_late
-        FROM replay_resolved
-    )
     SELECT r.seq, r.request_id, r.us, r.webhook_id, r.token, r.conversion_id, r.external_id, r.advertiser_id,
            r.matched_by, r.lead_id,
-           CASE
+           CAST(CASE
                WHEN r.webhook_id IS NULL THEN {_OUTCOME['unknown_token']}
                WHEN r.conversion_id IS NULL AND r.external_id IS NULL THEN {_OUTCOME['no_identifiers']}
                WHEN r.other_webhook THEN {_OUTCOME['wrong_webhook']}
                WHEN r.lead_row IS NULL THEN {_OUTCOME['not_found']}
                WHEN r.is_early THEN {_OUTCOME['early']}
-               -- (us, seq) is the judging order: (received_at, input order)
-               WHEN CAST(r.us AS HUGEINT) * 1099511627776 + r.seq > f.finish_ord THEN {_OUTCOME['duplicate']}
+               WHEN r.ord > f.finish_ord THEN {_OUTCOME['duplicate']}
                WHEN r.is_late THEN {_OUTCOME['late']}
                WHEN r.is_interim THEN {_OUTCOME['interim']}
                ELSE {_OUTCOME['matched']}
-           END AS outcome,
+           END AS UTINYINT) AS outcome,
            CASE WHEN r.lead_row IS NOT NULL THEN (r.us - r.created_us) / 1e6 END AS wait_s,
            r.recorded_status, r.lead_row, r.is_interim,
-           CASE r.body_kind {_BODY_KIND_WHENS} END AS body_kind
-    FROM flagged r LEFT JOIN replay_lead_calls f ON f.lead_row = r.lead_row;
+           CAST(CASE r.body_kind {_BODY_KIND_WHENS} END AS UTINYINT) AS body_kind
+    FROM replay_resolved r LEFT JOIN replay_lead_calls f ON f.lead_row = r.lead_row;
 
     DROP VIEW replay_resolved; DROP TABLE replay_by_external; DROP TABLE replay_by_conversion;
     """ + _CALLBACK_OUTCOMES_VIEW.format(not_found=not_found)
 
 
-#: ``callback_outcome_rows`` stores the outcome, ``matched_by`` and ``body_kind`` as numbers (from 1):
-#: one byte instead of sixteen each.
+#: ``ord``, the judging order (received_at, input order) as one sortable key: seq (a line, entry
+#: or row number) is far below 2^40.
+_ORD = "CAST(us AS HUGEINT) * 1099511627776 + seq"
+
+#: ``callback_outcome_rows`` stores the outcome, ``matched_by`` and ``body_kind`` as numbers (from 1,
+#: UTINYINT): one byte instead of sixteen each.
 _OUTCOME = {outcome.value: code for code, outcome in enumerate(Outcome, 1)}
 _MATCHED_BY = {by.value: code for code, by in enumerate(MatchedBy, 1)}
 _BODY_KIND = {kind.value: code for code, kind in enumerate(BodyKind, 1)}
@@ -256,11 +257,10 @@ def _names(codes: dict[str, int]) -> str:
     return "[" + ", ".join(quote_literal(name) for name in codes) + "]"
 
 
-#: The documented ``callback_outcomes`` over the stored rows. ``ord``, the judging order
-#: (received_at, input order) as one sortable key: seq (a line, entry or row number) is far below 2^40.
+#: The documented ``callback_outcomes`` over the stored rows.
 _CALLBACK_OUTCOMES_VIEW = f"""
     CREATE OR REPLACE VIEW callback_outcomes AS
-    SELECT CAST(us AS HUGEINT) * 1099511627776 + seq AS ord, seq, request_id, make_timestamptz(us) AS received_at,
+    SELECT {_ORD} AS ord, seq, request_id, make_timestamptz(us) AS received_at,
            webhook_id, token, conversion_id, external_id, advertiser_id,
            {_names(_MATCHED_BY)}[matched_by] AS matched_by, lead_id, {_names(_OUTCOME)}[outcome] AS outcome,
            CASE WHEN outcome IN ({_OUTCOME['matched']}, {_OUTCOME['interim']}) THEN 200 ELSE 404 END AS status_code,
@@ -278,11 +278,11 @@ _STATE = {state.value: code for code, state in enumerate(LeadState, 1)}
 _LEADS_SQL = f"""
     CREATE OR REPLACE TABLE lead_outcome_rows AS
     SELECT l."row", l.lead_id, l.webhook_id, l.created_us,
-           CASE
+           CAST(CASE
                WHEN p.finished_us <= {{end}} THEN {_STATE['received']}
                WHEN l.deadline_us IS NOT NULL AND {{end}} > l.deadline_us THEN {_STATE['timed_out']}
                ELSE {_STATE['waiting']}
-           END AS state,
+           END AS UTINYINT) AS state,
            CASE WHEN p.finished_us <= {{end}} THEN p.finished_us END AS finished_us,
            coalesce(p.callbacks, 0) AS callbacks, p.first_us, l.conversion_id, l.deadline_us
     FROM replay_leads l LEFT JOIN replay_lead_calls p ON p.lead_row = l."row";
