@@ -150,7 +150,8 @@ def _profile(timed: TimedConnection, dataset: Path, out: Path) -> dict[str, Any]
     result = _phase(timed, "replay", replay_module.replay)(timed, loaded.webhooks, release_inputs=True)
     out.mkdir(parents=True, exist_ok=True)
     export = _phase(timed, "export", cli._export)
-    export(timed, f"SELECT {', '.join(replay_module.CALLBACK_COLUMNS)} FROM callback_outcomes ORDER BY ord",
+    export(timed, f"SELECT {', '.join(replay_module.CALLBACK_COLUMNS)} FROM callback_outcomes "
+           f"ORDER BY {replay_module.CALLBACK_ORDER}",
            out / "callback_outcomes.parquet", "parquet")
     export(timed, f"SELECT {', '.join(replay_module.LEAD_COLUMNS)} FROM lead_outcomes ORDER BY \"row\"",
            out / "lead_outcomes.parquet", "parquet")

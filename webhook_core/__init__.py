@@ -29,7 +29,7 @@ from webhook_core.matching import (
     WaitingWebhook,
 )
 from webhook_core.online import callbacks_from_table, matcher_from_tables
-from webhook_core.replay import CALLBACK_COLUMNS, LEAD_COLUMNS, ReplayResult, replay
+from webhook_core.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, ReplayResult, replay
 from webhook_core.requests import CapturedRequest
 from webhook_core.settings import PairingRule, WebhookSettings, WebhookVersions, load_webhooks, parse_webhooks
 
@@ -37,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CALLBACK_COLUMNS",
+    "CALLBACK_ORDER",
     "LEAD_COLUMNS",
     "NOT_FOUND_BODY",
     "BodyKind",

@@ -28,7 +28,7 @@ from webhook_core.loading import Dataset, ProgressCallback, connect, load_datase
 from webhook_core.matching import Outcome
 from webhook_core.pairing import discover_locations, near_misses, pairing_validation
 from webhook_core.rates import disagreements, rates
-from webhook_core.replay import CALLBACK_COLUMNS, LEAD_COLUMNS, replay
+from webhook_core.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, replay
 from webhook_core.settings import load_webhooks, parse_timestamp
 from webhook_core.survival import CURVE_COLUMNS, capture_curve, wait_summary
 from webhook_core.timeline import lead_timeline
@@ -154,7 +154,7 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, parquet_versi
         out_dir.mkdir(parents=True, exist_ok=True)
         version = int(parquet_version)
         written = [
-            _export(con, f"SELECT {', '.join(CALLBACK_COLUMNS)} FROM callback_outcomes ORDER BY ord",
+            _export(con, f"SELECT {', '.join(CALLBACK_COLUMNS)} FROM callback_outcomes ORDER BY {CALLBACK_ORDER}",
                     out_dir / f"callback_outcomes.{file_format}", file_format, version),
             _export(con, f"SELECT {', '.join(LEAD_COLUMNS)} FROM lead_outcomes ORDER BY \"row\"",
                     out_dir / f"lead_outcomes.{file_format}", file_format, version),
