@@ -111,7 +111,7 @@ def keys_sql(webhooks: WebhookVersions, source: str, passthrough: Sequence[str] 
                 {_list_at([v.advertiser_id for v in webhooks.versions], "VARCHAR")} AS version_advertiser
             FROM (
                 SELECT *, {_version_case(webhooks)} AS version_no
-                FROM (SELECT *, wa_base_token_of(base, split_part(base, '/', -1)) AS token
+                FROM (SELECT *, wa_base_token(base) AS token
                       FROM (SELECT seq, request_id, epoch_us(received_at) AS us, recorded_status, headers, body,
                                    split_part(split_part(url, '#', 1), '?', 1) AS base,
                                    wa_query(url) AS query{extra}

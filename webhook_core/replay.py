@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 
 import duckdb
 import pandas as pd
@@ -249,9 +250,14 @@ _ORD = "CAST(us AS HUGEINT) * 1099511627776 + seq"
 
 #: ``callback_outcome_rows`` stores the outcome, ``matched_by`` and ``body_kind`` as numbers (from 1,
 #: UTINYINT): one byte instead of sixteen each.
-_OUTCOME = {outcome.value: code for code, outcome in enumerate(Outcome, 1)}
-_MATCHED_BY = {by.value: code for code, by in enumerate(MatchedBy, 1)}
-_BODY_KIND = {kind.value: code for code, kind in enumerate(BodyKind, 1)}
+def _codes(names: type[Enum]) -> dict[str, int]:
+    """Each member's value and its code: its position in the enum, from 1."""
+    return {member.value: code for code, member in enumerate(names, 1)}
+
+
+_OUTCOME = _codes(Outcome)
+_MATCHED_BY = _codes(MatchedBy)
+_BODY_KIND = _codes(BodyKind)
 _BODY_KIND_WHENS = " ".join(f"WHEN {quote_literal(kind)} THEN {code}" for kind, code in _BODY_KIND.items())
 
 
@@ -274,7 +280,7 @@ _CALLBACK_OUTCOMES_VIEW = f"""
 """
 
 
-_STATE = {state.value: code for code, state in enumerate(LeadState, 1)}
+_STATE = _codes(LeadState)
 
 #: ``lead_outcome_rows`` (the state as a one-byte code, times in epoch microseconds) and the
 #: documented ``lead_outcomes`` over it; ``{end}`` is the observation end, SQL in epoch microseconds.
