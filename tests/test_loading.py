@@ -1232,9 +1232,10 @@ def test_200k_callbacks_across_chunk_boundaries(con: duckdb.DuckDBPyConnection, 
                                                 small_chunks: list[int], monkeypatch: pytest.MonkeyPatch,
                                                 reader: str) -> None:
     """~200k JSONL callbacks, with two blank lines among them, read in many chunks by the line reader, or
-    by DuckDB's parallel readers: bad lines far into the file keep exact line numbers either way. (Bytes
-    that are not UTF-8 and a CRLF line among LF lines are for the line reader alone: DuckDB's CSV
-    reader refuses such a file, and the line reader takes it.)"""
+    by DuckDB's parallel readers: bad lines far into the file keep exact line numbers either way (a line
+    that is not UTF-8 too, which the parallel read steps over and reads again). (A CRLF line among LF
+    lines is for the line reader alone: DuckDB's CSV reader refuses such a file, and the line reader
+    takes it.)"""
     planted: dict[int, tuple[bytes, str, str]] = {
         1: (b"{oops", "{oops", "not valid JSON"),
         65_537: (b'{"url":"/webhooks/wh-a"}', '{"url":"/webhooks/wh-a"}', "missing received_at"),
@@ -1242,12 +1243,12 @@ def test_200k_callbacks_across_chunk_boundaries(con: duckdb.DuckDBPyConnection, 
                   "bad received_at: not an ISO 8601 timestamp"),
         199_999: (b"[]", "[]", "not a JSON object"),
     }
+    planted[123_457] = (b'{"received_at":"2026-11-20T10:00:00Z","url":"/\xff"}',
+                        '{"received_at":"2026-11-20T10:00:00Z","url":"/\\xff"}', "not valid UTF-8")
+    planted = dict(sorted(planted.items()))
     crlf: set[int] = set()
     if reader == "line-reader":
         monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
-        planted[123_457] = (b'{"received_at":"2026-11-20T10:00:00Z","url":"/\xff"}',
-                            '{"received_at":"2026-11-20T10:00:00Z","url":"/\\xff"}', "not valid UTF-8")
-        planted = dict(sorted(planted.items()))
         crlf = {180_000}
     total = 200_000
     blank = {100_000, 170_001}
@@ -1301,22 +1302,27 @@ def test_200k_callbacks_across_chunk_boundaries(con: duckdb.DuckDBPyConnection, 
 def test_a_large_jsonl_file_read_in_parallel_keeps_every_line_number(
         con: duckdb.DuckDBPyConnection, tmp_path: Path, full_passes: list[str]) -> None:
     """Matching's input order is the JSONL line (seq). In a file large enough for DuckDB to read its
-    parts on several threads (~100 MB) every row keeps its own line number. (DuckDB's JSON reader gave
-    the rows of such a file out of order; its CSV reader, which the fast path uses, keeps the order.)"""
+    parts on several threads (~100 MB) every row keeps its own line number, also after the lines
+    DuckDB's CSV reader cannot read (bytes that are not UTF-8) and steps over. (DuckDB's
+    JSON reader gave the rows of such a file out of order; its CSV reader, which the fast path uses,
+    keeps the order.)"""
     total = 1_000_000
-    data = b"".join(b'{"received_at":"2026-11-20T10:00:00Z","url":"/webhooks/wh-a?pcid=C%d","body":"%s"}\n'
-                    % (n, b"x" * (n % 23)) for n in range(1, total + 1))
+    unreadable = {n: b'{"url":"/\xff"}' if n % 2 else b"\xfe" for n in range(7, total, 99_991)}
+    data = b"".join(unreadable.get(n, b'{"received_at":"2026-11-20T10:00:00Z","url":"/webhooks/wh-a?pcid=C%d",'
+                                      b'"body":"%s"}' % (n, b"x" * (n % 23))) + b"\n" for n in range(1, total + 1))
     load_dataset(con, make_dataset(tmp_path / "ds", callbacks=data))
-    assert "iter_line_chunks" not in full_passes  # the parallel path, not the line reader
+    assert "callbacks.jsonl" not in full_passes  # the parallel path, not the line reader
     assert con.execute(
         "SELECT count(*), count(*) FILTER (url <> '/webhooks/wh-a?pcid=C' || seq) FROM callbacks"
-    ).fetchone() == (total, 0)
+    ).fetchone() == (total - len(unreadable), 0)
+    assert reasons(con) == [(n, "not valid UTF-8") for n in unreadable]
     keys_con = connect()
     try:  # and so does every row loaded as keys only, its conversion ID read from that URL
         load_dataset(keys_con, make_dataset(tmp_path / "ds", callbacks=data), keep_requests=False)
         assert keys_con.execute(
             "SELECT count(*), count(*) FILTER (conversion_id IS DISTINCT FROM 'C' || seq) FROM callback_keys"
-        ).fetchone() == (total, 0)
+        ).fetchone() == (total - len(unreadable), 0)
+        assert reasons(keys_con) == reasons(con)
     finally:
         keys_con.close()
 
@@ -1393,27 +1399,93 @@ def test_fast_paths_give_exactly_the_line_readers_tables(con: duckdb.DuckDBPyCon
         ("callbacks.jsonl", 3, '{"url":"/x"}', "missing received_at")]
     assert ("dispatches.csv", 3, csv_line(drow(2, conversion_id="")), "missing conversion_id") in quarantine(con)
 
-    monkeypatch.setattr(loading, "count_lines", lambda path, **kwargs: -1)  # lines never line up with records
+    # Lines never line up with records:
+    monkeypatch.setattr(loading, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
     load_dataset(con, folder)
     assert sorted(set(full_passes)) == ["callbacks.jsonl", "dispatches.csv"]
     assert _all_tables(con) == fast
     assert_reconciles(con)
 
 
-@pytest.mark.parametrize("odd_line", [
-    pytest.param(b'{"received_at":"2026-11-20T10:00:01Z","url":"/\xfe"}', id="not-utf8"),
-    pytest.param(b'{"received_at":"2026-11-20T10:00:01Z","url":"/a\rb"}', id="lone-cr"),
-    pytest.param(b'{"received_at":"2026-11-20T10:00:01Z","url":"/a\x01b"}', id="control-character"),
+#: A line DuckDB's CSV reader cannot read: valid JSON, a callback, longer than the parallel read takes.
+LONG_LINE = compact(crow(2, body="x" * loading._MAX_LINE_BYTES))
+
+
+@pytest.mark.parametrize(("lines", "loaded", "bad"), [
+    pytest.param([crow(1), b'{"received_at":"2026-11-20T10:00:01Z","url":"/\xfe"}', crow(3)],
+                 [1, 3], [(2, "not valid UTF-8")], id="not-utf8"),
+    pytest.param([crow(1), LONG_LINE, crow(3)], [1, 2, 3], [], id="longer-than-the-csv-reader-takes"),
+    pytest.param([b"\xff", "", crow(2), "{oops", b"\xfe\x7f", "  ", LONG_LINE, b"\xff", crow(9), b"\xff"],
+                 [3, 7, 9], [(1, "not valid UTF-8"), (4, "not valid JSON"), (5, "not valid UTF-8"),
+                             (8, "not valid UTF-8"), (10, "not valid UTF-8")], id="among-blank-and-bad-lines"),
+    pytest.param([crow(n, received_at=T0) if n % 3 else b"\xff" for n in range(1, 301)],
+                 [n for n in range(1, 301) if n % 3],
+                 [(n, "not valid UTF-8") for n in range(3, 301, 3)], id="a-hundred"),
 ])
-def test_lines_duckdbs_csv_reader_cannot_split_go_to_the_line_reader(
-        con: duckdb.DuckDBPyConnection, tmp_path: Path, full_passes: list[str], odd_line: bytes) -> None:
-    """Q1, Q2: a JSONL file with a line DuckDB's CSV reader would not give as written is read by the line
-    reader instead, and every line keeps its number."""
+def test_lines_duckdbs_csv_reader_cannot_read_are_read_again_by_number(
+        con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full_passes: list[str],
+        lines: list[Any], loaded: list[int], bad: list[tuple[int, str]]) -> None:
+    """Q1, Q2, Q4: a line DuckDB's CSV reader cannot read (bytes that are not UTF-8, a very long line)
+    is left out of the parallel read, read again by its number and judged as the line reader
+    judges it; the rows after it keep their numbers, and the tables are the line reader's."""
+    folder = make_dataset(tmp_path / "ds", callbacks=jsonl(*lines))
+    load_dataset(con, folder)
+    assert "callbacks.jsonl" not in full_passes
+    assert column(con, "SELECT seq FROM callbacks ORDER BY seq") == loaded
+    assert column(con, "SELECT request_id FROM callbacks ORDER BY seq") == [str(n) for n in loaded]
+    assert reasons(con) == bad
+    assert_reconciles(con)
+    fast = _all_tables(con)
+    monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
+    load_dataset(con, folder)
+    assert _all_tables(con) == fast
+
+
+@pytest.mark.parametrize(("odd_line", "reason"), [
+    pytest.param(b'{"received_at":"2026-11-20T10:00:01Z","url":"/a\rb"}', "not valid JSON", id="lone-cr"),
+    pytest.param(b'{"received_at":"2026-11-20T10:00:01Z","url":"/a\x01b"}', "not valid JSON",
+                 id="control-character"),
+    pytest.param(b'{"received_at":"2026-11-20T10:00:01Z","url":"/a"}\x01', "not valid JSON",
+                 id="control-character-ending-a-line"),
+    pytest.param(b"\x01\x01", "not valid JSON", id="control-characters-alone"),
+])
+def test_lines_duckdbs_csv_reader_would_misread_send_the_file_to_the_line_reader(
+        con: duckdb.DuckDBPyConnection, tmp_path: Path, full_passes: list[str], odd_line: bytes,
+        reason: str) -> None:
+    """Q1, Q2, Q4: DuckDB's CSV reader splits lines at a lone CR, and drops its delimiter (chr(1)) and
+    an empty text after it at the end of a line, which would load a line that is not JSON, or
+    lose one: such a file is read by the line reader, and every line keeps its number."""
     folder = make_dataset(tmp_path / "ds", callbacks=jsonl(crow(1), odd_line, crow(3)))
     load_dataset(con, folder)
     assert "callbacks.jsonl" in full_passes
     assert con.execute("SELECT seq, request_id FROM callbacks ORDER BY seq").fetchall() == [(1, "1"), (3, "3")]
-    assert [row[1] for row in quarantine(con)] == [2]
+    assert reasons(con) == [(2, reason)]
+    assert_reconciles(con)
+
+
+@pytest.mark.parametrize("why", ["too-many-unreadable-lines", "reader-names-a-readable-line"])
+def test_the_line_reader_takes_a_file_whose_unreadable_lines_cannot_be_stepped_over(
+        con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full_passes: list[str],
+        why: str) -> None:
+    """Q1: past ``_MOST_UNREADABLE`` unreadable lines, or when a line DuckDB names as unreadable reads
+    well (its line numbers would be wrong), the parallel read is dropped and the line reader loads the
+    file from the start: nothing twice, nothing lost."""
+    folder = make_dataset(tmp_path / "ds", callbacks=jsonl(crow(1), b"\xff", crow(3), b"\xfe", crow(5)))
+    if why == "too-many-unreadable-lines":
+        monkeypatch.setattr(loading, "_MOST_UNREADABLE", 1)
+    else:
+        pick_lines = loading.pick_lines
+
+        def neighbours(path: Path, numbers: list[int]) -> pa.Table:
+            """Each line's next line in its place: as if DuckDB had named the wrong lines, which read well."""
+            picked = pick_lines(path, [n + 1 for n in numbers])
+            return picked.set_column(0, "line", pa.array([n - 1 for n in picked.column("line").to_pylist()]))
+
+        monkeypatch.setattr(loading, "pick_lines", neighbours)
+    load_dataset(con, folder)
+    assert "callbacks.jsonl" in full_passes
+    assert column(con, "SELECT seq FROM callbacks ORDER BY seq") == [1, 3, 5]
+    assert reasons(con) == [(2, "not valid UTF-8"), (4, "not valid UTF-8")]
     assert_reconciles(con)
 
 
@@ -1469,6 +1541,28 @@ def test_count_lines_agrees_with_the_line_reader(tmp_path: Path) -> None:
         assert linereader.count_lines(path) == sum(t.num_rows for t in linereader.iter_line_chunks(path)), data[:20]
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 3, 16, 49, 1 << 20])
+@pytest.mark.parametrize("data", [READER_INPUT, READER_INPUT + b"\n", b"\n\n\xff\n", b"", b"only"],
+                         ids=["reader-input", "final-newline", "blank-and-bad", "empty", "one-line"])
+def test_pick_lines_gives_the_line_readers_lines_at_any_chunk_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, data: bytes) -> None:
+    """Q1: a line read back by number for the quarantine is the line the chunked line reader gives."""
+    path = tmp_path / "lines.bin"
+    path.write_bytes(data)
+    whole = pa.concat_tables(linereader.iter_line_chunks(path)) if data else None
+    monkeypatch.setattr(linereader, "CHUNK_BYTES", chunk_bytes)
+    total = whole.num_rows if whole is not None else 0
+    for numbers in ([], [1], [total], list(range(1, total + 1)), [0, 2, total + 1, 2, total]):
+        picked = linereader.pick_lines(path, numbers)
+        expected = sorted({n for n in numbers if 1 <= n <= total})
+        assert picked.column("line").to_pylist() == expected
+        if whole is not None:
+            rows = {line: (raw, utf8) for line, raw, utf8 in zip(*(whole.column(c).to_pylist()
+                                                                   for c in ("line", "raw", "utf8")), strict=True)}
+            assert list(zip(picked.column("raw").to_pylist(), picked.column("utf8").to_pylist(), strict=True)) \
+                == [rows[n] for n in expected]
+
+
 def test_pick_lines_reads_lines_by_number(tmp_path: Path) -> None:
     path = tmp_path / "lines.bin"
     path.write_bytes(READER_INPUT)
@@ -1516,7 +1610,7 @@ def test_blank_lines_at_the_end_keep_the_fast_paths(con: duckdb.DuckDBPyConnecti
     load_dataset(con, folder)
     fast = _all_tables(con)
     assert full_passes == []
-    monkeypatch.setattr(loading, "count_lines", lambda path, **kwargs: -1)
+    monkeypatch.setattr(loading, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
     load_dataset(con, folder)
     assert sorted(set(full_passes)) == ["callbacks.jsonl", "dispatches.csv"]
     assert _all_tables(con) == fast
@@ -1569,7 +1663,7 @@ def test_blank_lines_inside_a_csv_keep_its_fast_path(con: duckdb.DuckDBPyConnect
     assert full_passes == []
     assert column(con, 'SELECT "row" FROM dispatches ORDER BY "row"') == [3, 12]
     assert ("dispatches.csv", 6, rows[1], "missing conversion_id") in quarantine(con)
-    monkeypatch.setattr(loading, "count_lines", lambda path, **kwargs: -1)
+    monkeypatch.setattr(loading, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
     load_dataset(con, folder)
     assert "dispatches.csv" in full_passes
     assert _all_tables(con) == fast

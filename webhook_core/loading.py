@@ -52,7 +52,7 @@ from webhook_core.exceptions import DatasetError, MissingFileError
 from webhook_core.keys import keys_fingerprint, keys_sql
 from webhook_core.linereader import (
     blank_line_numbers,
-    count_lines,
+    count_lines_finding,
     iter_line_chunks,
     pick_lines,
 )
@@ -321,7 +321,7 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
             raise DatasetError(f"DuckDB's CSV reader cannot read it ({str(exc).splitlines()[0]}); "
                                "check that every line ends the same way (LF or CRLF) and quotes are balanced",
                                path=str(path)) from exc
-        lines = counting.result()
+        lines, _ = counting.result()
     # DuckDB lists a row once per bad column: one record, one quarantine row.
     con.execute("""
         CREATE OR REPLACE TEMP TABLE csv_rejects AS
@@ -336,7 +336,7 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
         # for the rows that end up quarantined (_finish_dispatches).
         after_header = [line - header_line for line in blanks if line > header_line]
         con.execute("DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans; DROP TABLE csv_rejects")
-        return f"""(SELECT {header_line} + rowid + 1 + {_blank_lines_before_row(after_header)} AS line,
+        return f"""(SELECT {header_line} + rowid + 1 + {_skipped_lines_before_row(after_header)} AS line,
                            NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, lead_id, conversion_id,
                            advertiser_id, external_id, webhook_id, created_at_text
                     FROM csv_rows)"""
@@ -663,18 +663,23 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     and, on several threads, not the file's order either. A join would lose the order too:
     DuckDB runs a long ``IN (…)`` list as one, so the judging SQL has none.)
 
-    Where the CSV reader would not give every line as the line reader does (a lone CR, a
-    control character, bytes that are not UTF-8, a line longer than its buffer) it stops with
-    an error or gives a row count that is not the line count, and the line reader takes the
-    file. Lines to quarantine, and lines opening with a byte-order mark (only the file's first
-    may, and only the line reader knows which is first), are read again from the file by
-    number and judged like the line reader's (raw text as written).
+    A line the CSV reader cannot read (bytes that are not UTF-8, more than ``_MAX_LINE_BYTES``)
+    it leaves out and names in its rejects table, by number: the rows after it are numbered past
+    it, and it is read again from the file and judged like the line reader's lines. Where the CSV
+    reader would not give the lines as the line reader does (a lone CR, a CRLF line among LF
+    lines) it stops with an error or gives a count that is not the line count, and the line
+    reader takes the file. So it does when more than ``_MOST_UNREADABLE`` lines are unreadable,
+    and when the file holds the delimiter: the CSV reader drops it, and what it ends, unseen at
+    the end of a line. Lines to quarantine, and lines opening with a byte-order mark (only the
+    file's first may, and only the line reader knows which is first), are read again from the
+    file by number and judged like the line reader's (raw text as written).
     """
     size = path.stat().st_size
     if progress is not None:
         progress(path.name, 0, size)
-    lines = (f"read_csv({_path_literal(path)}, columns = {{'raw': 'VARCHAR'}}, delim = chr(1), quote = '', "
-             f"escape = '', header = false, auto_detect = false)")
+    lines = (f"read_csv({_path_literal(path)}, columns = {{'raw': 'VARCHAR'}}, delim = chr({ord(_DELIMITER)}), "
+             f"quote = '', escape = '', header = false, auto_detect = false, max_line_size = {_MAX_LINE_BYTES}, "
+             f"store_rejects = true, rejects_table = '{_REJECTS}', rejects_scan = '{_REJECTS}_scans')")
     blank = "regexp_full_match(coalesce(raw, ''), '[ \t]*')"
     # No line numbers yet: a line opening with a byte-order mark is left to the line reader (see above).
     reader = (f"(SELECT NULL::BIGINT AS line, raw, CASE WHEN {blank} THEN {_BLANK_LINE} END AS parse_error, "
@@ -685,7 +690,8 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     report = None if progress is None else (lambda percent: progress(path.name, int(size * percent / 100), size))
     (preserve,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() or (True,)
     con.execute("SET preserve_insertion_order = true")
-    with _counting_lines(path) as counting:
+    unreadable: list[int] = []
+    with _counting_lines(path, find=_DELIMITER) as counting:
         try:
             # Only a row to quarantine keeps its text (read again from the file below, as written).
             judged = f"SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source=reader)})"
@@ -693,28 +699,40 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
             _execute_reporting(con, f"CREATE OR REPLACE TABLE {target.table} AS {target.select(rows, ('reason',))}",
                                report)
             counted = con.execute(f"SELECT count(*) FROM {target.table}").fetchone()
+            # (DuckDB names a line once per error in it.)
+            unreadable = [line for (line,) in con.execute(
+                f"SELECT DISTINCT line FROM {_REJECTS} ORDER BY line").fetchall()]
         except duckdb.Error:  # see above: the line reader copes
             counted = None
         finally:
             con.execute(f"SET preserve_insertion_order = {bool(preserve)}")
+            con.execute(f"DROP TABLE IF EXISTS {_REJECTS}; DROP TABLE IF EXISTS {_REJECTS}_scans")
     try:
-        line_count: int | None = counting.result()
+        line_count, holds_delimiter = counting.result()
     except OSError:  # then the line reader reports the file
-        line_count = None
-    if counted is None or line_count is None or counted[0] != line_count:
-        con.execute(f"DROP TABLE IF EXISTS {target.table}")
-        con.execute(_CREATE_CALLBACKS)
-        return False
-    con.execute(f"UPDATE {target.table} SET seq = rowid + 1")
+        return _give_up_parallel_read(con, target)
+    if (counted is None or holds_delimiter or counted[0] + len(unreadable) != line_count
+            or len(unreadable) > _MOST_UNREADABLE):
+        return _give_up_parallel_read(con, target)
+    con.execute(f"UPDATE {target.table} SET seq = rowid + 1 + {_skipped_lines_before_row(unreadable)}")
     con.execute(f"UPDATE {target.table} SET request_id = CAST(seq AS VARCHAR) "
                 "WHERE request_id IS NULL AND reason IS NULL")
     rejected = [number for (number,) in con.execute(
         f"SELECT seq FROM {target.table} WHERE reason IS NOT NULL AND reason <> {_BLANK_LINE} ORDER BY seq"
     ).fetchall()]
+    if rejected or unreadable:
+        con.register("chunk", pick_lines(path, rejected + unreadable))
+        # A line the CSV reader named is one it could not read; if not, its numbers cannot be trusted.
+        [(misnamed,)] = con.execute(f"""
+            SELECT count(*) FROM chunk
+            WHERE line IN (SELECT unnest(?)) AND utf8 AND strlen(raw) < {_MAX_LINE_BYTES} - 1
+        """, [unreadable]).fetchall()
+        if misnamed:
+            con.unregister("chunk")
+            return _give_up_parallel_read(con, target)
     con.execute(f"DELETE FROM {target.table} WHERE reason IS NOT NULL")
     con.execute(f"ALTER TABLE {target.table} DROP COLUMN reason")
-    if rejected:
-        con.register("chunk", pick_lines(path, rejected))
+    if rejected or unreadable:
         con.execute(_STAGE_LINES)
         con.unregister("chunk")
         _flush_callbacks(con, source, target)
@@ -723,12 +741,31 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     return True
 
 
+#: The parallel JSONL read's column delimiter: a byte no valid JSON text holds.
+_DELIMITER = b"\x01"
+#: DuckDB's rejects table for the parallel JSONL read (a temporary table, dropped after the read).
+_REJECTS = "wa_jsonl_rejects"
+#: Longest line the parallel JSONL read takes; a longer one is read again by the line reader.
+_MAX_LINE_BYTES = 2 * 1024 * 1024
+#: Unreadable lines the parallel JSONL read steps over; with more, the line reader takes the file
+#: (the SQL numbering the rows past them grows with their count: 0.4 s at 4,096 on 10M rows).
+_MOST_UNREADABLE = 4096
+
+
+def _give_up_parallel_read(con: duckdb.DuckDBPyConnection, target: _CallbackTarget) -> bool:
+    """Drop what the parallel JSONL read wrote, for the line reader to start afresh."""
+    con.execute(f"DROP TABLE IF EXISTS {target.table}")
+    con.execute(_CREATE_CALLBACKS)
+    return False
+
+
 @contextlib.contextmanager
-def _counting_lines(path: Path) -> Iterator[concurrent.futures.Future[int]]:
-    """``path``'s line count, counted in a thread while the caller has DuckDB read the file: the
-    count is needed only after that, and DuckDB releases the GIL while it works."""
+def _counting_lines(path: Path, *, find: bytes = b"") -> Iterator[concurrent.futures.Future[tuple[int, bool]]]:
+    """``path``'s line count and whether it holds the byte ``find``, found in a thread while the
+    caller has DuckDB read the file: both are needed only after that, and DuckDB releases the GIL
+    while it works."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-audit-count") as pool:
-        yield pool.submit(count_lines, path)
+        yield pool.submit(count_lines_finding, path, find)
 
 
 def _blank_lines(path: Path, lines: int, accounted: int) -> list[int] | None:
@@ -744,16 +781,24 @@ def _blank_lines(path: Path, lines: int, accounted: int) -> list[int] | None:
     return blanks if blanks is not None and accounted == lines - len(blanks) else None
 
 
-def _blank_lines_before_row(blanks: list[int]) -> str:
-    """SQL: how many of the (ascending) blank line numbers come before row ``rowid`` (from 0).
+def _skipped_lines_before_row(skipped: list[int]) -> str:
+    """SQL: how many of the (ascending) line numbers ``skipped``, lines that gave no row, come
+    before row ``rowid`` (from 0).
 
-    The k-th blank line (from 1) has ``blanks[k-1] - k`` non-blank lines before it, so it
-    comes before row r exactly when that number is at most r.
+    The k-th skipped line (from 1) has ``skipped[k-1] - k`` rows before it, so it comes before
+    row r exactly when that number is at most r. The count is found by a binary search written
+    as nested ``CASE``s: a few comparisons a row, however many lines were skipped.
     """
-    if not blanks:
-        return "0"
-    branches = " ".join(f"WHEN rowid >= {line - k} THEN {k}" for k, line in reversed(list(enumerate(blanks, 1))))
-    return f"(CASE {branches} ELSE 0 END)"
+    rows_before = [line - k for k, line in enumerate(skipped, 1)]
+
+    def count_in(low: int, high: int) -> str:  # the count is known to be within [low, high]
+        if low == high:
+            return str(low)
+        middle = (low + high + 1) // 2
+        return (f"CASE WHEN rowid >= {rows_before[middle - 1]} THEN {count_in(middle, high)} "
+                f"ELSE {count_in(low, middle - 1)} END")
+
+    return f"({count_in(0, len(rows_before))})"
 
 
 def _execute_reporting(con: duckdb.DuckDBPyConnection, sql: str, report: Callable[[float], None] | None) -> None:

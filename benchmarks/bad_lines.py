@@ -1,0 +1,127 @@
+"""Benchmark: `webhook-audit replay` on a JSONL capture with lines DuckDB's CSV reader cannot read.
+
+    python benchmarks/bad_lines.py DATASET [--bad 200] [--long 2] [--repeat 2]
+                                   [--code NAME=PATH ...] [--workdir DIR] [--memory-limit 4GB]
+
+Real captures carry a few lines that are not UTF-8 (a body logged as Latin-1) or are very
+long (a large body). The loader's parallel JSONL read steps over such lines and reads them
+again by number; before, any one of them sent the whole file to the slower line reader.
+
+1. Copies DATASET (its ``callbacks.jsonl`` must be JSONL) to ``WORKDIR/bad-lines``, with ``--bad``
+   lines spread evenly through the callbacks given a byte that is not UTF-8 (Latin-1 ``é`` in a
+   key) and ``--long`` of them a 3 MB field instead (longer than the parallel read takes).
+2. Runs ``webhook-audit replay`` on the clean and the copied dataset, alternately, ``--repeat``
+   times, for each ``--code NAME=PATH`` (a checkout whose ``webhook_core`` is put first on
+   ``PYTHONPATH``; default: this checkout), each run its own subprocess: wall time and peak RSS.
+3. Checks every run's load report: the copy must quarantine exactly the non-UTF-8 lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LONG_FIELD = b'"padding":"' + b"P" * 3_000_000 + b'",'
+
+
+def make_copy(dataset: Path, folder: Path, bad: int, long: int) -> tuple[int, int]:
+    """The dataset with bad lines planted; returns (lines, lines that are not UTF-8)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for path in dataset.iterdir():
+        if path.name != "callbacks.jsonl" and path.is_file() and not path.name.startswith("."):
+            shutil.copy(path, folder / path.name)
+    source = dataset / "callbacks.jsonl"
+    with source.open("rb") as handle:
+        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 24), b""))
+    every = max(lines // max(bad, 1), 1)
+    not_utf8 = 0
+    with source.open("rb") as handle, (folder / "callbacks.jsonl").open("wb") as out:
+        for number, line in enumerate(handle, 1):
+            planted = number % every == every // 2 and (number // every) < bad
+            if planted and line.startswith(b"{"):
+                if (number // every) < long:
+                    line = b"{" + LONG_FIELD + line[1:]
+                else:
+                    line = line.replace(b'"received_at"', b'"received\xe9at"', 1)
+                    not_utf8 += 1
+            out.write(line)
+    return lines, not_utf8
+
+
+def run(code: Path, dataset: Path, out: Path, memory_limit: str, temp_dir: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) and the callbacks' load report line of one run."""
+    environment = {**os.environ, "PYTHONPATH": str(code)}
+    command = [sys.executable, "-m", "webhook_core.cli", "replay", str(dataset), "--out", str(out),
+               "--memory-limit", memory_limit, "--temp-dir", str(temp_dir)]
+    started = time.perf_counter()
+    # From the checkout itself: ``python -m`` puts the working directory first on the path.
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment, text=True,
+                             cwd=code)
+    output = child.stdout.read() if child.stdout is not None else ""
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{output[-2000:]}")
+    report = next((line for line in output.splitlines() if line.startswith("callbacks.jsonl:")), "?")
+    return wall, usage.ru_maxrss / 1024, report
+
+
+def imported_from(code: Path) -> str:
+    """Where ``webhook_core`` comes from when run as :func:`run` runs it (an editable install may win)."""
+    done = subprocess.run([sys.executable, "-c", "import webhook_core; print(webhook_core.__file__)"],
+                          env={**os.environ, "PYTHONPATH": str(code)}, cwd=code, capture_output=True, text=True,
+                          check=True)
+    return done.stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--bad", type=int, default=200, help="lines to plant (default 200)")
+    parser.add_argument("--long", type=int, default=2, help="of which this many are long, the rest not UTF-8")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--code", action="append", default=[], metavar="NAME=PATH",
+                        help="a checkout to time (repeatable; default: this one)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/webhook-audit-bad-lines"))
+    parser.add_argument("--memory-limit", default="4GB")
+    args = parser.parse_args()
+    codes = dict(entry.split("=", 1) for entry in args.code) or {"this": str(HERE.parent)}
+    for name, code in codes.items():
+        print(f"{name}: webhook_core from {imported_from(Path(code))}")
+
+    copy = args.workdir / "bad-lines"
+    started = time.perf_counter()
+    lines, not_utf8 = make_copy(args.dataset, copy, args.bad, args.long)
+    print(f"{copy}: {lines:,} lines, {not_utf8:,} not UTF-8, {min(args.long, args.bad)} long "
+          f"(written in {time.perf_counter() - started:.1f} s)", flush=True)
+    expected = f"read {lines:,} = loaded {lines - not_utf8:,} + quarantined {not_utf8:,}"
+
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for round_number in range(1, args.repeat + 1):
+        for name, code in codes.items():
+            for label, dataset in (("clean", args.dataset), ("bad lines", copy)):
+                wall, rss, report = run(Path(code), dataset, args.workdir / "out", args.memory_limit,
+                                        args.workdir / "spill")
+                if label == "bad lines" and not report.endswith(expected):
+                    raise SystemExit(f"{name}: {report!r}, expected {expected!r}")
+                results.setdefault((name, label), []).append((wall, rss))
+                print(f"round {round_number}  {name:<10} {label:<10} {wall:7.1f} s  {rss:7,.0f} MiB  "
+                      f"{re.sub(r'^callbacks.jsonl: ', '', report)}", flush=True)
+    print("\nwall s (each run)            peak RSS MiB")
+    for (name, label), runs in results.items():
+        walls = ", ".join(f"{wall:.1f}" for wall, _ in runs)
+        print(f"  {name:<10} {label:<10} {walls:<18} {max(rss for _, rss in runs):7,.0f}")
+    shutil.rmtree(args.workdir / "spill", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
