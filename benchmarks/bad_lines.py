@@ -1,19 +1,21 @@
-"""Benchmark: `webhook-audit replay` on a JSONL capture with lines DuckDB's CSV reader cannot read.
+"""Benchmark: `webhook-audit replay` on a capture with lines DuckDB's readers cannot read.
 
-    python benchmarks/bad_lines.py DATASET [--bad 200] [--long 2] [--repeat 2]
+    python benchmarks/bad_lines.py DATASET [--bad 200] [--long 2] [--malformed 20] [--repeat 2]
                                    [--code NAME=PATH ...] [--workdir DIR] [--memory-limit 4GB]
 
 Real captures carry a few lines that are not UTF-8 (a body logged as Latin-1) or are very
-long (a large body). The loader's parallel JSONL read steps over such lines and reads them
-again by number; before, any one of them sent the whole file to the slower line reader.
+long (a large body), and exports a few malformed CSV rows. The loader's parallel JSONL read
+steps over such lines and reads them again by number, and the CSV read numbers its records
+past the rows it rejected; before, any one of them sent the whole file to a slower reader.
 
 1. Copies DATASET (its ``callbacks.jsonl`` must be JSONL) to ``WORKDIR/bad-lines``, with ``--bad``
    lines spread evenly through the callbacks given a byte that is not UTF-8 (Latin-1 ``é`` in a
-   key) and ``--long`` of them a 3 MB field instead (longer than the parallel read takes).
+   key), ``--long`` of them a 3 MB field instead (longer than the parallel read takes), and, in a
+   ``dispatches.csv``, ``--malformed`` rows spread evenly given a seventh column.
 2. Runs ``webhook-audit replay`` on the clean and the copied dataset, alternately, ``--repeat``
    times, for each ``--code NAME=PATH`` (a checkout whose ``webhook_core`` is put first on
    ``PYTHONPATH``; default: this checkout), each run its own subprocess: wall time and peak RSS.
-3. Checks every run's load report: the copy must quarantine exactly the non-UTF-8 lines.
+3. Checks every run's load report: the copy must quarantine exactly the planted lines.
 """
 
 from __future__ import annotations
@@ -31,17 +33,38 @@ HERE = Path(__file__).resolve().parent
 LONG_FIELD = b'"padding":"' + b"P" * 3_000_000 + b'",'
 
 
-def make_copy(dataset: Path, folder: Path, bad: int, long: int) -> tuple[int, int]:
-    """The dataset with bad lines planted; returns (lines, lines that are not UTF-8)."""
+def count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 24), b""))
+
+
+def plant_malformed(source: Path, target: Path, malformed: int) -> int:
+    """``source`` (a CSV file) with ``malformed`` data rows given a seventh column; returns how many."""
+    every = max((count_lines(source) - 1) // max(malformed, 1), 1)
+    planted = 0
+    with source.open("rb") as handle, target.open("wb") as out:
+        out.write(handle.readline())
+        for number, line in enumerate(handle, 1):
+            if planted < malformed and number % every == every // 2:
+                line = line.rstrip(b"\r\n") + b",extra\n"
+                planted += 1
+            out.write(line)
+    return planted
+
+
+def make_copy(dataset: Path, folder: Path, bad: int, long: int, malformed: int) -> tuple[int, int, int]:
+    """The dataset with bad lines planted: (callback lines, of them not UTF-8, malformed CSV rows)."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    planted_rows = 0
     for path in dataset.iterdir():
-        if path.name != "callbacks.jsonl" and path.is_file() and not path.name.startswith("."):
+        if path.name == "dispatches.csv" and malformed:
+            planted_rows = plant_malformed(path, folder / path.name, malformed)
+        elif path.name != "callbacks.jsonl" and path.is_file() and not path.name.startswith("."):
             shutil.copy(path, folder / path.name)
     source = dataset / "callbacks.jsonl"
-    with source.open("rb") as handle:
-        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 24), b""))
+    lines = count_lines(source)
     every = max(lines // max(bad, 1), 1)
     not_utf8 = 0
     with source.open("rb") as handle, (folder / "callbacks.jsonl").open("wb") as out:
@@ -54,11 +77,11 @@ def make_copy(dataset: Path, folder: Path, bad: int, long: int) -> tuple[int, in
                     line = line.replace(b'"received_at"', b'"received\xe9at"', 1)
                     not_utf8 += 1
             out.write(line)
-    return lines, not_utf8
+    return lines, not_utf8, planted_rows
 
 
-def run(code: Path, dataset: Path, out: Path, memory_limit: str, temp_dir: Path) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) and the callbacks' load report line of one run."""
+def run(code: Path, dataset: Path, out: Path, memory_limit: str, temp_dir: Path) -> tuple[float, float, list[str]]:
+    """Wall seconds, peak RSS (MiB) and the load report lines of one run."""
     environment = {**os.environ, "PYTHONPATH": str(code)}
     command = [sys.executable, "-m", "webhook_core.cli", "replay", str(dataset), "--out", str(out),
                "--memory-limit", memory_limit, "--temp-dir", str(temp_dir)]
@@ -71,7 +94,7 @@ def run(code: Path, dataset: Path, out: Path, memory_limit: str, temp_dir: Path)
     wall = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{output[-2000:]}")
-    report = next((line for line in output.splitlines() if line.startswith("callbacks.jsonl:")), "?")
+    report = [line for line in output.splitlines() if re.match(r"(dispatches|callbacks)\.\w+: read ", line)]
     return wall, usage.ru_maxrss / 1024, report
 
 
@@ -86,8 +109,9 @@ def imported_from(code: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path)
-    parser.add_argument("--bad", type=int, default=200, help="lines to plant (default 200)")
+    parser.add_argument("--bad", type=int, default=200, help="callback lines to plant (default 200)")
     parser.add_argument("--long", type=int, default=2, help="of which this many are long, the rest not UTF-8")
+    parser.add_argument("--malformed", type=int, default=20, help="malformed rows to plant in dispatches.csv")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--code", action="append", default=[], metavar="NAME=PATH",
                         help="a checkout to time (repeatable; default: this one)")
@@ -100,10 +124,12 @@ def main() -> None:
 
     copy = args.workdir / "bad-lines"
     started = time.perf_counter()
-    lines, not_utf8 = make_copy(args.dataset, copy, args.bad, args.long)
-    print(f"{copy}: {lines:,} lines, {not_utf8:,} not UTF-8, {min(args.long, args.bad)} long "
-          f"(written in {time.perf_counter() - started:.1f} s)", flush=True)
-    expected = f"read {lines:,} = loaded {lines - not_utf8:,} + quarantined {not_utf8:,}"
+    lines, not_utf8, malformed = make_copy(args.dataset, copy, args.bad, args.long, args.malformed)
+    print(f"{copy}: {lines:,} callback lines, {not_utf8:,} not UTF-8, {min(args.long, args.bad)} long; "
+          f"{malformed:,} malformed CSV rows (written in {time.perf_counter() - started:.1f} s)", flush=True)
+    expected = [f"read {lines:,} = loaded {lines - not_utf8:,} + quarantined {not_utf8:,}"]
+    if malformed:
+        expected.append(f"+ quarantined {malformed:,}")
 
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for round_number in range(1, args.repeat + 1):
@@ -111,11 +137,12 @@ def main() -> None:
             for label, dataset in (("clean", args.dataset), ("bad lines", copy)):
                 wall, rss, report = run(Path(code), dataset, args.workdir / "out", args.memory_limit,
                                         args.workdir / "spill")
-                if label == "bad lines" and not report.endswith(expected):
-                    raise SystemExit(f"{name}: {report!r}, expected {expected!r}")
+                missing = [end for end in expected if not any(line.endswith(end) for line in report)]
+                if label == "bad lines" and missing:
+                    raise SystemExit(f"{name}: load report {report!r}; expected lines ending {missing!r}")
                 results.setdefault((name, label), []).append((wall, rss))
                 print(f"round {round_number}  {name:<10} {label:<10} {wall:7.1f} s  {rss:7,.0f} MiB  "
-                      f"{re.sub(r'^callbacks.jsonl: ', '', report)}", flush=True)
+                      f"{'; '.join(report)}", flush=True)
     print("\nwall s (each run)            peak RSS MiB")
     for (name, label), runs in results.items():
         walls = ", ".join(f"{wall:.1f}" for wall, _ in runs)

@@ -289,6 +289,18 @@ def test_malformed_csv_row_carries_duckdb_line_and_message(con: duckdb.DuckDBPyC
     assert report(con)["dispatches"] == ("dispatches.csv", 2, 1, 1)
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_malformed_csv_row_text_is_its_own_line(con: duckdb.DuckDBPyConnection, tmp_path: Path,
+                                                newline: str) -> None:
+    """Q5: a malformed row's raw text is its line as written, without the blank lines before it (or, in a
+    CRLF file, the LF that DuckDB's text of it opens with)."""
+    extra = csv_line(drow(3)) + ",surplus"
+    dispatches = "".join(line + newline for line in [DISPATCH_HEADER, csv_line(drow(2)), "", "", extra, "L4,C4"])
+    folder = make_dataset(tmp_path / "ds", dispatches=dispatches.encode(), dispatch_name="dispatches.csv")
+    load_dataset(con, folder)
+    assert [(line, raw) for _, line, raw, _ in quarantine(con)] == [(5, extra), (6, "L4,C4")]
+
+
 def test_csv_lines_after_a_malformed_row_stay_exact(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     """Q5: without quoted newlines or blank lines, CSV line numbers are the file's line numbers."""
     rows = csv_file(drow(2), csv_line(drow(3)) + ",surplus", drow(4), drow(5, conversion_id="C4"))
@@ -1650,6 +1662,31 @@ def test_csv_duckdb_cannot_read_is_one_line_naming_the_file(con: duckdb.DuckDBPy
         f"{folder / 'dispatches.csv'}: DuckDB's CSV reader cannot read it (Invalid Input Error: The CSV Parser "
         "state machine reached an invalid state.); check that every line ends the same way (LF or CRLF) and "
         "quotes are balanced")
+
+
+def test_malformed_csv_rows_keep_the_fast_path(con: duckdb.DuckDBPyConnection, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch, full_passes: list[str]) -> None:
+    """Q3, Q4, Q5: rows DuckDB's CSV reader rejects (too many or too few columns), among blank lines,
+    are quarantined at their lines, and the records after them keep theirs, without reading the file
+    again: the tables are the ones the slow path (every line read to line records up) gives."""
+    rows = [csv_line(row) for row in FAST_DISPATCH_ROWS]
+    dispatches = "\n".join([DISPATCH_HEADER, rows[0], csv_line(drow(11)) + ",extra", "", rows[1], "L12,C12",
+                            "", "", csv_line(drow(13)), *rows[2:]]).encode() + b"\n"
+    folder = make_dataset(tmp_path / "ds", dispatches=dispatches, dispatch_name="dispatches.csv")
+    load_dataset(con, folder)
+    fast = _all_tables(con)
+    assert full_passes == []
+    assert column(con, 'SELECT "row" FROM dispatches ORDER BY "row"') == [2, 9, 14]
+    assert reasons(con)[:3] == [
+        (3, "malformed CSV row: too many columns (Expected Number of Columns: 6 Found: 7)"),
+        (5, "missing conversion_id"),
+        (6, "malformed CSV row: missing columns (Expected Number of Columns: 6 Found: 2)")]
+    assert column(con, "SELECT lead_id FROM dispatches ORDER BY \"row\"") == ["L1", "L13", "L7"]
+    assert_reconciles(con)
+    monkeypatch.setattr(loading, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
+    load_dataset(con, folder)
+    assert "dispatches.csv" in full_passes
+    assert _all_tables(con) == fast
 
 
 def test_blank_lines_inside_a_csv_keep_its_fast_path(con: duckdb.DuckDBPyConnection, tmp_path: Path,

@@ -328,18 +328,23 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
         SELECT line, csv_line, error_type, error_message FROM wa_csv_rejects
         QUALIFY row_number() OVER (PARTITION BY line ORDER BY column_idx) = 1
     """)
-    counts = con.execute("SELECT (SELECT count(*) FROM csv_rows), (SELECT count(*) FROM csv_rejects)").fetchone()
-    blanks = _blank_lines(path, lines, counts[0] + header_line) if counts is not None and counts[1] == 0 else None
+    [(records,)] = con.execute("SELECT count(*) FROM csv_rows").fetchall()
+    malformed = [line for (line,) in con.execute("SELECT line FROM csv_rejects ORDER BY line").fetchall()]
+    blanks = (_blank_lines(path, lines, header_line + records + len(malformed))
+              if len(malformed) <= _MOST_UNREADABLE else None)
     if blanks is not None:
-        # Every line after the header is a record or one of a few blank lines: record n (from 0)
-        # is line header + n + 1 + the blank lines before it. The raw text is read back only
-        # for the rows that end up quarantined (_finish_dispatches).
-        after_header = [line - header_line for line in blanks if line > header_line]
+        # Every line after the header is a record, a malformed row (DuckDB names its line) or one
+        # of a few blank lines: record n (from 0) is line header + n + 1 + the lines of the other
+        # two kinds before it. The raw text is read back only for the rows that end up
+        # quarantined (_finish_dispatches).
+        skipped = sorted(line - header_line for line in (*blanks, *malformed) if line > header_line)
+        con.execute(_STAGE_MALFORMED_CSV_ROWS)
         con.execute("DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans; DROP TABLE csv_rejects")
-        return f"""(SELECT {header_line} + rowid + 1 + {_skipped_lines_before_row(after_header)} AS line,
+        return f"""(SELECT {header_line} + rowid + 1 + {_skipped_lines_before_row(skipped)} AS line,
                            NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, lead_id, conversion_id,
                            advertiser_id, external_id, webhook_id, created_at_text
-                    FROM csv_rows)"""
+                    FROM csv_rows
+                    UNION ALL SELECT * FROM dispatch_stage)"""
     # Otherwise the file's own lines give each parsed record its line number and raw text:
     # the records are the non-blank lines after the header that DuckDB did not reject, in
     # order. A quoted field spanning lines breaks that count; then records are numbered
@@ -375,17 +380,23 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
                    webhook_id, created_at_text
             FROM csv_rows
         """)
-    con.execute("""
-        INSERT INTO dispatch_stage
-        SELECT line, csv_line, 'malformed CSV row: ' || lower(error_type) || ' (' || error_message || ')',
-               NULL, NULL, NULL, NULL, NULL, NULL
-        FROM csv_rejects
-    """)
+    con.execute(_STAGE_MALFORMED_CSV_ROWS)
     con.execute("""
         DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans; DROP TABLE csv_rejects;
         DROP TABLE csv_rows; DROP TABLE csv_lines; DROP TABLE csv_record_lines;
     """)
     return "dispatch_stage"
+
+
+#: The rows DuckDB's CSV reader rejected (``csv_rejects``), staged for the quarantine as it read them.
+#: (Its text of a row opens with the line breaks before it: the blank lines', and a CRLF file's LF.)
+_STAGE_MALFORMED_CSV_ROWS = """
+    INSERT INTO dispatch_stage
+    SELECT line, ltrim(csv_line, chr(13) || chr(10)),
+           'malformed CSV row: ' || lower(error_type) || ' (' || error_message || ')',
+           NULL, NULL, NULL, NULL, NULL, NULL
+    FROM csv_rejects
+"""
 
 
 def _csv_header(path: Path) -> tuple[int, list[str]]:
@@ -747,8 +758,9 @@ _DELIMITER = b"\x01"
 _REJECTS = "wa_jsonl_rejects"
 #: Longest line the parallel JSONL read takes; a longer one is read again by the line reader.
 _MAX_LINE_BYTES = 2 * 1024 * 1024
-#: Unreadable lines the parallel JSONL read steps over; with more, the line reader takes the file
-#: (the SQL numbering the rows past them grows with their count: 0.4 s at 4,096 on 10M rows).
+#: Lines DuckDB's readers leave out that a fast path steps over (JSONL lines the CSV reader cannot
+#: read, malformed CSV rows); with more, the line reader takes the file (the SQL numbering the rows
+#: past them grows with their count: 0.4 s at 4,096 on 10M rows).
 _MOST_UNREADABLE = 4096
 
 
