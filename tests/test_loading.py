@@ -1447,6 +1447,16 @@ def test_lines_duckdbs_csv_reader_cannot_read_are_read_again_by_number(
     assert column(con, "SELECT request_id FROM callbacks ORDER BY seq") == [str(n) for n in loaded]
     assert reasons(con) == bad
     assert_reconciles(con)
+    keys_con = connect()
+    try:  # loaded as keys only (webhook-audit replay without --database): the same rows and keys
+        load_dataset(keys_con, folder, keep_requests=False)
+        assert quarantine(keys_con) == quarantine(con) and report(keys_con) == report(con)
+        expected = [(seq, str(seq), url.split("pcid=")[1])
+                    for seq, url in con.execute("SELECT seq, url FROM callbacks ORDER BY seq").fetchall()]
+        assert keys_con.execute(
+            "SELECT seq, request_id, conversion_id FROM callback_keys ORDER BY seq").fetchall() == expected
+    finally:
+        keys_con.close()
     fast = _all_tables(con)
     monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
     load_dataset(con, folder)
