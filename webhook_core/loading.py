@@ -731,6 +731,8 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     rejected = [number for (number,) in con.execute(
         f"SELECT seq FROM {target.table} WHERE reason IS NOT NULL AND reason <> {_BLANK_LINE} ORDER BY seq"
     ).fetchall()]
+    con.execute(f"DELETE FROM {target.table} WHERE reason IS NOT NULL")
+    con.execute(f"ALTER TABLE {target.table} DROP COLUMN reason")
     if rejected or unreadable:
         con.register("chunk", pick_lines(path, rejected + unreadable))
         # A line the CSV reader named is one it could not read; if not, its numbers cannot be trusted.
@@ -741,9 +743,6 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
         if misnamed:
             con.unregister("chunk")
             return _give_up_parallel_read(con, target)
-    con.execute(f"DELETE FROM {target.table} WHERE reason IS NOT NULL")
-    con.execute(f"ALTER TABLE {target.table} DROP COLUMN reason")
-    if rejected or unreadable:
         con.execute(_STAGE_LINES)
         con.unregister("chunk")
         _flush_callbacks(con, source, target)

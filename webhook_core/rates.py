@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 
 from webhook_core.matching import Outcome
+from webhook_core.replay import CALLBACK_ORDER
 
 __all__ = ["REASONS_404", "disagreements", "rates"]
 
@@ -111,10 +112,10 @@ def rates(con: duckdb.DuckDBPyConnection, *, by: Grouping = "webhook_id", per_da
 
 def disagreements(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Callbacks whose captured answer differs from the model's, in judging order."""
-    return con.execute("""
+    return con.execute(f"""
         SELECT request_id, received_at, webhook_id, token, conversion_id, external_id, lead_id, outcome,
                status_code AS model_status, recorded_status
         FROM callback_outcomes
         WHERE recorded_status IS NOT NULL AND recorded_status <> status_code
-        ORDER BY ord
+        ORDER BY {CALLBACK_ORDER}
     """).df()
