@@ -1433,6 +1433,12 @@ LONG_LINE = compact(crow(2, body="x" * loading._MAX_LINE_BYTES))
     pytest.param([crow(n, received_at=T0) if n % 3 else b"\xff" for n in range(1, 301)],
                  [n for n in range(1, 301) if n % 3],
                  [(n, "not valid UTF-8") for n in range(3, 301, 3)], id="a-hundred"),
+    # Runs of them, the first and the last line among them: more than the 4,096 an earlier numbering took.
+    pytest.param([b"\xff" if n % 7 in (0, 1, 2, 4) or n > 9_000 else crow(n, received_at=T0)
+                  for n in range(1, 9_101)],
+                 [n for n in range(1, 9_001) if n % 7 not in (0, 1, 2, 4)],
+                 [(n, "not valid UTF-8") for n in range(1, 9_101) if n % 7 in (0, 1, 2, 4) or n > 9_000],
+                 id="thousands-in-runs"),
 ])
 def test_lines_duckdbs_csv_reader_cannot_read_are_read_again_by_number(
         con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full_passes: list[str],
@@ -1485,25 +1491,21 @@ def test_lines_duckdbs_csv_reader_would_misread_send_the_file_to_the_line_reader
     assert_reconciles(con)
 
 
-@pytest.mark.parametrize("why", ["too-many-unreadable-lines", "reader-names-a-readable-line"])
-def test_the_line_reader_takes_a_file_whose_unreadable_lines_cannot_be_stepped_over(
-        con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full_passes: list[str],
-        why: str) -> None:
-    """Q1: past ``_MOST_UNREADABLE`` unreadable lines, or when a line DuckDB names as unreadable reads
-    well (its line numbers would be wrong), the parallel read is dropped and the line reader loads the
-    file from the start: nothing twice, nothing lost."""
+def test_the_line_reader_takes_a_file_whose_reader_names_readable_lines(
+        con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        full_passes: list[str]) -> None:
+    """Q1: when a line DuckDB names as unreadable reads well (its line numbers would be wrong), the
+    parallel read is dropped and the line reader loads the file from the start: nothing twice,
+    nothing lost."""
     folder = make_dataset(tmp_path / "ds", callbacks=jsonl(crow(1), b"\xff", crow(3), b"\xfe", crow(5)))
-    if why == "too-many-unreadable-lines":
-        monkeypatch.setattr(loading, "_MOST_UNREADABLE", 1)
-    else:
-        pick_lines = loading.pick_lines
+    pick_lines = loading.pick_lines
 
-        def neighbours(path: Path, numbers: list[int]) -> pa.Table:
-            """Each line's next line in its place: as if DuckDB had named the wrong lines, which read well."""
-            picked = pick_lines(path, [n + 1 for n in numbers])
-            return picked.set_column(0, "line", pa.array([n - 1 for n in picked.column("line").to_pylist()]))
+    def neighbours(path: Path, numbers: list[int]) -> pa.Table:
+        """Each line's next line in its place: as if DuckDB had named the wrong lines, which read well."""
+        picked = pick_lines(path, [n + 1 for n in numbers])
+        return picked.set_column(0, "line", pa.array([n - 1 for n in picked.column("line").to_pylist()]))
 
-        monkeypatch.setattr(loading, "pick_lines", neighbours)
+    monkeypatch.setattr(loading, "pick_lines", neighbours)
     load_dataset(con, folder)
     assert "callbacks.jsonl" in full_passes
     assert column(con, "SELECT seq FROM callbacks ORDER BY seq") == [1, 3, 5]
@@ -1692,6 +1694,28 @@ def test_malformed_csv_rows_keep_the_fast_path(con: duckdb.DuckDBPyConnection, t
         (5, "missing conversion_id"),
         (6, "malformed CSV row: missing columns (Expected Number of Columns: 6 Found: 2)")]
     assert column(con, "SELECT lead_id FROM dispatches ORDER BY \"row\"") == ["L1", "L13", "L7"]
+    assert_reconciles(con)
+    monkeypatch.setattr(loading, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
+    load_dataset(con, folder)
+    assert "dispatches.csv" in full_passes
+    assert _all_tables(con) == fast
+
+
+def test_thousands_of_malformed_csv_rows_keep_the_fast_path(
+        con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        full_passes: list[str]) -> None:
+    """Q3, Q5: more malformed rows than the 4,096 an earlier numbering took, in runs, the last line
+    among them, are quarantined at their lines and the records keep theirs, as on the slow path."""
+    malformed = [n for n in range(1, 9_101) if n % 5 in (0, 1) or n > 9_000]
+    dispatches = "\n".join([DISPATCH_HEADER, *(csv_line(drow(n)) + (",extra" if n in malformed else "")
+                                               for n in range(1, 9_101))]).encode() + b"\n"
+    folder = make_dataset(tmp_path / "ds", dispatches=dispatches, dispatch_name="dispatches.csv")
+    load_dataset(con, folder)
+    fast = _all_tables(con)
+    assert full_passes == []
+    assert column(con, 'SELECT "row" FROM dispatches ORDER BY "row"') == [
+        n + 1 for n in range(1, 9_101) if n not in set(malformed)]
+    assert [line for line, _ in reasons(con)] == [n + 1 for n in malformed]
     assert_reconciles(con)
     monkeypatch.setattr(loading, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
     load_dataset(con, folder)

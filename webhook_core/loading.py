@@ -330,8 +330,7 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     """)
     [(records,)] = con.execute("SELECT count(*) FROM csv_rows").fetchall()
     malformed = [line for (line,) in con.execute("SELECT line FROM csv_rejects ORDER BY line").fetchall()]
-    blanks = (_blank_lines(path, lines, header_line + records + len(malformed))
-              if len(malformed) <= _MOST_UNREADABLE else None)
+    blanks = _blank_lines(path, lines, header_line + records + len(malformed))
     if blanks is not None:
         # Every line after the header is a record, a malformed row (DuckDB names its line) or one
         # of a few blank lines: record n (from 0) is line header + n + 1 + the lines of the other
@@ -340,10 +339,11 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
         skipped = sorted(line - header_line for line in (*blanks, *malformed) if line > header_line)
         con.execute(_STAGE_MALFORMED_CSV_ROWS)
         con.execute("DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans; DROP TABLE csv_rejects")
-        return f"""(SELECT {header_line} + rowid + 1 + {_skipped_lines_before_row(skipped)} AS line,
+        records = _with_lines_skipped_before(con, skipped, "(SELECT rowid AS rid, * FROM csv_rows)")
+        return f"""(SELECT {header_line} + rid + 1 + skipped_before AS line,
                            NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, lead_id, conversion_id,
                            advertiser_id, external_id, webhook_id, created_at_text
-                    FROM csv_rows
+                    FROM {records}
                     UNION ALL SELECT * FROM dispatch_stage)"""
     # Otherwise the file's own lines give each parsed record its line number and raw text:
     # the records are the non-blank lines after the header that DuckDB did not reject, in
@@ -441,7 +441,7 @@ def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path, staged: str) 
          AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(typed.created_at))
          AND (v.active_to_us IS NULL OR epoch_us(typed.created_at) < v.active_to_us)
     """)
-    con.execute("DROP TABLE IF EXISTS csv_rows; DROP TABLE dispatch_stage")
+    con.execute(f"DROP TABLE IF EXISTS csv_rows; DROP TABLE IF EXISTS {_SKIPPED_LINES}; DROP TABLE dispatch_stage")
     # Conversion IDs are unique: the first usable row keeps one, later ones are quarantined. As
     # many distinct 64-bit hashes as rows proves there are no repeats, far cheaper than grouping
     # the text; a repeat (or, once in billions, a hash collision) takes the exact way.
@@ -561,10 +561,13 @@ _JUDGE_STAGE = f"""
     SELECT {_CALLBACK_FIELDS} FROM ({_CALLBACK_PARTS.format(source="callback_stage")})
 """
 
-#: Lines from the line reader (``chunk``: line, raw, utf8) to ``callback_stage``.
+#: Lines from the line reader (``chunk``: line, raw, utf8) to ``callback_stage``. A line that is not
+#: UTF-8 has no document: its text (bad bytes written ``\xNN``) is not JSON, and a parse that fails
+#: makes DuckDB judge the rest of the vector a row at a time.
 _STAGE_LINES = f"""
     INSERT INTO callback_stage
-    SELECT line, raw, CASE WHEN NOT utf8 THEN 'not valid UTF-8' END, {_json_line_text("line = 1")}
+    SELECT line, raw, CASE WHEN NOT utf8 THEN 'not valid UTF-8' END,
+           CASE WHEN utf8 THEN {_json_line_text("line = 1")} END
     FROM (SELECT line, utf8, regexp_replace(raw, '\\r$', '') AS raw FROM chunk)
     WHERE NOT regexp_full_match(raw, '[ \t]*')
 """
@@ -676,14 +679,14 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
 
     A line the CSV reader cannot read (bytes that are not UTF-8, more than ``_MAX_LINE_BYTES``)
     it leaves out and names in its rejects table, by number: the rows after it are numbered past
-    it, and it is read again from the file and judged like the line reader's lines. Where the CSV
-    reader would not give the lines as the line reader does (a lone CR, a CRLF line among LF
-    lines) it stops with an error or gives a count that is not the line count, and the line
-    reader takes the file. So it does when more than ``_MOST_UNREADABLE`` lines are unreadable,
-    and when the file holds the delimiter: the CSV reader drops it, and what it ends, unseen at
-    the end of a line. Lines to quarantine, and lines opening with a byte-order mark (only the
-    file's first may, and only the line reader knows which is first), are read again from the
-    file by number and judged like the line reader's (raw text as written).
+    it (however many there are), and it is read again from the file and judged like the line
+    reader's lines. Where the CSV reader would not give the lines as the line reader does (a lone
+    CR, a CRLF line among LF lines) it stops with an error or gives a count that is not the line
+    count, and the line reader takes the file. So it does when the file holds the delimiter: the
+    CSV reader drops it, and what it ends, unseen at the end of a line. Lines to quarantine, and
+    lines opening with a byte-order mark (only the file's first may, and only the line reader
+    knows which is first), are read again from the file by number and judged like the line
+    reader's (raw text as written).
     """
     size = path.stat().st_size
     if progress is not None:
@@ -722,10 +725,15 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
         line_count, holds_delimiter = counting.result()
     except OSError:  # then the line reader reports the file
         return _give_up_parallel_read(con, target)
-    if (counted is None or holds_delimiter or counted[0] + len(unreadable) != line_count
-            or len(unreadable) > _MOST_UNREADABLE):
+    if counted is None or holds_delimiter or counted[0] + len(unreadable) != line_count:
         return _give_up_parallel_read(con, target)
-    con.execute(f"UPDATE {target.table} SET seq = rowid + 1 + {_skipped_lines_before_row(unreadable)}")
+    if unreadable:
+        numbered = _with_lines_skipped_before(con, unreadable, f"(SELECT rowid AS rid FROM {target.table})")
+        con.execute(f"UPDATE {target.table} SET seq = n.rid + 1 + n.skipped_before FROM {numbered} n "
+                    f"WHERE {target.table}.rowid = n.rid")
+        con.execute(f"DROP TABLE {_SKIPPED_LINES}")
+    else:
+        con.execute(f"UPDATE {target.table} SET seq = rowid + 1")
     con.execute(f"UPDATE {target.table} SET request_id = CAST(seq AS VARCHAR) "
                 "WHERE request_id IS NULL AND reason IS NULL")
     rejected = [number for (number,) in con.execute(
@@ -757,10 +765,8 @@ _DELIMITER = b"\x01"
 _REJECTS = "wa_jsonl_rejects"
 #: Longest line the parallel JSONL read takes; a longer one is read again by the line reader.
 _MAX_LINE_BYTES = 2 * 1024 * 1024
-#: Lines DuckDB's readers leave out that a fast path steps over (JSONL lines the CSV reader cannot
-#: read, malformed CSV rows); with more, the line reader takes the file (the SQL numbering the rows
-#: past them grows with their count: 0.4 s at 4,096 on 10M rows).
-_MOST_UNREADABLE = 4096
+#: The lines a fast read stepped over, for ``_with_lines_skipped_before`` (a temporary table).
+_SKIPPED_LINES = "wa_skipped_lines"
 
 
 def _give_up_parallel_read(con: duckdb.DuckDBPyConnection, target: _CallbackTarget) -> bool:
@@ -792,24 +798,29 @@ def _blank_lines(path: Path, lines: int, accounted: int) -> list[int] | None:
     return blanks if blanks is not None and accounted == lines - len(blanks) else None
 
 
-def _skipped_lines_before_row(skipped: list[int]) -> str:
-    """SQL: how many of the (ascending) line numbers ``skipped``, lines that gave no row, come
-    before row ``rowid`` (from 0).
+def _with_lines_skipped_before(con: duckdb.DuckDBPyConnection, skipped: list[int], rows: str) -> str:
+    """SQL: ``rows`` (a relation whose ``rid`` is a row's place among the rows read, from 0) with
+    ``skipped_before``, how many of the ascending line numbers ``skipped`` (lines that gave no row:
+    unreadable, malformed, blank) come before that row; the row's line is ``rid + 1 + skipped_before``.
 
-    The k-th skipped line (from 1) has ``skipped[k-1] - k`` rows before it, so it comes before
-    row r exactly when that number is at most r. The count is found by a binary search written
-    as nested ``CASE``s: a few comparisons a row, however many lines were skipped.
+    The k-th skipped line (from 1) has ``skipped[k-1] - k`` rows before it, so it comes before row r
+    exactly when that number is at most r: an ASOF join finds the greatest such k for every row at
+    once, however many lines were skipped. With some, the join reads ``_SKIPPED_LINES``, which the
+    caller drops once the statement has run.
     """
-    rows_before = [line - k for k, line in enumerate(skipped, 1)]
-
-    def count_in(low: int, high: int) -> str:  # the count is known to be within [low, high]
-        if low == high:
-            return str(low)
-        middle = (low + high + 1) // 2
-        return (f"CASE WHEN rowid >= {rows_before[middle - 1]} THEN {count_in(middle, high)} "
-                f"ELSE {count_in(low, middle - 1)} END")
-
-    return f"({count_in(0, len(rows_before))})"
+    if not skipped:
+        return f"(SELECT *, 0 AS skipped_before FROM {rows})"
+    con.register("wa_skipped_line_numbers", pa.table({"line": pa.array(skipped, pa.int64())}))
+    # Consecutive skipped lines have as many rows before them: the last of them counts them all.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {_SKIPPED_LINES} AS
+        SELECT line - k AS rows_before, max(k) AS skipped
+        FROM (SELECT line, row_number() OVER (ORDER BY line) AS k FROM wa_skipped_line_numbers)
+        GROUP BY line - k
+    """)
+    con.unregister("wa_skipped_line_numbers")
+    return (f"(SELECT r.*, coalesce(s.skipped, 0) AS skipped_before FROM {rows} r "
+            f"ASOF LEFT JOIN {_SKIPPED_LINES} s ON r.rid >= s.rows_before)")
 
 
 def _execute_reporting(con: duckdb.DuckDBPyConnection, sql: str, report: Callable[[float], None] | None) -> None:
