@@ -1491,6 +1491,20 @@ def test_lines_duckdbs_csv_reader_would_misread_send_the_file_to_the_line_reader
     assert_reconciles(con)
 
 
+@pytest.mark.parametrize("most_in_sql", [4096, 0], ids=["binary-search-in-sql", "asof-join"])
+@pytest.mark.parametrize("skipped", [[], [1], [1, 2, 3], [5, 6, 9, 40, 41, 42, 43, 200, 230],
+                                     [n for n in range(1, 231) if n % 4 == 0] + [231, 232]],
+                         ids=["none", "the-first-line", "a-run-at-the-start", "runs", "every-fourth-and-the-last"])
+def test_rows_are_numbered_past_the_lines_they_skipped(con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch,
+                                                        most_in_sql: int, skipped: list[int]) -> None:
+    """Q4: row r (from 0) of a fast read is the (r + 1)-th line that is not skipped, whichever way it is numbered."""
+    monkeypatch.setattr(loading, "_MOST_SKIPPED_LINES_IN_SQL", most_in_sql)
+    lines = [n for n in range(1, 201 + len(skipped)) if n not in set(skipped)][:200]
+    con.execute("CREATE TABLE read_rows AS SELECT range AS r FROM range(200)")
+    numbered = loading._with_lines_skipped_before(con, skipped, "(SELECT r AS rid FROM read_rows)")
+    assert column(con, f"SELECT rid + 1 + skipped_before FROM {numbered} ORDER BY rid") == lines
+
+
 def test_the_line_reader_takes_a_file_whose_reader_names_readable_lines(
         con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         full_passes: list[str]) -> None:
