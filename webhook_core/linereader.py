@@ -99,12 +99,13 @@ def count_lines(path: Path, *, progress: Progress | None = None) -> int:
 def count_lines_finding(path: Path, byte: bytes, *, progress: Progress | None = None) -> tuple[int, bool]:
     """``count_lines(path)``, and whether ``byte`` (one byte, or none when empty) is in the file: one pass."""
     buffer = bytearray(CHUNK_BYTES)
+    mask = np.empty(CHUNK_BYTES, dtype=bool)
     newlines = 0
     ends_open = False  # the file's last byte is not a newline
     found = False
     with path.open("rb", buffering=0) as handle:
         while read := handle.readinto(buffer):
-            newlines += buffer.count(b"\n", 0, read)
+            newlines += int(np.count_nonzero(_newlines(buffer, read, mask)))
             ends_open = buffer[read - 1] != ord("\n")
             found = found or (bool(byte) and buffer.find(byte, 0, read) >= 0)
             if progress is not None:
@@ -161,11 +162,13 @@ def pick_lines(path: Path, numbers: Iterable[int]) -> pa.Table:
     valid: list[bool] = []
     next_line = 1  # the number of the first line in the buffer
     buffer = bytearray(CHUNK_BYTES)
+    mask = np.empty(CHUNK_BYTES, dtype=bool)
     held = 0  # bytes of the buffer holding a line begun in the previous read
     with path.open("rb", buffering=0) as handle:
         while len(found) < len(wanted):
             if held == len(buffer):  # one line longer than the buffer
                 buffer.extend(bytes(len(buffer)))
+                mask = np.empty(len(buffer), dtype=bool)
             read = handle.readinto(memoryview(buffer)[held:])
             size = held + read
             # Whole lines end at the last newline; at the end of the file, at its last byte.
@@ -175,9 +178,10 @@ def pick_lines(path: Path, numbers: Iterable[int]) -> pa.Table:
                     break
                 held = size
                 continue
-            last = next_line + buffer.count(b"\n", 0, cut)
+            newline = _newlines(buffer, cut, mask)
+            last = next_line + int(np.count_nonzero(newline))
             if wanted[len(found)] <= last:
-                ends = np.flatnonzero(np.frombuffer(buffer, dtype=np.uint8, count=cut) == 10)
+                ends = np.flatnonzero(newline)
                 starts = np.concatenate(([0], ends + 1))
                 stops = np.concatenate((ends, [cut]))
                 while len(found) < len(wanted) and wanted[len(found)] <= last:
@@ -193,6 +197,17 @@ def pick_lines(path: Path, numbers: Iterable[int]) -> pa.Table:
             buffer[:held] = buffer[cut + 1:size]
     return pa.table({"line": pa.array(found, pa.int64()), "raw": pa.array(texts, pa.string()),
                      "utf8": pa.array(valid, pa.bool_())})
+
+
+def _newlines(buffer: bytearray, size: int, mask: np.ndarray) -> np.ndarray:
+    """Where ``buffer[:size]`` holds a newline, as ``mask[:size]``.
+
+    NumPy into a mask kept between reads counts a 32 MiB read's newlines in a third of the time
+    ``bytearray.count`` takes (docs/benchmarks.md), and the mask also gives their positions. The
+    NumPy view of ``buffer`` ends here: a buffer with a view cannot grow.
+    """
+    found: np.ndarray = np.equal(np.frombuffer(buffer, dtype=np.uint8, count=size), 10, out=mask[:size])
+    return found
 
 
 def _decoded(line: bytes) -> tuple[str, bool]:
