@@ -30,8 +30,8 @@ of speed fall on all of them alike. Reported: the fastest round of each step, an
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import runpy
 import shutil
 import sys
 import time
@@ -42,15 +42,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 
-def _sibling(name: str):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_replay = _sibling("replay")
+#: benchmarks/replay.py's globals: its floor (c), how it measures a subprocess, the machine.
+_replay = runpy.run_path(str(HERE / "replay.py"), run_name="_bench_replay")
 
 #: One step's SQL, run by STEP_SCRIPT; ``{dataset}`` and ``{out}`` are filled in.
 _CALLBACKS = """read_json('{dataset}/callbacks.jsonl', format = 'newline_delimited', columns = {{
@@ -149,11 +142,11 @@ def main() -> None:
     dataset = args.dataset.resolve()
     if not (dataset / "callbacks.jsonl").is_file() or not (dataset / "dispatches.csv").is_file():
         parser.error(f"{dataset}: needs callbacks.jsonl and dispatches.csv (benchmarks/generate.py writes them)")
-    print(f"{dataset}; {_replay.machine()}; webhook_core {_replay.source_fingerprint()}", flush=True)
+    print(f"{dataset}; {_replay['machine']()}; webhook_core {_replay['source_fingerprint']()}", flush=True)
 
     def command(step: str, folder: Path, spill: Path) -> list[str]:
         if step == "c":
-            return [sys.executable, "-c", _replay.FLOOR_SCRIPT, str(dataset), str(spill), args.memory_limit,
+            return [sys.executable, "-c", _replay["FLOOR_SCRIPT"], str(dataset), str(spill), args.memory_limit,
                     str(folder / "figures.json")]
         if step == "a":
             return [sys.executable, "-m", "webhook_core.cli", "replay", str(dataset), "--out", str(folder),
@@ -170,7 +163,7 @@ def main() -> None:
             for path in (folder, spill):
                 shutil.rmtree(path, ignore_errors=True)
                 path.mkdir(parents=True)
-            row = _replay.measure(command(step, folder, spill), args.workdir / f"{step}.log")
+            row = _replay["measure"](command(step, folder, spill), args.workdir / f"{step}.log")
             if step != "a":
                 row.update(json.loads((folder / "figures.json").read_text()))
             row["started"] = time.strftime("%H:%M:%S")
@@ -195,8 +188,8 @@ def main() -> None:
         ratios = ", ".join(f"{step} {runs[step][round_index]['wall_s'] / floor_round:.2f}×" for step in order[1:])
         print(f"round {round_index + 1}, each step / that round's (c): {ratios}")
     if args.json:
-        args.json.write_text(json.dumps({"dataset": str(dataset), "machine": _replay.machine(),
-                                         "source": _replay.source_fingerprint(), "runs": runs}, indent=1,
+        args.json.write_text(json.dumps({"dataset": str(dataset), "machine": _replay["machine"](),
+                                         "source": _replay["source_fingerprint"](), "runs": runs}, indent=1,
                                         default=str))
         print(f"wrote {args.json}")
 
