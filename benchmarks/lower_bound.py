@@ -65,27 +65,27 @@ _READ = f"""
 #: both outputs are made from it and DuckDB writes one file per statement.
 _JOINED = f"""
     CREATE TEMP TABLE joined AS
-    SELECT c.request_id, CAST(c.received_at AS TIMESTAMPTZ) AS received_at,
-           split_part(split_part(split_part(c.url, '?', 1), '#', 1), '/', -1) AS webhook_id,
-           c.pcid AS conversion_id, d.external_id, d.advertiser_id,
+    SELECT c.request_id, c.received_at, c.webhook_id, c.pcid AS conversion_id, d.external_id, d.advertiser_id,
            CASE WHEN d.lead_id IS NOT NULL THEN 'conversion_id' END AS matched_by, d.lead_id,
            CASE WHEN d.lead_id IS NOT NULL THEN 'matched' ELSE 'not_found' END AS outcome,
            CASE WHEN d.lead_id IS NOT NULL THEN 200 ELSE 404 END AS status_code,
-           epoch(CAST(c.received_at AS TIMESTAMPTZ) - CAST(d.created_at AS TIMESTAMPTZ)) AS wait_s,
+           epoch(c.received_at - CAST(d.created_at AS TIMESTAMPTZ)) AS wait_s,
            try_cast(c.response_status AS INTEGER) AS recorded_status,
            strlen(c.headers) + coalesce(strlen(c.body), 0) AS read_bytes
-    FROM (SELECT *, regexp_extract(url, '[?&]pcid=([^&#]*)', 1) AS pcid FROM {_CALLBACKS}) c
+    FROM (SELECT request_id, CAST(received_at AS TIMESTAMPTZ) AS received_at,
+                 split_part(split_part(split_part(url, '?', 1), '#', 1), '/', -1) AS webhook_id,
+                 regexp_extract(url, '[?&]pcid=([^&#]*)', 1) AS pcid, response_status, headers, body
+          FROM {_CALLBACKS}) c
     LEFT JOIN {_DISPATCHES} d ON d.conversion_id = c.pcid
 """
 
 _LEADS = f"""
     CREATE TEMP TABLE leads AS
-    SELECT d.lead_id, d.webhook_id, CAST(d.created_at AS TIMESTAMPTZ) AS created_at,
+    SELECT d.lead_id, d.webhook_id, d.created_at,
            CASE WHEN j.first_at IS NOT NULL THEN 'received' ELSE 'waiting' END AS state,
-           j.first_at AS finished_at, epoch(j.first_at - CAST(d.created_at AS TIMESTAMPTZ)) AS wait_s,
-           coalesce(j.callbacks, 0) AS callbacks,
-           epoch(j.first_at - CAST(d.created_at AS TIMESTAMPTZ)) AS first_callback_s
-    FROM {_DISPATCHES} d
+           j.first_at AS finished_at, epoch(j.first_at - d.created_at) AS wait_s,
+           coalesce(j.callbacks, 0) AS callbacks, epoch(j.first_at - d.created_at) AS first_callback_s
+    FROM (SELECT lead_id, webhook_id, CAST(created_at AS TIMESTAMPTZ) AS created_at FROM {_DISPATCHES}) d
     LEFT JOIN (SELECT lead_id, count(*) AS callbacks, min(received_at) AS first_at
                FROM joined WHERE lead_id IS NOT NULL GROUP BY lead_id) j ON j.lead_id = d.lead_id
 """

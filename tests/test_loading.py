@@ -1577,14 +1577,13 @@ def test_blank_line_numbers_across_chunks(tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize("chunk_bytes", [1, 3, 16, 1 << 20])
 def test_count_lines_agrees_with_the_line_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  chunk_bytes: int) -> None:
+    monkeypatch.setattr(linereader, "CHUNK_BYTES", chunk_bytes)
     for data in (b"", b"\n", b"a", b"a\n", b"a\n\n", READER_INPUT, b"x\r\n" * 1000, b"a\x01b\n\n"):
         path = tmp_path / "lines.bin"
         path.write_bytes(data)
-        lines = sum(t.num_rows for t in linereader.iter_line_chunks(path))
-        monkeypatch.setattr(linereader, "CHUNK_BYTES", chunk_bytes)
+        lines = sum(t.num_rows for t in linereader.iter_line_chunks(path, chunk_bytes=1 << 20))
         assert linereader.count_lines(path) == lines, data[:20]
         assert linereader.count_lines_finding(path, b"\x01") == (lines, b"\x01" in data), data[:20]
-        monkeypatch.undo()
 
 
 @pytest.mark.parametrize("chunk_bytes", [1, 3, 16, 49, 1 << 20])
