@@ -1,7 +1,7 @@
 """Benchmark: `webhook-audit replay` on a capture with lines DuckDB's readers cannot read.
 
     python benchmarks/bad_lines.py DATASET [--bad 200] [--long 2] [--malformed 20] [--repeat 2]
-                                   [--code NAME=PATH ...] [--workdir DIR] [--memory-limit 4GB]
+                                   [--code NAME=PATH ...] [--workdir DIR] [--memory-limit 4GiB]
 
 Real captures carry a few lines that are not UTF-8 (a body logged as Latin-1) or are very
 long (a large body), and exports a few malformed CSV rows. The loader's parallel JSONL read
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--code", action="append", default=[], metavar="NAME=PATH",
                         help="a checkout to time (repeatable; default: this one)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/webhook-audit-bad-lines"))
-    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--memory-limit", default="4GiB")
     args = parser.parse_args()
     codes = dict(entry.split("=", 1) for entry in args.code) or {"this": str(HERE.parent)}
     for name, code in codes.items():

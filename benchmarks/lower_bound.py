@@ -1,6 +1,6 @@
 """Benchmark: how close any DuckDB replay can come to the floor, beside ``webhook-audit replay``.
 
-    python benchmarks/lower_bound.py DATASET [--repeat 2] [--memory-limit 4GB] [--workdir DIR]
+    python benchmarks/lower_bound.py DATASET [--repeat 2] [--memory-limit 4GiB] [--workdir DIR]
 
 Issue 2's floor (c) reads the two files and hash-joins the URL's ``pcid`` to the leads,
 writing nothing. ``webhook-audit replay`` must also read every field the rules read, and
@@ -135,7 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path, help="a folder from benchmarks/generate.py (JSONL callbacks)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds of all the steps, in turn")
-    parser.add_argument("--memory-limit", default="4GB", help="DuckDB's limit in every step; (a)'s --memory-limit")
+    parser.add_argument("--memory-limit", default="4GiB", help="DuckDB's limit in every step; (a)'s --memory-limit")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/webhook-audit-bench/lower-bound"))
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Where the time of ``webhook-audit replay`` goes: the CLI's steps, one SQL statement at a time.
 
-``python benchmarks/profile_replay.py DATASET --out DIR [--memory-limit 4GB --temp-dir DIR] [--memory] [--json FILE]``
+``python benchmarks/profile_replay.py DATASET --out DIR [--memory-limit 4GiB --temp-dir DIR] [--memory] [--json FILE]``
 
 Runs what ``webhook-audit replay`` runs (load, replay, export; the same library
 calls) on a connection wrapper that splits every ``execute`` into its statements

@@ -1,13 +1,13 @@
 """Benchmark: ``webhook-audit replay`` vs the online matcher vs a DuckDB floor, side by side.
 
     python benchmarks/replay.py [--n 1000000] [--workdir DIR] [--keep] [--skip-online]
-                                [--phases] [--json FILE] [--memory-limit 4GB]
+                                [--phases] [--json FILE] [--memory-limit 4GiB]
 
 1. Generates N leads (``dispatches.csv``) and N callbacks (``callbacks.jsonl``)
    with DuckDB (benchmarks/generate.py; reused when already there for the same N).
 2. Times, each in its own subprocess (wall time, and peak RSS from ``os.wait4``):
 
-   (a) ``webhook-audit replay DATASET --out OUT --memory-limit 4GB --temp-dir TMP``;
+   (a) ``webhook-audit replay DATASET --out OUT --memory-limit 4GiB --temp-dir TMP``;
    (b) the online matcher: ``load_dataset``, then every callback through ``OnlineMatcher.match``
        (``webhook_core.online``), outcomes counted as they come;
    (c) a floor: DuckDB reads the same CSV and JSONL and hash-joins the callbacks'
@@ -179,7 +179,7 @@ def main() -> None:
                         help="keep outputs and spill folders (the dataset is always kept)")
     parser.add_argument("--skip-online", action="store_true", help="skip (b), the online matcher")
     parser.add_argument("--phases", action="store_true", help="also profile (a) statement by statement")
-    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--memory-limit", default="4GiB")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run (a) and (c) this many times and keep the fastest (the machine may be shared)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
