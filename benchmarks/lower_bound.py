@@ -79,6 +79,8 @@ _JOINED = f"""
     LEFT JOIN {_DISPATCHES} d ON d.conversion_id = c.pcid
 """
 
+#: It reads dispatches.csv again rather than a table of it made once for both outputs: at 10M that
+#: table cost as much time as the second read saves, or more (docs/benchmarks.md, 20:54–21:08 UTC).
 _LEADS = f"""
     CREATE TEMP TABLE leads AS
     SELECT d.lead_id, d.webhook_id, d.created_at,
