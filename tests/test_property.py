@@ -30,13 +30,6 @@ SECONDS = (0, 0.5, 1, 2, 5, 10, 30, 60, 60.000001, 61, 300, 3600)
 LOCATIONS = ("query.ref", "form.lead", "json.data.ref", "json.items.0.id", "header.X-Lead-Id", "json.n")
 STATUSES = ("pending", "approved", "rejected", "")
 
-settings.register_profile(
-    "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
-)
-settings.load_profile("ci")
-
-
 def _timestamp(seconds: float, style: int) -> str:
     moment = BASE + timedelta(seconds=seconds)
     if style == 0:
