@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from webhook_core import load_dataset, replay
+from webhook_core import WebhookVersions, load_dataset, replay
 from webhook_core.online import run_online
 
 
@@ -45,11 +45,10 @@ def _none_if_nan(value: Any) -> Any:
     return value
 
 
-def sql_judgement(con: duckdb.DuckDBPyConnection, folder: Path, *,
+def sql_judgement(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
                   timeouts: dict[str | None, float] | None = None,
-                  observation_end: datetime | None = None, keep_requests: bool = True) -> Judged:
-    loaded = load_dataset(con, folder, keep_requests=keep_requests)
-    result = replay(con, loaded.webhooks, timeouts=timeouts, observation_end=observation_end)
+                  observation_end: datetime | None = None) -> Judged:
+    result = replay(con, webhooks, timeouts=timeouts, observation_end=observation_end)
     callbacks = [
         {k: _none_if_nan(v) for k, v in row.items()} for row in result.callbacks().to_dict("records")
     ]
@@ -59,12 +58,10 @@ def sql_judgement(con: duckdb.DuckDBPyConnection, folder: Path, *,
     return Judged(callbacks, leads)
 
 
-def online_judgement(con: duckdb.DuckDBPyConnection, folder: Path, *,
+def online_judgement(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
                      timeouts: dict[str | None, float] | None = None,
                      observation_end: datetime | None = None) -> Judged:
-    loaded = load_dataset(con, folder)
-    webhooks = loaded.webhooks.with_timeouts(timeouts) if timeouts else loaded.webhooks
-    results, matcher = run_online(con, webhooks)
+    results, matcher = run_online(con, webhooks.with_timeouts(timeouts) if timeouts else webhooks)
     callbacks = []
     for result in results:
         ids = result.identifiers
@@ -110,18 +107,19 @@ def judge(folder: Path, *, timeouts: dict[str | None, float] | None = None,
     The SQL replay runs twice: on the loaded requests, and on the keys the loader computed as it
     read them (``keep_requests=False``, what ``webhook-audit replay`` without ``--database`` does).
     """
-    sql_con = duckdb.connect()
+    requests_con = duckdb.connect()
     keys_con = duckdb.connect()
-    online_con = duckdb.connect()
     try:
-        sql = sql_judgement(sql_con, folder, timeouts=timeouts, observation_end=observation_end)
-        from_keys = sql_judgement(keys_con, folder, timeouts=timeouts, observation_end=observation_end,
-                                  keep_requests=False)
-        online = online_judgement(online_con, folder, timeouts=timeouts, observation_end=observation_end)
+        webhooks = load_dataset(requests_con, folder).webhooks
+        sql = sql_judgement(requests_con, webhooks, timeouts=timeouts, observation_end=observation_end)
+        # The matcher reads the loaded tables, which the replay leaves as they were: a second load
+        # of the same files would give the same tables (and cost a third of a small case's time).
+        online = online_judgement(requests_con, webhooks, timeouts=timeouts, observation_end=observation_end)
+        keys_webhooks = load_dataset(keys_con, folder, keep_requests=False).webhooks
+        from_keys = sql_judgement(keys_con, keys_webhooks, timeouts=timeouts, observation_end=observation_end)
     finally:
-        sql_con.close()
+        requests_con.close()
         keys_con.close()
-        online_con.close()
     assert from_keys == sql, "the replay on keys computed while loading differs from the replay on requests"
     assert_agree(sql, online)
     return sql

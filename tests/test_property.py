@@ -3,8 +3,9 @@
 Hypothesis builds small random datasets dense in the cases the rules care about:
 ties in time, offsets, empty and numeric IDs, duplicates, early and late
 callbacks, interim statuses, recreated webhooks, pairing rules in every kind of
-location, malformed bodies. Each is written to files, loaded once per
-implementation, and judged by both (tests/judge.py asserts equality).
+location, malformed bodies. Each is written to files and loaded, and the online
+matcher and the SQL replay (on the loaded requests, and on the keys a second load
+computes as it reads) judge it; tests/judge.py asserts they agree.
 """
 
 from __future__ import annotations
