@@ -12,6 +12,7 @@ Python.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -204,8 +205,10 @@ def pick_lines(path: Path, numbers: Iterable[int]) -> pa.Table:
 def _read_buffer(handle: BinaryIO) -> bytearray:
     """A buffer for reading ``handle`` a chunk at a time: ``CHUNK_BYTES``, or the whole file if
     smaller. A bytearray is zeroed when made, and zeroing 32 MiB for a file of a few lines took
-    about 20 ms of each load (most of a small dataset's line count)."""
-    return bytearray(max(1, min(CHUNK_BYTES, os.fstat(handle.fileno()).st_size + 1)))
+    about 20 ms of each load (most of a small dataset's line count). A pipe has no size to go by."""
+    status = os.fstat(handle.fileno())
+    size = status.st_size + 1 if stat.S_ISREG(status.st_mode) else CHUNK_BYTES
+    return bytearray(min(CHUNK_BYTES, size))
 
 
 def _newlines(buffer: bytearray, size: int, mask: np.ndarray) -> np.ndarray:
