@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1584,6 +1586,37 @@ def test_count_lines_agrees_with_the_line_reader(tmp_path: Path, monkeypatch: py
         lines = sum(t.num_rows for t in linereader.iter_line_chunks(path, chunk_bytes=1 << 20))
         assert linereader.count_lines(path) == lines, data[:20]
         assert linereader.count_lines_finding(path, b"\x01") == (lines, b"\x01" in data), data[:20]
+
+
+def test_count_and_pick_lines_read_a_pipe(tmp_path: Path) -> None:
+    """A pipe has no size to size the read buffer by (a file's buffer is its size when smaller than
+    ``CHUNK_BYTES``): it is read whole all the same."""
+    pipe = tmp_path / "lines.pipe"
+    os.mkfifo(pipe)
+
+    def through_pipe(read: Callable[[], Any]) -> Any:
+        writer = threading.Thread(target=lambda: pipe.write_bytes(b'{"n":1}\n\n{"n":3}\nlast'))
+        writer.start()
+        try:
+            return read()
+        finally:
+            writer.join()
+
+    assert through_pipe(lambda: linereader.count_lines_finding(pipe, b"\x01")) == (4, False)
+    assert through_pipe(lambda: linereader.pick_lines(pipe, [3, 4]).to_pylist()) == [
+        {"line": 3, "raw": '{"n":3}', "utf8": True}, {"line": 4, "raw": "last", "utf8": True}]
+
+    def buffer_size(path: Path) -> int:
+        with path.open("rb", buffering=0) as handle:
+            buffer, mask = linereader._read_buffers(handle)
+            handle.read()  # a pipe's writer must not find it closed
+        assert len(mask) == len(buffer)
+        return len(buffer)
+
+    assert through_pipe(lambda: buffer_size(pipe)) == linereader.CHUNK_BYTES
+    small = tmp_path / "small.jsonl"
+    small.write_bytes(b'{"n":1}\n')
+    assert buffer_size(small) == 9
 
 
 @pytest.mark.parametrize("chunk_bytes", [1, 3, 16, 49, 1 << 20])

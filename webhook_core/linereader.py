@@ -105,8 +105,7 @@ def count_lines_finding(path: Path, byte: bytes, *, progress: Progress | None = 
     ends_open = False  # the file's last byte is not a newline
     found = False
     with path.open("rb", buffering=0) as handle:
-        buffer = _read_buffer(handle)
-        mask = np.empty(len(buffer), dtype=bool)
+        buffer, mask = _read_buffers(handle)
         while read := handle.readinto(buffer):
             newlines += int(np.count_nonzero(_newlines(buffer, read, mask)))
             ends_open = buffer[read - 1] != ord("\n")
@@ -166,8 +165,7 @@ def pick_lines(path: Path, numbers: Iterable[int]) -> pa.Table:
     next_line = 1  # the number of the first line in the buffer
     held = 0  # bytes of the buffer holding a line begun in the previous read
     with path.open("rb", buffering=0) as handle:
-        buffer = _read_buffer(handle)
-        mask = np.empty(len(buffer), dtype=bool)
+        buffer, mask = _read_buffers(handle)
         while len(found) < len(wanted):
             if held == len(buffer):  # one line longer than the buffer
                 buffer.extend(bytes(len(buffer)))
@@ -202,13 +200,14 @@ def pick_lines(path: Path, numbers: Iterable[int]) -> pa.Table:
                      "utf8": pa.array(valid, pa.bool_())})
 
 
-def _read_buffer(handle: BinaryIO) -> bytearray:
-    """A buffer for reading ``handle`` a chunk at a time: ``CHUNK_BYTES``, or the whole file if
-    smaller. A bytearray is zeroed when made, and zeroing 32 MiB for a file of a few lines took
-    about 20 ms of each load (most of a small dataset's line count). A pipe has no size to go by."""
+def _read_buffers(handle: BinaryIO) -> tuple[bytearray, np.ndarray]:
+    """A buffer for reading ``handle`` a chunk at a time, ``CHUNK_BYTES`` or the whole file if
+    smaller, and its newline mask for ``_newlines``. A bytearray is zeroed when made, and zeroing
+    32 MiB for a file of a few lines took about 20 ms of each load (most of a small dataset's line
+    count). A pipe has no size to go by."""
     status = os.fstat(handle.fileno())
-    size = status.st_size + 1 if stat.S_ISREG(status.st_mode) else CHUNK_BYTES
-    return bytearray(min(CHUNK_BYTES, size))
+    size = min(CHUNK_BYTES, status.st_size + 1 if stat.S_ISREG(status.st_mode) else CHUNK_BYTES)
+    return bytearray(size), np.empty(size, dtype=bool)
 
 
 def _newlines(buffer: bytearray, size: int, mask: np.ndarray) -> np.ndarray:
