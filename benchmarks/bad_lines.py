@@ -1,6 +1,6 @@
 """Benchmark: `webhook-audit replay` on a capture with lines DuckDB's readers cannot read.
 
-    python benchmarks/bad_lines.py DATASET [--bad 200] [--long 2] [--malformed 20] [--repeat 2]
+    python -m benchmarks.bad_lines DATASET [--bad 200] [--long 2] [--malformed 20] [--repeat 2]
                                    [--code NAME=PATH ...] [--workdir DIR] [--memory-limit 4GiB]
 
 Real captures carry a few lines that are not UTF-8 (a body logged as Latin-1) or are very
@@ -12,9 +12,10 @@ past the rows it rejected; before, any one of them sent the whole file to a slow
    lines spread evenly through the callbacks given a byte that is not UTF-8 (Latin-1 ``é`` in a
    key), ``--long`` of them a 3 MB field instead (longer than the parallel read takes), and, in a
    ``dispatches.csv``, ``--malformed`` rows spread evenly given a seventh column.
-2. Runs ``webhook-audit replay`` on the clean and the copied dataset, alternately, ``--repeat``
-   times, for each ``--code NAME=PATH`` (a checkout whose ``webhook_core`` is put first on
-   ``PYTHONPATH``; default: this checkout), each run its own subprocess: wall time and peak RSS.
+2. Runs ``webhook-audit replay`` on the clean and the copied dataset, ``--repeat`` rounds, for each
+   ``--code NAME=PATH`` (a checkout whose ``webhook_core`` is put first on ``PYTHONPATH``; default:
+   this checkout), every second round in reverse order, each run its own subprocess
+   (``benchmarks.harness.measure``): wall time and peak RSS.
 3. Checks every run's load report: the copy must quarantine exactly the planted lines.
 """
 
@@ -29,7 +30,15 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from benchmarks.harness import (
+    MeasurementFailed,
+    add_checkout_option,
+    checkouts,
+    measure,
+    print_table,
+    side_by_side,
+)
+
 LONG_FIELD = b'"padding":"' + b"P" * 3_000_000 + b'",'
 
 
@@ -85,17 +94,14 @@ def run(code: Path, dataset: Path, out: Path, memory_limit: str, temp_dir: Path)
     environment = {**os.environ, "PYTHONPATH": str(code)}
     command = [sys.executable, "-m", "webhook_core.cli", "replay", str(dataset), "--out", str(out),
                "--memory-limit", memory_limit, "--temp-dir", str(temp_dir)]
-    started = time.perf_counter()
-    # From the checkout itself: ``python -m`` puts the working directory first on the path.
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment, text=True,
-                             cwd=code)
-    output = child.stdout.read() if child.stdout is not None else ""
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    if status != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{output[-2000:]}")
-    report = [line for line in output.splitlines() if re.match(r"(dispatches|callbacks)\.\w+: read ", line)]
-    return wall, usage.ru_maxrss / 1024, report
+    try:
+        # From the checkout itself: ``python -m`` puts the working directory first on the path.
+        measured = measure(command, cwd=code, env=environment)
+    except MeasurementFailed as exc:
+        raise SystemExit(str(exc)) from None
+    report = [line for line in measured.output.splitlines()
+              if re.match(r"(dispatches|callbacks)\.\w+: read ", line)]
+    return measured.wall_s, measured.peak_rss_mib, report
 
 
 def imported_from(code: Path) -> str:
@@ -113,18 +119,19 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=2, help="of which this many are long, the rest not UTF-8")
     parser.add_argument("--malformed", type=int, default=20, help="malformed rows to plant in dispatches.csv")
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--code", action="append", default=[], metavar="NAME=PATH",
-                        help="a checkout to time (repeatable; default: this one)")
+    add_checkout_option(parser)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/webhook-audit-bad-lines"))
     parser.add_argument("--memory-limit", default="4GiB")
     args = parser.parse_args()
-    codes = dict(entry.split("=", 1) for entry in args.code) or {"this": str(HERE.parent)}
+    codes = checkouts(parser, args.code)
+    # Absolute: each run's working directory is its checkout.
+    clean, workdir = args.dataset.resolve(), args.workdir.resolve()
     for name, code in codes.items():
-        print(f"{name}: webhook_core from {imported_from(Path(code))}")
+        print(f"{name}: webhook_core from {imported_from(code)}")
 
-    copy = args.workdir / "bad-lines"
+    copy = workdir / "bad-lines"
     started = time.perf_counter()
-    lines, not_utf8, malformed = make_copy(args.dataset, copy, args.bad, args.long, args.malformed)
+    lines, not_utf8, malformed = make_copy(clean, copy, args.bad, args.long, args.malformed)
     print(f"{copy}: {lines:,} callback lines, {not_utf8:,} not UTF-8, {min(args.long, args.bad)} long; "
           f"{malformed:,} malformed CSV rows (written in {time.perf_counter() - started:.1f} s)", flush=True)
     expected = [f"read {lines:,} = loaded {lines - not_utf8:,} + quarantined {not_utf8:,}"]
@@ -132,22 +139,21 @@ def main() -> None:
         expected.append(f"+ quarantined {malformed:,}")
 
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for round_number in range(1, args.repeat + 1):
-        for name, code in codes.items():
-            for label, dataset in (("clean", args.dataset), ("bad lines", copy)):
-                wall, rss, report = run(Path(code), dataset, args.workdir / "out", args.memory_limit,
-                                        args.workdir / "spill")
-                missing = [end for end in expected if not any(line.endswith(end) for line in report)]
-                if label == "bad lines" and missing:
-                    raise SystemExit(f"{name}: load report {report!r}; expected lines ending {missing!r}")
-                results.setdefault((name, label), []).append((wall, rss))
-                print(f"round {round_number}  {name:<10} {label:<10} {wall:7.1f} s  {rss:7,.0f} MiB  "
-                      f"{'; '.join(report)}", flush=True)
-    print("\nwall s (each run)            peak RSS MiB")
-    for (name, label), runs in results.items():
-        walls = ", ".join(f"{wall:.1f}" for wall, _ in runs)
-        print(f"  {name:<10} {label:<10} {walls:<18} {max(rss for _, rss in runs):7,.0f}")
-    shutil.rmtree(args.workdir / "spill", ignore_errors=True)
+    variants = [(name, code, label, dataset) for name, code in codes.items()
+                for label, dataset in (("clean", clean), ("bad lines", copy))]
+    for round_number, (name, code, label, dataset) in side_by_side(variants, args.repeat):
+        wall, rss, report = run(code, dataset, workdir / "out", args.memory_limit, workdir / "spill")
+        missing = [end for end in expected if not any(line.endswith(end) for line in report)]
+        if label == "bad lines" and missing:
+            raise SystemExit(f"{name}: load report {report!r}; expected lines ending {missing!r}")
+        results.setdefault((name, label), []).append((wall, rss))
+        print(f"round {round_number}  {name:<10} {label:<10} {wall:7.1f} s  {rss:7,.0f} MiB  "
+              f"{'; '.join(report)}", flush=True)
+    print()
+    print_table(("code", "dataset", "wall s (each run)", "peak RSS MiB"),
+                [(name, label, ", ".join(f"{wall:.1f}" for wall, _ in runs), f"{max(rss for _, rss in runs):,.0f}")
+                 for (name, label), runs in results.items()], align="llrr")
+    shutil.rmtree(workdir / "spill", ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Time every analysis command (and the notebook report) end to end on one generated dataset.
 
-    python benchmarks/commands.py [--leads 1000000] [--seed 1] [--workdir DIR] [--skip-report]
+    python -m benchmarks.commands [--leads 1000000] [--seed 1] [--workdir DIR] [--skip-report] [--json FILE]
 
 Generates the dataset with ``webhook-audit generate`` (timed too, reused when present),
 then runs each command once as a subprocess and reports wall time and the child's
-peak RSS, side by side in one run. Figures go to docs/benchmarks.md by hand, with
-the command line and the machine.
+peak RSS (``benchmarks.harness.measure``), side by side in one run. Figures go to
+docs/benchmarks.md by hand, with the command line and the machine.
 """
 
 from __future__ import annotations
@@ -13,23 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from benchmarks.harness import MeasurementFailed, measure, print_table
 
 
 def run(args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one ``webhook-audit`` subprocess."""
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "webhook_core.cli", *args], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-    errors = child.stderr.read() if child.stderr is not None else ""
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    if status != 0:
-        raise SystemExit(f"webhook-audit {' '.join(args)} failed:\n{errors[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    try:
+        measured = measure([sys.executable, "-m", "webhook_core.cli", *args])
+    except MeasurementFailed as exc:
+        raise SystemExit(str(exc)) from None
+    return measured.wall_s, measured.peak_rss_mib
 
 
 def main() -> None:
@@ -62,9 +58,8 @@ def main() -> None:
         rows.append((name, *run(args)))
     size = sum(p.stat().st_size for p in dataset.iterdir()) / 2**20
     print(f"\n{options.leads:,} leads (seed {options.seed}), dataset {size:,.0f} MiB; machine: {os.cpu_count()} cores")
-    print(f"{'command':24} {'wall s':>8} {'peak RSS MiB':>13}")
-    for name, wall, rss in rows:
-        print(f"{name:24} {wall:8.1f} {rss:13,.0f}")
+    print_table(("command", "wall s", "peak RSS MiB"),
+                [(name, f"{wall:.1f}", f"{rss:,.0f}") for name, wall, rss in rows])
     if options.json:
         options.json.write_text(json.dumps([{"command": n, "wall_s": w, "peak_rss_mib": r} for n, w, r in rows],
                                            indent=2))

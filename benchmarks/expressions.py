@@ -1,6 +1,6 @@
 """What each column of the JSONL load and of the replay's keys costs, and what the loaded tables weigh.
 
-``python benchmarks/expressions.py DATASET [--repeat 2]``
+``python -m benchmarks.expressions DATASET [--repeat 2]``
 
 For the statement that reads and judges ``callbacks.jsonl`` (the loader's parallel path) and for
 the keys (``webhook_core.keys``, over the loaded ``callback_rows``), times ``count(column)`` of each
@@ -13,26 +13,21 @@ No memory limit: this is CPU per expression, not spilling.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-# Scripts in benchmarks/ must not shadow the standard library (benchmarks/http.py would hide `http`).
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import duckdb
 
-import duckdb  # noqa: E402
-
-from webhook_core import load_dataset  # noqa: E402
-from webhook_core.keys import KEY_COLUMNS, keys_sql  # noqa: E402
-from webhook_core.loading import (  # noqa: E402
+from webhook_core import load_dataset
+from webhook_core.keys import KEY_COLUMNS, keys_sql
+from webhook_core.loading import (
     _BLANK_LINE,
     _CALLBACK_FIELDS,
     _CALLBACK_PARTS,
     _json_line_text,
-    _path_literal,
     connect,
 )
+from webhook_core.sql import quote_literal
 
 JUDGED_COLUMNS = ("seq", "raw", "reason", "request_id", "received_at", "method", "url", "headers", "body",
                   "recorded_status", "recorded_body", "capture_notes")
@@ -55,7 +50,7 @@ def main() -> None:
     path = args.dataset / "callbacks.jsonl"
 
     con = connect()
-    lines = (f"read_csv({_path_literal(path)}, columns = {{'raw': 'VARCHAR'}}, delim = chr(1), quote = '', "
+    lines = (f"read_csv({quote_literal(str(path))}, columns = {{'raw': 'VARCHAR'}}, delim = chr(1), quote = '', "
              "escape = '', header = false, auto_detect = false)")
     blank = "regexp_full_match(coalesce(raw, ''), '[ \t]*')"
     reader = (f"(SELECT NULL::BIGINT AS line, raw, CASE WHEN {blank} THEN {_BLANK_LINE} END AS parse_error, "

@@ -1,6 +1,6 @@
 """Generate a synthetic dataset folder (docs/semantics.md, section I) with DuckDB, set-based.
 
-``python benchmarks/generate.py --n 1000000 DIR`` writes ``DIR/webhooks.json``,
+``python -m benchmarks.generate DIR --n 1000000`` writes ``DIR/webhooks.json``,
 ``DIR/dispatches.csv`` (N leads) and ``DIR/callbacks.jsonl`` (N callbacks).
 No Python loop per row: every file is one ``COPY (SELECT ... FROM range(N))``.
 

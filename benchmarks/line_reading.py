@@ -1,9 +1,10 @@
 """Benchmark: the loader's passes over a whole file by line number, side by side for checkouts.
 
-    python benchmarks/line_reading.py FILE [--code NAME=PATH ...] [--rounds 2] [--every 100]
+    python -m benchmarks.line_reading FILE [--code NAME=PATH ...] [--rounds 2] [--every 100]
 
 For each ``--code NAME=PATH`` (a checkout; default: this one) its ``webhook_core/linereader.py``
-is loaded on its own, and, in turn for every checkout, ``--rounds`` times, this times:
+is loaded on its own, and, in turn for every checkout (every second round in reverse order),
+``--rounds`` times, this times in this process:
 
 - ``count_lines_finding(FILE, b"\\x01")``: the line count the parallel JSONL read checks its rows
   against, found in a thread on every load;
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-HERE = Path(__file__).resolve().parent
+from benchmarks.harness import add_checkout_option, checkouts, side_by_side
 
 
 def load(name: str, checkout: Path) -> ModuleType:
@@ -35,30 +36,28 @@ def load(name: str, checkout: Path) -> ModuleType:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", type=Path)
-    parser.add_argument("--code", action="append", default=[], metavar="NAME=PATH")
+    add_checkout_option(parser)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--every", type=int, default=100, help="pick every N-th line")
     args = parser.parse_args()
-    checkouts = dict(spec.split("=", 1) for spec in args.code) or {"this": str(HERE.parent)}
-    modules = {name: load(name, Path(path)) for name, path in checkouts.items()}
+    modules = {name: load(name, path) for name, path in checkouts(parser, args.code).items()}
     lines, _ = next(iter(modules.values())).count_lines_finding(args.file, b"\x01")
     dense = list(range(args.every // 2 or 1, lines + 1, args.every))
     sparse = [1, max(lines // 2, 1), lines]
     print(f"{args.file}: {lines:,} lines; picking {len(dense):,} and {len(sparse)}")
     results: dict[str, tuple[object, ...]] = {}
-    for round_number in range(1, args.rounds + 1):
-        for name, module in modules.items():
-            started = time.perf_counter()
-            counted = module.count_lines_finding(args.file, b"\x01")
-            counted_at = time.perf_counter()
-            picked = module.pick_lines(args.file, dense)
-            picked_at = time.perf_counter()
-            few = module.pick_lines(args.file, sparse)
-            done = time.perf_counter()
-            print(f"round {round_number} {name:<8} count+find {counted_at - started:5.2f} s   "
-                  f"pick {len(dense):,} {picked_at - counted_at:5.2f} s   pick {len(sparse)} {done - picked_at:5.2f} s",
-                  flush=True)
-            results[name] = (counted, picked, few)
+    for round_number, (name, module) in side_by_side(list(modules.items()), args.rounds):
+        started = time.perf_counter()
+        counted = module.count_lines_finding(args.file, b"\x01")
+        counted_at = time.perf_counter()
+        picked = module.pick_lines(args.file, dense)
+        picked_at = time.perf_counter()
+        few = module.pick_lines(args.file, sparse)
+        done = time.perf_counter()
+        print(f"round {round_number} {name:<8} count+find {counted_at - started:5.2f} s   "
+              f"pick {len(dense):,} {picked_at - counted_at:5.2f} s   pick {len(sparse)} {done - picked_at:5.2f} s",
+              flush=True)
+        results[name] = (counted, picked, few)
     first = next(iter(results.values()))
     same = all(r[0] == first[0] and r[1].equals(first[1]) and r[2].equals(first[2])  # type: ignore[attr-defined]
                for r in results.values())

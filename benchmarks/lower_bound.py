@@ -1,6 +1,6 @@
 """Benchmark: how close any DuckDB replay can come to the floor, beside ``webhook-audit replay``.
 
-    python benchmarks/lower_bound.py DATASET [--repeat 2] [--memory-limit 4GiB] [--workdir DIR]
+    python -m benchmarks.lower_bound DATASET [--repeat 2] [--memory-limit 4GiB] [--workdir DIR] [--json FILE]
 
 Issue 2's floor (c) reads the two files and hash-joins the URL's ``pcid`` to the leads,
 writing nothing. ``webhook-audit replay`` must also read every field the rules read, and
@@ -8,7 +8,7 @@ write one row per callback and one per lead, in the documented order. This scrip
 that necessary work alone, in steps that each add one piece to the last, so the ratio a
 replay of any design could reach on this machine is measured, not argued:
 
-  (c)      the floor, as ``benchmarks/replay.py`` runs it;
+  (c)      the floor, as ``benchmarks.replay`` runs it;
   read     (c), reading every JSONL field the rules may read (``received_at, url, headers, body,
            request_id, response_status``) and every dispatch column, each one used;
   write    read, then both outputs written to Parquet, unordered: the callbacks joined to their
@@ -24,26 +24,21 @@ documented outputs with DuckDB on this machine.
 
 Each step is its own subprocess with the same DuckDB settings as (c) (``--memory-limit``,
 a spill folder); the steps are run in turn, ``--repeat`` rounds, so the machine's changes
-of speed fall on all of them alike. Reported: the fastest round of each step, and every round.
+of speed fall on all of them alike (always in this order: each round's ratios to its own (c) are
+comparable). Reported: the fastest round of each step, and every round.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import runpy
 import shutil
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-# Scripts in benchmarks/ must not shadow the standard library (benchmarks/http.py would hide `http`).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-
-
-#: benchmarks/replay.py's globals: its floor (c), how it measures a subprocess, the machine.
-_replay = runpy.run_path(str(HERE / "replay.py"), run_name="_bench_replay")
+from benchmarks.harness import machine, measure, print_table, side_by_side, source_fingerprint
+from benchmarks.replay import FLOOR_SCRIPT
 
 #: One step's SQL, run by STEP_SCRIPT; ``{dataset}`` and ``{out}`` are filled in.
 _CALLBACKS = """read_json('{dataset}/callbacks.jsonl', format = 'newline_delimited', columns = {{
@@ -80,7 +75,7 @@ _JOINED = f"""
 """
 
 #: It reads dispatches.csv again rather than a table of it made once for both outputs: at 10M that
-#: table cost as much time as the second read saves, or more (docs/benchmarks.md, 20:54–21:08 UTC).
+#: table cost as much time as the second read saves, or more (docs/benchmarks.md, "Levers tried").
 _LEADS = f"""
     CREATE TEMP TABLE leads AS
     SELECT d.lead_id, d.webhook_id, d.created_at,
@@ -118,8 +113,8 @@ import json, sys, time
 import duckdb
 dataset, temp_dir, memory_limit, out, statements = sys.argv[1:6]
 con = duckdb.connect()
-con.execute(f"SET memory_limit = '{memory_limit}'")
-con.execute(f"SET temp_directory = '{temp_dir}'")
+con.execute("SET memory_limit = ?", [memory_limit])
+con.execute("SET temp_directory = ?", [temp_dir])
 # As the replay runs: its order comes from ORDER BY, so DuckDB need not keep any other.
 con.execute("SET preserve_insertion_order = false")
 t0 = time.perf_counter()
@@ -144,11 +139,11 @@ def main() -> None:
     dataset = args.dataset.resolve()
     if not (dataset / "callbacks.jsonl").is_file() or not (dataset / "dispatches.csv").is_file():
         parser.error(f"{dataset}: needs callbacks.jsonl and dispatches.csv (benchmarks/generate.py writes them)")
-    print(f"{dataset}; {_replay['machine']()}; webhook_core {_replay['source_fingerprint']()}", flush=True)
+    print(f"{dataset}; {machine()}; webhook_core {source_fingerprint()}", flush=True)
 
     def command(step: str, folder: Path, spill: Path) -> list[str]:
         if step == "c":
-            return [sys.executable, "-c", _replay["FLOOR_SCRIPT"], str(dataset), str(spill), args.memory_limit,
+            return [sys.executable, "-c", FLOOR_SCRIPT, str(dataset), str(spill), args.memory_limit,
                     str(folder / "figures.json")]
         if step == "a":
             return [sys.executable, "-m", "webhook_core.cli", "replay", str(dataset), "--out", str(folder),
@@ -158,41 +153,37 @@ def main() -> None:
 
     order = ["c", *STEPS, "a"]
     runs: dict[str, list[dict]] = {step: [] for step in order}
-    for round_number in range(1, args.repeat + 1):
-        for step in order:
-            folder = args.workdir / step
-            spill = args.workdir / f"{step}-spill"
-            for path in (folder, spill):
-                shutil.rmtree(path, ignore_errors=True)
-                path.mkdir(parents=True)
-            row = _replay["measure"](command(step, folder, spill), args.workdir / f"{step}.log")
-            if step != "a":
-                row.update(json.loads((folder / "figures.json").read_text()))
-            row["started"] = time.strftime("%H:%M:%S")
-            runs[step].append(row)
-            statements = f"  statements {row['statement_s']}" if len(row.get("statement_s", [])) > 1 else ""
-            print(f"  round {round_number} {step:<8} {row['wall_s']:7.1f} s  CPU {row['cpu_s']:6.1f} s  "
-                  f"peak RSS {row['peak_rss_mib']:7,.0f} MiB{statements}", flush=True)
+    for round_number, step in side_by_side(order, args.repeat, alternate=False):
+        folder = args.workdir / step
+        spill = args.workdir / f"{step}-spill"
+        for path in (folder, spill):
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+        row = measure(command(step, folder, spill), log=args.workdir / f"{step}.log").figures()
+        if step != "a":
+            row.update(json.loads((folder / "figures.json").read_text()))
+        row["started"] = time.strftime("%H:%M:%S")
+        runs[step].append(row)
+        statements = f"  statements {row['statement_s']}" if len(row.get("statement_s", [])) > 1 else ""
+        print(f"  round {round_number} {step:<8} {row['wall_s']:7.1f} s  CPU {row['cpu_s']:6.1f} s  "
+              f"peak RSS {row['peak_rss_mib']:7,.0f} MiB{statements}", flush=True)
     shutil.rmtree(args.workdir, ignore_errors=True)
 
     best = {step: min(rows, key=lambda r: r["wall_s"]) for step, rows in runs.items()}
     floor = best["c"]["wall_s"]
     print()
-    print(f"{'step':<9} {'best wall s':>11} {'/ (c)':>7} {'CPU s':>7} {'peak RSS MiB':>13}  rounds (wall s)")
-    for step in order:
-        row = best[step]
-        rounds = ", ".join(f"{r['wall_s']:.1f}" for r in runs[step])
-        print(f"{step:<9} {row['wall_s']:>11.1f} {row['wall_s'] / floor:>6.2f}× {row['cpu_s']:>7.1f} "
-              f"{row['peak_rss_mib']:>13,.0f}  {rounds}")
+    print_table(("step", "best wall s", "/ (c)", "CPU s", "peak RSS MiB", "rounds (wall s)"),
+                [(step, f"{best[step]['wall_s']:.1f}", f"{best[step]['wall_s'] / floor:.2f}×",
+                  f"{best[step]['cpu_s']:.1f}", f"{best[step]['peak_rss_mib']:,.0f}",
+                  ", ".join(f"{r['wall_s']:.1f}" for r in runs[step])) for step in order], align="lrrrrl")
     # Each round's own ratio too: the rounds ran side by side, so their ratios are comparable.
     for round_index in range(args.repeat):
         floor_round = runs["c"][round_index]["wall_s"]
         ratios = ", ".join(f"{step} {runs[step][round_index]['wall_s'] / floor_round:.2f}×" for step in order[1:])
         print(f"round {round_index + 1}, each step / that round's (c): {ratios}")
     if args.json:
-        args.json.write_text(json.dumps({"dataset": str(dataset), "machine": _replay["machine"](),
-                                         "source": _replay["source_fingerprint"](), "runs": runs}, indent=1,
-                                        default=str))
+        args.json.write_text(json.dumps({"dataset": str(dataset), "machine": machine(),
+                                         "source": source_fingerprint(), "runs": runs}, indent=1, default=str))
         print(f"wrote {args.json}")
 
 

@@ -1,6 +1,6 @@
 """Where the time of ``webhook-audit replay`` goes: the CLI's steps, one SQL statement at a time.
 
-``python benchmarks/profile_replay.py DATASET --out DIR [--memory-limit 4GiB --temp-dir DIR] [--memory] [--json FILE]``
+``python -m benchmarks.profile_replay DATASET --out DIR [--memory-limit 4GiB --temp-dir DIR] [--memory] [--json FILE]``
 
 Runs what ``webhook-audit replay`` runs (load, replay, export; the same library
 calls) on a connection wrapper that splits every ``execute`` into its statements
@@ -32,12 +32,8 @@ from typing import Any
 
 import duckdb
 
-# Scripts in benchmarks/ must not shadow the standard library (benchmarks/http.py would hide `http`).
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from webhook_core import cli, loading  # noqa: E402
-from webhook_core.loading import connect  # noqa: E402
+from webhook_core import cli, loading
+from webhook_core.loading import connect
 
 # ``webhook_core.replay`` the attribute is the function; the module is in sys.modules.
 replay_module = importlib.import_module("webhook_core.replay")

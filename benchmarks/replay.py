@@ -1,11 +1,11 @@
 """Benchmark: ``webhook-audit replay`` vs the online matcher vs a DuckDB floor, side by side.
 
-    python benchmarks/replay.py [--n 1000000] [--workdir DIR] [--keep] [--skip-online]
-                                [--phases] [--json FILE] [--memory-limit 4GiB]
+    python -m benchmarks.replay [--n 1000000] [--workdir DIR] [--keep] [--skip-online]
+                                [--phases] [--repeat 1] [--json FILE] [--memory-limit 4GiB]
 
 1. Generates N leads (``dispatches.csv``) and N callbacks (``callbacks.jsonl``)
    with DuckDB (benchmarks/generate.py; reused when already there for the same N).
-2. Times, each in its own subprocess (wall time, and peak RSS from ``os.wait4``):
+2. Times, each in its own subprocess (``benchmarks.harness.measure``: wall time, peak RSS):
 
    (a) ``webhook-audit replay DATASET --out OUT --memory-limit 4GiB --temp-dir TMP``;
    (b) the online matcher: ``load_dataset``, then every callback through ``OnlineMatcher.match``
@@ -23,34 +23,19 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
 import json
 import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-HERE = Path(__file__).resolve().parent
-# Scripts in benchmarks/ must not shadow the standard library (benchmarks/http.py would hide `http`).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-
-
-def _sibling(name: str):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-GENERATOR_VERSION = _sibling("generate").GENERATOR_VERSION
+from benchmarks.generate import GENERATOR_VERSION
+from benchmarks.harness import REPO, MeasurementFailed, machine, measure, print_table, source_fingerprint
 
 TARGET_FLOOR_RATIO = 2.5      # (a) / (c)
 TARGET_ONLINE_RATIO = 10.0    # (b) / (a)
@@ -94,37 +79,12 @@ with open(out, "w") as handle:
 """
 
 
-class MeasurementFailed(Exception):
-    pass
-
-
-def measure(command: list[str], log: Path) -> dict:
-    """Run ``command``; wall seconds and the child's peak RSS (``os.wait4``).
-
-    The child's ru_maxrss starts from this process's peak at the fork, so this process stays
-    small (no DuckDB work here beyond counting outcomes) and its own peak is kept beside it.
-    """
-    parent_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    with log.open("wb") as handle:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=HERE.parent)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        sys.stderr.write(log.read_text(errors="replace")[-3000:])
-        raise MeasurementFailed(f"{' '.join(command[:4])} … failed with exit code {process.returncode}")
-    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "parent_peak_rss_mib": parent_peak,
-            "cpu_s": usage.ru_utime + usage.ru_stime,
-            "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "loadavg_after": os.getloadavg()[0]}
-
-
-def measure_best(command: list[str], log: Path, repeat: int) -> dict:
+def measure_best(command: list[str], log: Path, repeat: int) -> dict[str, Any]:
     """The run with the least wall time of ``repeat`` (other jobs on the machine add noise); peak RSS is the max."""
-    runs = [measure(command, log) for _ in range(max(repeat, 1))]
-    best = dict(min(runs, key=lambda r: r["wall_s"]))
-    best["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
-    best["all_wall_s"] = [round(r["wall_s"], 2) for r in runs]
+    runs = [measure(command, log=log, cwd=REPO) for _ in range(max(repeat, 1))]
+    best = min(runs, key=lambda r: r.wall_s).figures()
+    best["peak_rss_mib"] = max(r.peak_rss_mib for r in runs)
+    best["all_wall_s"] = [round(r.wall_s, 2) for r in runs]
     return best
 
 
@@ -140,35 +100,13 @@ def prepare_dataset(workdir: Path, n: int) -> tuple[Path, dict]:
     start = time.perf_counter()
     # In a child process: Linux carries a parent's peak RSS over fork and exec into the child's
     # ru_maxrss, so generating here (~6 GiB at 10M) would show as every measured run's peak.
-    done = subprocess.run([sys.executable, str(HERE / "generate.py"), str(folder), "--n", str(n)],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.generate", str(folder), "--n", str(n)],
+                          check=True, capture_output=True, text=True, cwd=REPO)
     files = json.loads(done.stdout)
     info = {"n": n, "version": GENERATOR_VERSION, "seconds": time.perf_counter() - start, "files": files,
             "bytes": {p.name: p.stat().st_size for p in folder.iterdir() if not p.name.startswith(".")}}
     marker.write_text(json.dumps(info))
     return folder, {"reused": False, **info}
-
-
-def source_fingerprint() -> dict:
-    """Which webhook_core was measured: git HEAD, and a hash of the working copy (others edit it)."""
-    package = HERE.parent / "webhook_core"
-    digest = hashlib.sha256()
-    for path in sorted(package.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "webhook_core"], cwd=HERE.parent,
-                                    capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        head, dirty = "?", True
-    return {"git_head": head, "webhook_core_dirty": dirty, "webhook_core_sha256": digest.hexdigest()[:12]}
-
-
-def machine() -> dict:
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"nproc": os.cpu_count(), "ram_gib": round(memory / 2**30, 1), "python": platform.python_version(),
-            "duckdb": duckdb.__version__, "platform": platform.platform()}
 
 
 def main() -> None:
@@ -231,13 +169,13 @@ def main() -> None:
 
         def online() -> dict:
             row = measure([sys.executable, "-c", ONLINE_SCRIPT, str(dataset), str(spill / "b"),
-                           args.memory_limit, str(run / "b.json")], run / "b.log")
+                           args.memory_limit, str(run / "b.json")], log=run / "b.log", cwd=REPO).figures()
             return {**row, **json.loads((run / "b.json").read_text())}
 
         def phases() -> dict:
-            row = measure([sys.executable, str(HERE / "profile_replay.py"), str(dataset), "--out", str(run / "out-p"),
+            row = measure([sys.executable, "-m", "benchmarks.profile_replay", str(dataset), "--out", str(run / "out-p"),
                            "--memory-limit", args.memory_limit, "--temp-dir", str(spill / "p"),
-                           "--json", str(run / "p.json")], run / "p.log")
+                           "--json", str(run / "p.json")], log=run / "p.log", cwd=REPO).figures()
             return {**row, "profile": json.loads((run / "p.json").read_text())}
 
         step("c", "(c) floor: read_csv + read_json + one hash join …", floor)
@@ -245,7 +183,7 @@ def main() -> None:
         if not args.skip_online:
             step("b", "(b) online matcher …", online)
         if args.phases:
-            step("a_phases", "(a) again, statement by statement (benchmarks/profile_replay.py) …", phases)
+            step("a_phases", "(a) again, statement by statement (benchmarks.profile_replay) …", phases)
     finally:
         if not args.keep:
             shutil.rmtree(run, ignore_errors=True)
@@ -271,11 +209,11 @@ def report(figures: dict) -> None:
                      f"load {b['load_s']:.1f} s + match {b['match_s']:.1f} s"))
     rows.append(("(c) floor: DuckDB read + hash join", c, f"{c['joined']:,} joined"))
     print()
-    print(f"{'':<36} {'wall s':>9} {'CPU s':>8} {'peak RSS MiB':>13} {'callbacks/s':>12}  note")
-    for name, row, note in rows:
-        runs = f"; runs {row['all_wall_s']}" if len(row.get("all_wall_s", [])) > 1 else ""
-        print(f"{name:<36} {row['wall_s']:>9.1f} {row['cpu_s']:>8.1f} {row['peak_rss_mib']:>13,.0f} "
-              f"{n / row['wall_s']:>12,.0f}  {note}{runs}")
+    print_table(("", "wall s", "CPU s", "peak RSS MiB", "callbacks/s", "note"),
+                [(name, f"{row['wall_s']:.1f}", f"{row['cpu_s']:.1f}", f"{row['peak_rss_mib']:,.0f}",
+                  f"{n / row['wall_s']:,.0f}",
+                  note + (f"; runs {row['all_wall_s']}" if len(row.get("all_wall_s", [])) > 1 else ""))
+                 for name, row, note in rows], align="lrrrrl")
     print("(1-minute load average after each run: "
           + ", ".join(f"{k} {r['loadavg_after']:.1f}" for k, r in (("a", a), ("b", b), ("c", c)) if r) + ")")
     print()
@@ -304,8 +242,11 @@ def report(figures: dict) -> None:
     figures["checks"] = [{"check": name, "value": value, "target": target, "pass": ok}
                          for name, value, target, ok in checks]
     if "a_phases" in results:
+        # Imported only now: the measuring process stays small while it measures (harness.measure).
+        from benchmarks.profile_replay import print_profile
+
         print()
-        _sibling("profile_replay").print_profile(results["a_phases"]["profile"])
+        print_profile(results["a_phases"]["profile"])
 
 
 if __name__ == "__main__":

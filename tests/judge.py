@@ -15,6 +15,7 @@ import duckdb
 
 from webhook_core import WebhookVersions, load_dataset, replay
 from webhook_core.online import run_online
+from webhook_core.replay import CALLBACK_ORDER
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,11 @@ def sql_judgement(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     callbacks = [
         {k: _none_if_nan(v) for k, v in row.items()} for row in result.callbacks().to_dict("records")
     ]
-    for row in callbacks:
+    # Not compared with the online matcher (it has no such columns): what the property test counts.
+    extra = con.execute(f"SELECT is_interim, body_kind FROM callback_outcomes ORDER BY {CALLBACK_ORDER}").fetchall()
+    for row, (is_interim, body_kind) in zip(callbacks, extra, strict=True):
         row["status_code"] = int(row["status_code"])
+        row["is_interim"], row["body_kind"] = is_interim, body_kind
     leads = [{k: _none_if_nan(v) for k, v in row.items()} for row in result.leads().to_dict("records")]
     return Judged(callbacks, leads)
 

@@ -421,13 +421,13 @@ def test_km_ties_between_events_and_censoring_at_the_same_t(km_con: duckdb.DuckD
     assert_rows(rows, expected)
 
 
-def test_km_every_lead_answered_reaches_one_and_band_is_null(km_con: duckdb.DuckDBPyConnection) -> None:
+def test_km_every_lead_answered_reaches_one_and_band_is_that_point(km_con: duckdb.DuckDBPyConnection) -> None:
     curve = capture_curve(km_con)
     rows = records(curve[curve.webhook_id == "wh-all"])
     low, high = exponential_greenwood(2 / 3, 1 / (3 * 2))
     assert_rows(rows, [
         {"t_s": 1.0, "at_risk": 3, "events": 1, "captured": Fraction(1, 3), "ci_low": low, "ci_high": high},
-        {"t_s": 2.0, "at_risk": 2, "events": 2, "captured": 1.0, "ci_low": None, "ci_high": None},
+        {"t_s": 2.0, "at_risk": 2, "events": 2, "captured": 1.0, "ci_low": 1.0, "ci_high": 1.0},
     ])
 
 
@@ -439,7 +439,7 @@ def test_km_no_lead_answered_has_no_curve_rows(km_con: duckdb.DuckDBPyConnection
 def test_km_late_first_callback_is_an_event_at_its_time(km_con: duckdb.DuckDBPyConnection) -> None:
     curve = capture_curve(km_con)
     assert_rows(records(curve[curve.webhook_id == "wh-late-first"]),
-                [{"t_s": 7.0, "at_risk": 1, "events": 1, "captured": 1.0, "ci_low": None, "ci_high": None}])
+                [{"t_s": 7.0, "at_risk": 1, "events": 1, "captured": 1.0, "ci_low": 1.0, "ci_high": 1.0}])
 
 
 def test_wait_summary_counts_quantiles_and_observed_percentiles(km_con: duckdb.DuckDBPyConnection) -> None:
@@ -486,19 +486,35 @@ def test_wait_summary_km_p50_when_captured_is_exactly_one_half(dataset: MakeData
     assert (row["km_p50_s"], row["km_p90_s"]) == (2.0, 4.0)
 
 
+def _us(moment: Any) -> int:
+    return int(pd.Timestamp(moment).value // 1000)
+
+
 def durations(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Per lead: first_callback_s, or observation_end − created_at when censored (the oracle's input)."""
-    return con.execute("""
-        SELECT webhook_id, first_callback_s,
-               coalesce(first_callback_s, (epoch_us(observation_end) - epoch_us(created_at)) / 1e6) AS t,
-               first_callback_s IS NOT NULL AS event
-        FROM lead_outcomes WHERE created_at <= observation_end
-    """).df()
+    """The oracle's input, built here in Python from the replayed callbacks (not by survival.py's SQL):
+    per lead created by the observation end, the time to its first callback resolved to it at or after
+    its creation and by the end (an event, W4), else to the end (censored)."""
+    (end,) = con.execute("SELECT max(observation_end) FROM lead_outcomes").fetchone() or (None,)
+    end_us = _us(end)
+    created = {lead_id: (webhook_id, _us(at)) for lead_id, webhook_id, at
+               in con.execute("SELECT lead_id, webhook_id, created_at FROM dispatches").fetchall()}
+    first: dict[str, int] = {}
+    for lead_id, outcome, received_at in con.execute(
+            "SELECT lead_id, outcome, received_at FROM callback_outcomes").fetchall():
+        if lead_id is None or outcome == "wrong_webhook":  # (that lead is another webhook's, not resolved)
+            continue
+        received = _us(received_at)
+        if created[lead_id][1] <= received <= end_us:
+            first[lead_id] = min(received, first.get(lead_id, received))
+    rows = [(webhook_id, (first.get(lead_id, end_us) - at) / 1e6, lead_id in first)
+            for lead_id, (webhook_id, at) in created.items() if at <= end_us]
+    return pd.DataFrame(rows, columns=["webhook_id", "t", "event"])
 
 
-def assert_matches_lifelines(con: duckdb.DuckDBPyConnection) -> None:
+def assert_matches_lifelines(con: duckdb.DuckDBPyConnection, data: pd.DataFrame | None = None) -> None:
+    """capture_curve against lifelines fed ``data`` (webhook_id, t, event), by default ``durations(con)``."""
     curve = capture_curve(con)
-    data = durations(con)
+    data = durations(con) if data is None else data
     assert set(curve.webhook_id) == set(data[data.event].webhook_id)
     for webhook_id, group in data.groupby("webhook_id"):
         fitter = KaplanMeierFitter().fit(group.t.to_numpy(), group.event.to_numpy())
@@ -510,18 +526,14 @@ def assert_matches_lifelines(con: duckdb.DuckDBPyConnection) -> None:
         survival = fitter.survival_function_.iloc[:, 0].loc[mine.index].to_numpy()
         band = fitter.confidence_interval_.loc[mine.index]
         np.testing.assert_allclose(mine.captured.to_numpy(), 1 - survival, rtol=1e-9, atol=0)
-        positive = survival > 0
-        np.testing.assert_allclose(mine.ci_low.to_numpy()[positive], 1 - band.iloc[:, 1].to_numpy()[positive],
-                                   rtol=1e-9, atol=0)
-        np.testing.assert_allclose(mine.ci_high.to_numpy()[positive], 1 - band.iloc[:, 0].to_numpy()[positive],
-                                   rtol=1e-9, atol=0)
-        # Where S reaches 0 the band is undefined (NULL), where lifelines gives [0, 0].
-        assert mine.ci_low[~positive].isna().all() and mine.ci_high[~positive].isna().all()
+        # Where S reaches 0 too: lifelines' band is [0, 0] in S, [1, 1] in captured.
+        np.testing.assert_allclose(mine.ci_low.to_numpy(), 1 - band.iloc[:, 1].to_numpy(), rtol=1e-9, atol=0)
+        np.testing.assert_allclose(mine.ci_high.to_numpy(), 1 - band.iloc[:, 0].to_numpy(), rtol=1e-9, atol=0)
 
 
-def assert_quantiles_exact(con: duckdb.DuckDBPyConnection) -> None:
+def assert_quantiles_exact(con: duckdb.DuckDBPyConnection, data: pd.DataFrame | None = None) -> None:
     summary = wait_summary(con).set_index("webhook_id")
-    data = durations(con)
+    data = durations(con) if data is None else data
     for webhook_id, group in data.groupby("webhook_id"):
         t, e = group.t.to_numpy(), group.event.to_numpy()
         row = summary.loc[webhook_id]
@@ -572,6 +584,56 @@ def test_wait_summary_counts_and_observed_percentiles_on_sample(
             assert math.isclose(row[f"observed_p{q}_s"], np.percentile(answered, q, method="linear"),
                                 rel_tol=1e-9)
         assert row.captured_by_end == final[webhook_id]
+
+
+TIED_END_S = 45
+
+
+def tied_dataset(folder: Path, seed: int) -> tuple[Path, pd.DataFrame]:
+    """Random leads and callbacks on whole seconds, so first-callback times tie with each other and with
+    censoring times (the observation end is ``TIED_END_S``): the folder, and the durations planted in it
+    (webhook_id, t, event), worked out here from the draws. Some leads are created after the end, some
+    callbacks are early, duplicates, late (wh-t2 has a 10 s timeout) or after the end: none is an event."""
+    rng = np.random.default_rng(seed)
+    n = 80
+    webhook_ids = rng.choice(["wh-t1", "wh-t2"], n)
+    created = rng.integers(0, 50, n)
+    answered = rng.random(n) < 0.6
+    delay = rng.integers(0, 31, n)
+    early = rng.random(n) < 0.15
+    again = rng.integers(0, 6, n)
+    leads, calls, planted = [], [], []
+    for i in range(n):
+        leads.append(lead(f"T{i}", f"CT{i}", str(webhook_ids[i]), "T", at=float(created[i])))
+        if early[i]:
+            calls.append(call(f"t{i}-early", str(webhook_ids[i]), f"pcid=CT{i}", at=float(created[i] - 1)))
+        if answered[i]:
+            calls.append(call(f"t{i}", str(webhook_ids[i]), f"pcid=CT{i}", at=float(created[i] + delay[i])))
+            calls.append(call(f"t{i}-again", str(webhook_ids[i]), f"pcid=CT{i}",
+                              at=float(created[i] + delay[i] + again[i])))
+        if created[i] <= TIED_END_S:
+            event = bool(answered[i]) and created[i] + delay[i] <= TIED_END_S
+            planted.append((str(webhook_ids[i]), float(delay[i] if event else TIED_END_S - created[i]), event))
+    webhooks = [webhook("wh-t1", "T", wait=True), webhook("wh-t2", "T", wait=True, timeout_s=10)]
+    return (write_dataset(folder, webhooks, leads, calls),
+            pd.DataFrame(planted, columns=["webhook_id", "t", "event"]))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_km_equals_lifelines_with_tied_event_and_censoring_times(tmp_path: Path, seed: int) -> None:
+    folder, planted = tied_dataset(tmp_path / "tied", seed)
+    ties = planted.groupby(["webhook_id", "t"]).event.agg(["any", "all"])
+    assert (ties["any"] & ~ties["all"]).sum() >= 5  # times at which one lead is answered and another censored
+    con = connect()
+    try:
+        replayed(con, folder, observation_end=moment(TIED_END_S))
+        by_lead = ["webhook_id", "t", "event"]
+        assert durations(con).sort_values(by_lead, ignore_index=True).equals(
+            planted.sort_values(by_lead, ignore_index=True))
+        assert_matches_lifelines(con, planted)
+        assert_quantiles_exact(con, planted)
+    finally:
+        con.close()
 
 
 # =========================================================================== timeout what-ifs

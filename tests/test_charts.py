@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import altair as alt
@@ -15,6 +16,8 @@ from webhook_core.pairing import discover_locations, near_misses
 from webhook_core.rates import disagreements, rates
 from webhook_core.survival import capture_curve
 from webhook_core.timeouts import timeout_whatifs
+
+from datasets import write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +130,45 @@ def test_km_chart_thins_a_huge_curve_but_keeps_its_ends() -> None:
     assert 50 < len(data) <= 401
     assert data["captured"].is_monotonic_increasing
     assert data["captured"].iloc[-1] == 1.0 and data["t_s"].iloc[-1] == t[-1]
+
+
+def test_km_chart_starts_each_curve_at_zero_so_a_single_step_shows() -> None:
+    import pandas as pd
+
+    # One lead, answered at 7 s: a curve of one step, which a step line alone draws as a lone point.
+    curve = pd.DataFrame({"webhook_id": ["wh-one"], "t_s": [7.0], "at_risk": [1], "events": [1], "captured": [1.0],
+                          "ci_low": [1.0], "ci_high": [1.0]})
+    chart = charts.km_chart(curve)
+    data = chart.data
+    assert data[["t_s", "captured", "ci_low", "ci_high", "events"]].values.tolist() == [
+        [7.0, 0.0, 0.0, 0.0, 0], [7.0, 1.0, 1.0, 1.0, 1]]
+    line = chart.to_dict()["layer"][1]
+    assert line["encoding"]["order"]["field"] == "step"
+
+
+def test_tradeoff_chart_leaves_out_webhooks_never_answered(sample: Any) -> None:
+    con, loaded = sample
+    whatifs = timeout_whatifs(con, loaded.webhooks, [5, 30])
+    silent = whatifs[whatifs.webhook_id == "wh-fastpay"].assign(webhook_id="wh-silent", ever_answered=0,
+                                                                 capture_rate=float("nan"))
+    import pandas as pd
+
+    data = charts.timeout_tradeoff_chart(pd.concat([whatifs, silent], ignore_index=True)).data
+    assert "wh-silent" not in set(data.webhook_id) and set(data.webhook_id) == set(whatifs.webhook_id)
+
+
+def test_every_chart_builds_from_empty_tables(tmp_path: Path) -> None:
+    """A dataset where nothing resolves: every analysis table is empty, and no chart may warn (a tooltip
+    field's type cannot be inferred from no rows) or fail."""
+    folder = write_dataset(tmp_path / "void", [{"webhook_id": "wh-n", "advertiser_id": "n", "wait": False}],
+                           [{"lead_id": "L1", "conversion_id": "PC-1", "advertiser_id": "n", "external_id": None,
+                             "webhook_id": "wh-n", "created_at": "2026-11-20T10:00:00Z"}],
+                           [{"received_at": "2026-11-20T10:00:05Z", "url": "/webhooks/wh-zzz?pcid=PC-1",
+                             "response_status": 404}])
+    con = wc.connect()
+    loaded = wc.load_dataset(con, folder)
+    built = build_all(con, loaded)
+    assert len(built["km"].data) == len(built["tradeoff"].data) == 0
+    for name, chart in built.items():
+        assert chart.to_dict()["$schema"], name
+    con.close()

@@ -400,6 +400,93 @@ def test_out_is_a_file(audit_dataset: Path, tmp_path: Path) -> None:
                       f"{target}: --out must be a folder, and this is a file")
 
 
+# A required file of which no row loads: one line naming it, never a "successful" run judging
+# every callback not_found or every lead waiting.
+
+#: Every command that loads a dataset to judge it, with what it needs besides DATASET.
+LOADING_COMMANDS = [
+    ("replay", "--out", "{out}"),
+    ("summary",),
+    ("wait-times", "--out", "{out}.csv"),
+    ("timeouts", "--out", "{out}.csv"),
+    ("pairing", "--out", "{out}.csv"),
+    ("timeline", "{dataset}", "L1"),
+    ("replay-http", "--target", "http://127.0.0.1:9", "--out", "{out}"),
+]
+
+
+def _run_loading(command: tuple[str, ...], dataset: Path, out: Path) -> Result:
+    args = [a.format(out=out, dataset=dataset) for a in command]
+    return invoke(args[0], *([] if "{dataset}" in command else [dataset]), *args[1:])
+
+
+def _bad_created_at(line: str) -> str:
+    row = json.loads(line)
+    return json.dumps({**row, "created_at": "11/02/2026 02:12:17"})
+
+
+@pytest.mark.parametrize("command", LOADING_COMMANDS, ids=[c[0] for c in LOADING_COMMANDS])
+def test_every_row_of_dispatches_quarantined_is_an_error(audit_dataset: Path, tmp_path: Path,
+                                                         command: tuple[str, ...]) -> None:
+    rows = [_bad_created_at(line) for line in DISPATCH_LINES[:-1]] + DISPATCH_LINES[-1:]  # 6 bad dates, 1 not JSON
+    (audit_dataset / "dispatches.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert_user_error(_run_loading(command, audit_dataset, tmp_path / "out"),
+                      f"{audit_dataset / 'dispatches.jsonl'}: 0 of 7 rows loaded (7 quarantined; commonest reason: "
+                      "bad created_at: not an ISO 8601 timestamp, e.g. line 1); fix those rows or webhooks.json "
+                      "(docs/semantics.md, Q3)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_header_only_dispatches_file_is_an_error(audit_dataset: Path, tmp_path: Path) -> None:
+    (audit_dataset / "dispatches.jsonl").unlink()
+    (audit_dataset / "dispatches.csv").write_text("lead_id,conversion_id,advertiser_id,external_id,webhook_id,"
+                                                  "created_at\n", encoding="utf-8")
+    assert_user_error(invoke("replay", audit_dataset, "--out", tmp_path / "out"),
+                      f"{audit_dataset / 'dispatches.csv'}: 0 rows: the file has no dispatches; add one row per "
+                      "waiting webhook")
+
+
+def test_every_callback_quarantined_is_an_error(audit_dataset: Path, tmp_path: Path) -> None:
+    bad = ['{"url": "/webhooks/wh-a"}', "not json", '{"url": "/webhooks/wh-b?pcid=C3"}']
+    (audit_dataset / "callbacks.jsonl").write_text("\n".join(bad) + "\n", encoding="utf-8")
+    assert_user_error(invoke("summary", audit_dataset),
+                      f"{audit_dataset / 'callbacks.jsonl'}: 0 of 3 rows loaded (3 quarantined; commonest reason: "
+                      "missing received_at, e.g. line 1); fix those rows (docs/semantics.md, Q2)")
+
+
+@pytest.mark.parametrize("command", LOADING_COMMANDS, ids=[c[0] for c in LOADING_COMMANDS])
+def test_an_empty_callbacks_file_is_an_error(audit_dataset: Path, tmp_path: Path, command: tuple[str, ...]) -> None:
+    (audit_dataset / "callbacks.jsonl").write_text("\n\n", encoding="utf-8")  # blank lines are not rows (Q4)
+    assert_user_error(_run_loading(command, audit_dataset, tmp_path / "out"),
+                      f"{audit_dataset / 'callbacks.jsonl'}: 0 rows: the file has no callbacks; add the captured "
+                      "requests (docs/semantics.md, I3-I5)")
+
+
+def test_serve_needs_dispatches_but_not_callbacks(audit_dataset: Path, tmp_path: Path) -> None:
+    """The receiver never reads the dataset's callbacks; with the admin endpoint on, leads may all come
+    by registration, but a dispatches file whose every row was quarantined is still a mistake."""
+    from webhook_core.exceptions import DatasetError
+    from webhook_core.receiver import Receiver, ReceiverConfig
+
+    (audit_dataset / "callbacks.jsonl").write_text("", encoding="utf-8")
+    receiver, report = Receiver.open(audit_dataset, tmp_path / "cap1", ReceiverConfig())
+    receiver.close()
+    assert report.dispatches == 6
+    (audit_dataset / "dispatches.jsonl").write_text("", encoding="utf-8")
+    receiver, report = Receiver.open(audit_dataset, tmp_path / "cap2", ReceiverConfig(admin_token="secret"))
+    receiver.close()
+    assert report.dispatches == 0
+    empty = f"{audit_dataset / 'dispatches.jsonl'}: 0 rows: the file has no dispatches; add one row per waiting webhook"
+    with pytest.raises(DatasetError) as caught:
+        Receiver.open(audit_dataset, tmp_path / "cap3", ReceiverConfig())
+    assert str(caught.value) == empty
+    (audit_dataset / "dispatches.jsonl").write_text("not json\n", encoding="utf-8")
+    assert_user_error(invoke("serve", audit_dataset, "--port", "0", "--capture-dir", tmp_path / "cap4",
+                             "--admin-token", "secret"),
+                      f"{audit_dataset / 'dispatches.jsonl'}: 0 of 1 rows loaded (1 quarantined; commonest reason: "
+                      "not valid JSON, e.g. line 1); fix those rows or webhooks.json (docs/semantics.md, Q3)")
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     pytest.param("--timeout", "abc", "Invalid value for '--timeout': 'abc': write SECONDS or WEBHOOK_ID=SECONDS, "
                  "e.g. 30 or wh-acme=30", id="timeout-not-a-number"),

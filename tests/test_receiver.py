@@ -1,8 +1,9 @@
 """The reference receiver (webhook_core/receiver.py) and its capture log, in process.
 
 Requests go through httpx's ASGI transport: no sockets, so these run in
-milliseconds. The HTTP tests over real loopback sockets (uvicorn in a
-subprocess: end to end, load, crash) are in test_replay_http.py.
+milliseconds. Only the connection limits and HTTP framing, which live in the
+server, are tested over loopback sockets here (one ``serve`` subprocess for the
+module); the end-to-end, load and crash tests over HTTP are in test_replay_http.py.
 """
 
 from __future__ import annotations
@@ -10,21 +11,38 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
+import re
 import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from click.testing import CliRunner
 
-from webhook_core import NOT_FOUND_BODY, connect, load_dataset, replay
 from webhook_core import capturelog as capturelog_module
+from webhook_core import connect, extraction, load_dataset, replay
 from webhook_core.capturelog import CaptureLog, CaptureLogError, read_callbacks
+from webhook_core.cli import cli
 from webhook_core.receiver import OK_BODY, Receiver, ReceiverConfig, ReceiverError
+from webhook_core.requests import CapturedRequest
 
+from datasets import write_dataset
+
+# Production's 404 body (M6) written out, not imported: a change to the package's constant must fail here.
+NOT_FOUND_BODY = b'{"code":404,"message":"Waiting Webhook not found for provided token and identifiers"}'
 WEBHOOKS = [
     {"webhook_id": "wh-a", "advertiser_id": "acme", "wait": True, "timeout_s": 60},
     {"webhook_id": "wh-b", "advertiser_id": "beta", "wait": False},
@@ -383,6 +401,75 @@ def test_malformed_bodies_are_answered_by_the_rules_never_500(sample: Path, tmp_
     assert report.rejudged == 1
 
 
+def lines_run_to_drop_trailing_commas(body: str) -> int:
+    """Python lines executed by the trailing-comma step while the receiver parses ``body`` (on its event loop)."""
+    code = extraction._drop_trailing_commas.__code__
+    count = 0
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal count
+        if frame.f_code is not code:
+            return None
+        if event == "line":
+            count += 1
+        return tracer
+
+    request = CapturedRequest("r", T0, "/webhooks/wh-r", "POST", (("content-type", "application/json"),), body, 1)
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        parsed = extraction.parse_request(request)
+    finally:
+        sys.settrace(previous)
+    assert parsed.body_kind is extraction.BodyKind.JSON
+    assert parsed.json_body["data"]["ref"] == "PC-3"
+    return count
+
+
+def test_a_trailing_comma_costs_no_python_work_per_character() -> None:
+    """B2's trailing comma is dropped by re and str methods (C), not a Python loop over the body."""
+    def body(items: int) -> str:
+        listed = ", ".join(f'{{"id": "item-{i}", "note": "a \\"quoted\\", [x], {{y}}", "n": {i}}}'
+                           for i in range(items))
+        return f'{{"data": {{"ref": "PC-3", "items": [{listed}],}}, "status": "ok",}}'
+    assert lines_run_to_drop_trailing_commas(body(10)) == lines_run_to_drop_trailing_commas(body(10_000))
+
+
+def reference_drop_trailing_commas(text: str) -> str:
+    """B2's rule read one character at a time: the meaning the fast version must keep."""
+    out: list[str] = []
+    in_string = escaped = False
+    pending, last = -1, ""
+    for char in text:
+        if in_string:
+            out.append(char)
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+            last = '"'
+            continue
+        if char not in " \t\r\n":
+            if char in "]}" and pending >= 0:
+                out[pending] = ""
+            pending = len(out) if char == "," and last not in ("", "[", "{", ",", ":") else -1
+            in_string, last = char == '"', char
+        out.append(char)
+    return "".join(out)
+
+
+def test_trailing_commas_are_dropped_exactly_where_b2_says() -> None:
+    def parsed(text: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return "invalid"
+    pieces = ['"', "\\", ",", "]", "}", "[", "{", ":", " ", "\n", "1", "a", '"a"', "null", '"k":', "é"]
+    rng = random.Random(20)
+    texts = ['{"a": 1,}', "[1, 2 ,]", "[,]", "{,}", '{"a":,}', "[1,,]", '["x,]",]', '["\\\\",]', '["\\",]"]',
+             "  ,]", '{"a": [1,], "b": {"c": "}",},}']
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 14))) for _ in range(20_000)]
+    for text in texts:
+        assert parsed(extraction._drop_trailing_commas(text)) == parsed(reference_drop_trailing_commas(text)), text
+
+
 # --------------------------------------------------------------------------- admin
 
 
@@ -459,6 +546,22 @@ def test_registrations_take_effect_in_order_and_survive_a_restart(sample: Path, 
     assert (duplicate.status_code, conflict.status_code) == (404, 409)
 
 
+def test_registering_a_dataset_dispatch_again_is_a_retry_not_a_conflict(sample: Path, tmp_path: Path) -> None:
+    """docs/http.md: posting the same registration again answers 200, whether it came from the dataset or not."""
+    same = dict(DISPATCHES[0])
+    other = dict(same, lead_id="L1-other")
+    with opened(sample, tmp_path / "cap", admin_token=TOKEN, replay_clock=True) as receiver:
+        again, conflict = send_all(receiver, [
+            ("POST", "/admin/waiting-webhooks", json.dumps(same).encode(), BEARER),
+            ("POST", "/admin/waiting-webhooks", json.dumps(other).encode(), BEARER),
+        ])
+    assert (again.status_code, again.json()) == (200, {
+        "status": "already registered", "lead_id": "L1", "conversion_id": "PC-1", "webhook_id": "wh-a",
+        "created_at": "2026-11-20T10:00:00.000000Z"})
+    assert (conflict.status_code, conflict.json()["message"]) == (409, "conversion_id 'PC-1' is already registered")
+    assert not (tmp_path / "cap" / "registrations.jsonl").read_bytes()  # nothing new to log
+
+
 def test_a_registration_without_created_at_is_made_now(sample: Path, tmp_path: Path) -> None:
     with opened(sample, tmp_path / "cap", admin_token=TOKEN) as receiver:
         created, matched = send_all(receiver, [
@@ -472,4 +575,252 @@ def test_a_registration_without_created_at_is_made_now(sample: Path, tmp_path: P
 def test_capture_files_are_created_durably(sample: Path, tmp_path: Path) -> None:
     with opened(sample, tmp_path / "new" / "cap"):
         names = sorted(os.listdir(tmp_path / "new" / "cap"))
-    assert names == [".lock", "callbacks.jsonl", "registrations.jsonl"]
+    assert names == [".lock", ".webhook-audit-capture", "callbacks.jsonl", "registrations.jsonl"]
+
+
+# --------------------------------------------------------------------------- the capture folder is the receiver's
+
+
+def test_a_new_capture_folder_is_private_and_marked(sample: Path, tmp_path: Path) -> None:
+    with opened(sample, tmp_path / "cap"):
+        pass
+    assert stat.S_IMODE((tmp_path / "cap").stat().st_mode) == 0o700
+    assert {stat.S_IMODE((tmp_path / "cap" / name).stat().st_mode) for name in os.listdir(tmp_path / "cap")} == {0o600}
+    assert json.loads((tmp_path / "cap" / ".webhook-audit-capture").read_bytes())["version"] == 1
+    empty = tmp_path / "empty"  # e.g. made by mktemp -d: taken, and marked
+    empty.mkdir()
+    with opened(sample, empty):
+        pass
+    assert (empty / ".webhook-audit-capture").read_bytes() == (tmp_path / "cap" / ".webhook-audit-capture").read_bytes()
+
+
+def refused(sample: Path, capture: Path) -> str:
+    with pytest.raises(CaptureLogError) as caught:
+        Receiver.open(sample, capture, ReceiverConfig())
+    return str(caught.value)
+
+
+def test_a_symbolic_link_in_a_capture_folder_is_refused_and_its_target_left_alone(sample: Path, tmp_path: Path) -> None:
+    capture = tmp_path / "cap"
+    with opened(sample, capture, replay_clock=True) as receiver:
+        send_all(receiver, SCRIPT[:1])
+    elsewhere = tmp_path / "precious.jsonl"
+    content = b'{"line":1}\n{"line":2,"no newline yet":true}'  # a torn tail, if it were the receiver's
+    elsewhere.write_bytes(content)
+    (capture / "callbacks.jsonl").unlink()
+    (capture / "callbacks.jsonl").symlink_to(elsewhere)
+    assert refused(sample, capture) == (f"{capture / 'callbacks.jsonl'}: a symbolic link; the receiver writes only "
+                                        "files it created: give a new --capture-dir (serve creates it)")
+    assert elsewhere.read_bytes() == content
+    linked = tmp_path / "linked"  # the folder itself
+    linked.symlink_to(capture, target_is_directory=True)
+    assert refused(sample, linked) == (f"{linked}: a symbolic link; the capture folder must be a real folder the "
+                                       "receiver owns: give its real path or a new --capture-dir")
+
+
+def test_a_log_the_receiver_did_not_create_is_neither_cut_nor_adopted(sample: Path, tmp_path: Path) -> None:
+    capsym = tmp_path / "capsym"  # no marker: the reviewer's folder, a link to another file in it
+    capsym.mkdir()
+    elsewhere = tmp_path / "other.jsonl"
+    elsewhere.write_bytes(b'{"a":1}\n{"b":')
+    (capsym / "callbacks.jsonl").symlink_to(elsewhere)
+    assert refused(sample, capsym) == (
+        f"{capsym}: holds callbacks.jsonl but no .webhook-audit-capture marker, so webhook-audit serve did not "
+        "create this log and will not write to it or cut it; give a new --capture-dir (serve creates it)")
+    assert elsewhere.read_bytes() == b'{"a":1}\n{"b":'
+    assert sorted(os.listdir(capsym)) == ["callbacks.jsonl"]  # not even a lock file was made
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("x")
+    assert refused(sample, other) == (f"{other}: not empty and not a capture folder (no .webhook-audit-capture "
+                                      "marker); give a new or empty --capture-dir")
+
+
+def test_a_dataset_folder_is_never_a_capture_folder(dataset: Callable[..., Path], tmp_path: Path) -> None:
+    folder = dataset(WEBHOOKS, DISPATCHES, [{"request_id": "r1", "received_at": "2026-11-20T10:00:05Z",
+                                             "url": "/webhooks/wh-a?pcid=PC-1", "method": "POST"}])
+    log = folder / "callbacks.jsonl"
+    log.write_bytes(log.read_bytes().rstrip(b"\n"))  # its last line has no newline: not a torn tail to cut
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    assert refused(folder, folder) == (f"{folder}: holds a dataset (dispatches.jsonl, webhooks.json); the capture "
+                                       "folder is the receiver's own: give another --capture-dir")
+    assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before
+
+
+def test_a_capture_folder_others_can_write_to_is_refused(sample: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    assert refused(sample, shared) == (f"{shared}: writable by every user, so anyone could change the log; give a "
+                                       "new --capture-dir (serve creates it private, mode 0700)")
+    assert not os.listdir(shared)
+
+
+def test_a_marker_of_another_format_is_refused(sample: Path, tmp_path: Path) -> None:
+    capture = tmp_path / "cap"
+    with opened(sample, capture):
+        pass
+    (capture / ".webhook-audit-capture").write_text('{"format":"webhook-audit capture folder","version":2}\n')
+    assert refused(sample, capture) == (f"{capture / '.webhook-audit-capture'}: not a marker this version of "
+                                        "webhook-audit wrote; give a new --capture-dir (serve creates it)")
+
+
+# --------------------------------------------------------------------------- over loopback sockets: the server
+
+LIMIT_S = 1.0  # the test server's header, body and idle timeouts
+MAX_CONNECTIONS = 12
+
+
+@dataclass(frozen=True)
+class Live:
+    port: int
+    capture: Path
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
+
+    def exchange(self, request: bytes) -> bytes:
+        """Send ``request`` on a new connection and read until the server closes it."""
+        with self.connect() as sock:
+            sock.sendall(request)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def logged(self, url: str) -> list[dict[str, Any]]:
+        return [line for line in log_lines(self.capture) if line["url"] == url]
+
+
+def start_serve(folder: Path, capture: Path, output: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "WEBHOOK_AUDIT_ADMIN_TOKEN"}
+    with output.open("wb") as sink:
+        return subprocess.Popen([sys.executable, "-m", "webhook_core.cli", "serve", str(folder), "--port", "0",
+                                 "--capture-dir", str(capture), *args],
+                                stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    root = tmp_path_factory.mktemp("live")
+    folder = write_dataset(root / "ds", WEBHOOKS, DISPATCHES, [])
+    output = root / "serve.out"
+    limits = [f"--{name}-timeout" for name in ("header", "body", "idle")]
+    proc = start_serve(folder, root / "cap", output, *(a for flag in limits for a in (flag, str(LIMIT_S))),
+                       "--max-connections", str(MAX_CONNECTIONS))
+    try:
+        deadline = time.monotonic() + 60
+        while (found := re.search(r"listening on http://127\.0\.0\.1:(\d+)", output.read_text("utf-8"))) is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"serve did not start: {output.read_text('utf-8')[-2000:]}")
+            time.sleep(0.05)
+        yield Live(int(found.group(1)), root / "cap")
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """For a non-blocking socket."""
+    try:
+        return sock.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except OSError:  # reset
+        return True
+
+
+def test_slow_and_silent_clients_are_cut_off_and_others_answered_meanwhile(live: Live) -> None:
+    """A slowloris cannot hold the receiver: each phase of a request has a deadline that trickling does not extend."""
+    started = time.monotonic()
+    slow: dict[str, socket.socket] = {}
+    for i in range(3):
+        slow[f"silent {i}"] = live.connect()
+        slow[f"slow headers {i}"] = live.connect()
+        slow[f"slow headers {i}"].sendall(b"POST /webhooks/wh-a HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        slow[f"slow body {i}"] = live.connect()
+        slow[f"slow body {i}"].sendall(b"POST /webhooks/wh-a HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\n\r\n")
+    slow["kept alive"] = live.connect()
+    slow["kept alive"].sendall(b"GET /admin/health HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert slow["kept alive"].recv(65536).startswith(b"HTTP/1.1 200 ")
+    for sock in slow.values():
+        sock.setblocking(False)
+    closed_after: dict[str, float] = {}
+    answered_in = None
+    try:
+        while len(closed_after) < len(slow) and time.monotonic() - started < LIMIT_S + 4:
+            for name, sock in slow.items():
+                if name in closed_after:
+                    continue
+                try:
+                    if name.startswith("slow"):
+                        sock.send(b"x")  # a byte every 0.1 s: never done, never silent
+                    if _closed_by_server(sock):
+                        closed_after[name] = time.monotonic() - started
+                except OSError:
+                    closed_after[name] = time.monotonic() - started
+            if answered_in is None and time.monotonic() - started > LIMIT_S / 2:  # all ten held open by now
+                assert not closed_after
+                asked = time.monotonic()
+                response = httpx.post(f"http://127.0.0.1:{live.port}/webhooks/wh-a?pcid=PC-999", timeout=5)
+                answered_in = time.monotonic() - asked
+                assert (response.status_code, response.content) == (404, NOT_FOUND_BODY)
+            time.sleep(0.1)
+    finally:
+        for sock in slow.values():
+            sock.close()
+    assert set(closed_after) == set(slow)
+    assert all(LIMIT_S * 0.9 <= after <= LIMIT_S + 2 for after in closed_after.values()), closed_after
+    assert answered_in is not None and answered_in < LIMIT_S / 2
+    assert not live.logged("/webhooks/wh-a")  # nothing was answered to them, so nothing is logged
+
+
+def test_a_connection_over_the_limit_is_answered_503(live: Live) -> None:
+    time.sleep(0.2)  # the server finishes closing the connections of the tests before
+    held = [live.connect() for _ in range(MAX_CONNECTIONS)]
+    try:
+        for sock in held:  # each one answered, so each is open on the server's side too
+            sock.sendall(b"GET /admin/health HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        refused = live.exchange(b"GET /admin/health HTTP/1.1\r\nHost: t\r\n\r\n")
+    finally:
+        for sock in held:
+            sock.close()
+    head, _, body = refused.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ") and b"connection: close" in head
+    assert json.loads(body) == {"code": 503, "message": "too many open connections; try again later"}
+    time.sleep(0.2)
+    assert live.exchange(b"GET /admin/health HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize(("head", "message"), [
+    (b"POST {url} HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     "Content-Length and Transfer-Encoding together make the body's length ambiguous; send one"),
+    (b"POST {url} HTTP/9.9\r\nHost: t\r\nContent-Length: 0\r\n\r\n", "HTTP/9.9 is not served; send HTTP/1.1"),
+    (b"GET {url} HTTP/2.0\r\nHost: t\r\n\r\n", "HTTP/2.0 is not served; send HTTP/1.1"),
+])
+def test_ambiguous_framing_and_unknown_versions_are_refused_400_and_logged_unjudged(live: Live, head: bytes,
+                                                                                    message: str) -> None:
+    url = f"/webhooks/wh-a?pcid=PC-1&case={len(head)}"
+    answer = live.exchange(head.replace(b"{url}", url.encode()))  # returns once the server closed
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400 ") and b"connection: close" in status
+    assert json.loads(body) == {"code": 400, "message": message}
+    (line,) = live.logged(url)
+    assert (line["response_status"], line["note"]) == (400, f"refused: {message}: not judged")
+    health = live.exchange(b"GET /admin/health HTTP/9.9\r\nHost: t\r\n\r\n")
+    assert health.startswith(b"HTTP/1.1 400 ")  # the admin endpoint refuses them too (and logs no callback)
+
+
+def test_replay_clock_refuses_to_listen_outside_loopback(sample: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under --replay-clock the caller sets the clock: never reachable from another host."""
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets: served.append(sockets))
+    result = CliRunner().invoke(cli, ["serve", str(sample), "--capture-dir", str(tmp_path / "cap"), "--replay-clock",
+                                      "--host", "0.0.0.0", "--port", "0"])
+    assert (result.exit_code, served) == (1, [])
+    assert result.output.strip().splitlines() == [
+        "Error: --host 0.0.0.0: not a loopback address (localhost, 127.0.0.0/8, ::1), and under --replay-clock "
+        "every caller sets the receiver's clock; listen on 127.0.0.1 or drop --replay-clock"]
+    assert not (tmp_path / "cap").exists()  # refused before anything was loaded or created

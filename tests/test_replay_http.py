@@ -32,10 +32,11 @@ import pytest
 import respx
 from click.testing import CliRunner
 
-from webhook_core import NOT_FOUND_BODY, connect, load_dataset
+from webhook_core import NOT_FOUND_BODY, connect, load_dataset, replay
 from webhook_core.capturelog import read_callbacks
 from webhook_core.cli import cli
-from webhook_core.receiver import OK_BODY
+from webhook_core.rates import REASONS_404, rates
+from webhook_core.receiver import OK_BODY, Receiver, ReceiverConfig
 from webhook_core.replayhttp import (
     PlannedRequest,
     ReplayHttpError,
@@ -48,6 +49,8 @@ from webhook_core.replayhttp import (
     plan_requests,
     send_plan,
 )
+
+from datasets import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
@@ -542,3 +545,133 @@ def test_load_every_answered_request_is_in_the_capture_log(dataset: Callable[...
     for line in lines:  # the log is in judging order: per lead a match, then duplicates
         by_lead.setdefault(line.request.url, []).append(line.response_status)
     assert all(statuses == [200] + [404] * (len(statuses) - 1) for statuses in by_lead.values())
+
+
+# --------------------------------------------------------------------------- refusals in the capture log
+
+
+#: What a client sends to ``serve --replay-clock --max-body-bytes 100`` (request id, method, path, body,
+#: seconds after 10:00 or None for no replay clock), the receiver's answer and the outcome the log replays to.
+#: Each refusal comes before (or, out of order, after) a callback to the same lead that is judged.
+REFUSALS_SCRIPT: list[tuple[str, str, bytes, float | None, int, str]] = [
+    ("r-413", "/webhooks/wh-a?pcid=PC-1", b"x" * 200, 1, 413, "refused"),  # body over the limit
+    ("r-1", "/webhooks/wh-a?pcid=PC-1", b"", 2, 200, "matched"),
+    ("r-409", "/webhooks/wh-a?pcid=PC-1", b"", 1.5, 409, "refused"),  # older than PC-1's last callback
+    ("r-outside", "/other/wh-a?pcid=PC-2", b"", 3, 404, "refused"),  # outside the prefix
+    ("r-2", "/webhooks/wh-a?pcid=PC-2", b"", 4, 200, "matched"),
+    ("r-slashes", "//10.0.0.1/webhooks/wh-a?pcid=PC-3", b"", 5, 404, "refused"),  # outside the prefix too
+    ("r-3", "/webhooks/wh-a?pcid=PC-3", b"", 6, 200, "matched"),
+    ("r-400", "/webhooks/wh-a?pcid=PC-4", b"", None, 400, "refused"),  # no X-Replay-Received-At
+    ("r-4", "/webhooks/wh-a?pcid=PC-4", b"", 7, 200, "matched"),
+    ("r-dup", "/webhooks/wh-a?pcid=PC-1", b"", 8, 404, "duplicate"),
+    ("r-none", "/webhooks/wh-a?pcid=PC-9", b"", 9, 404, "not_found"),
+]
+
+
+@dataclass(frozen=True)
+class Refusals:
+    folder: Path  # the dataset with the capture log as its callbacks.jsonl
+    answers: dict[str, int]  # what the client got, by request id
+    replayed: pd.DataFrame  # `webhook-audit replay` of the folder: callback_outcomes
+    replay_output: str
+    http_code: int  # `webhook-audit replay-http` of the folder against a fresh receiver
+    http_output: str
+    http_diff: pd.DataFrame
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory: pytest.TempPathFactory) -> Refusals:
+    """A receiver refuses some requests before judging them; its log is replayed offline and over HTTP."""
+    base = tmp_path_factory.mktemp("refusals")
+    source = base / "source"
+    write_dataset(source, WEBHOOKS, [dispatch(n) for n in range(1, 5)], [])
+    answers: dict[str, int] = {}
+    with serving(source, base / "capture", base, "--replay-clock", "--max-body-bytes", "100") as server:
+        with httpx.Client(timeout=10.0, trust_env=False) as http:
+            for request_id, path, body, seconds, _, _ in REFUSALS_SCRIPT:
+                headers = {"X-Replay-Request-Id": request_id}
+                if seconds is not None:
+                    moment = datetime(2026, 11, 20, 10, 0, tzinfo=UTC) + timedelta(seconds=seconds)
+                    headers["X-Replay-Received-At"] = moment.isoformat()
+                answers[request_id] = http.post(server.url + path, content=body, headers=headers).status_code
+        assert server.stop(signal.SIGINT) == 0
+    folder = base / "dataset"
+    folder.mkdir()
+    for name in ("webhooks.json", "dispatches.jsonl"):
+        (folder / name).write_bytes((source / name).read_bytes())
+    (folder / "callbacks.jsonl").write_bytes((base / "capture" / "callbacks.jsonl").read_bytes())
+    code, replay_output = run_cli("replay", str(folder), "--out", str(base / "replayed"))
+    assert code == 0, replay_output
+    replayed = pd.read_parquet(base / "replayed" / "callback_outcomes.parquet")
+    with serving(folder, base / "capture-2", base, "--replay-clock") as server:
+        http_code, http_output = run_cli("replay-http", str(folder), "--target", server.url, "--out",
+                                         str(base / "http"))
+    return Refusals(folder, answers, replayed, replay_output, http_code, http_output,
+                    pd.read_parquet(base / "http" / "http_diff.parquet") if http_code == 0 else pd.DataFrame())
+
+
+def test_the_capture_log_replays_to_the_receivers_answers_refusals_included(refusals: Refusals) -> None:
+    """Every line of the log, refused or judged, replays (`webhook-audit replay`) to the answer the client got."""
+    assert refusals.answers == {row[0]: row[4] for row in REFUSALS_SCRIPT}
+    replayed = refusals.replayed.set_index("request_id")
+    assert sorted(replayed.index) == sorted(refusals.answers)
+    assert replayed.recorded_status.to_dict() == refusals.answers
+    assert (replayed.status_code == replayed.recorded_status).all()  # agreement on every line: 100 %
+    assert replayed.outcome.to_dict() == {row[0]: row[5] for row in REFUSALS_SCRIPT}
+    refused = replayed[replayed.outcome == "refused"]
+    assert refused.webhook_id.isna().all() and refused.lead_id.isna().all()  # charged to no webhook, no lead
+
+
+def test_the_summary_counts_only_judged_callbacks_in_rates_and_agreement(refusals: Refusals) -> None:
+    con = connect()
+    try:
+        loaded = load_dataset(con, refusals.folder)
+        replay(con, loaded.webhooks)
+        overall = rates(con).set_index("webhook_id").loc["(all)"]
+    finally:
+        con.close()
+    judged = [row for row in REFUSALS_SCRIPT if row[5] != "refused"]
+    assert (overall.callbacks, overall.recorded, overall.agree, overall.disagree) == (
+        len(judged), len(judged), len(judged), 0)
+    assert overall.answered_404 == sum(row[4] == 404 for row in judged)
+    assert {reason: overall[f"404_{reason}"] for reason in REASONS_404 if overall[f"404_{reason}"]} == {
+        "duplicate": 1, "not_found": 1}
+
+
+def test_replay_http_sends_only_what_the_receiver_judged_and_counts_the_refused_apart(refusals: Refusals) -> None:
+    assert refusals.http_code == 0, refusals.http_output
+    diff = refusals.http_diff
+    judged = [row for row in REFUSALS_SCRIPT if row[5] != "refused"]
+    assert sorted(diff.request_id) == sorted(row[0] for row in judged)
+    assert diff.agrees.all() and diff.recorded_agrees.all()
+    assert f"{len(judged)} requests to http://127.0.0.1:" in refusals.http_output
+    assert (": 0 answered otherwise than the model, 0 without an answer; production's recorded answers differ from "
+            f"the model on 0; {len(REFUSALS_SCRIPT) - len(judged)} refused by the receiver at capture, not sent"
+            in " ".join(refusals.http_output.split()))
+    code, output = run_cli("replay-http", str(refusals.folder), "--target", "http://127.0.0.1:9", "--dry-run")
+    assert code == 0
+    assert f"Plan: {len(judged)} requests to http://127.0.0.1:9 in " in output
+    assert f"{len(REFUSALS_SCRIPT) - len(judged)} lines refused by the receiver at capture are not sent" in output
+
+
+@pytest.mark.parametrize(("prefix", "status"), [
+    pytest.param("/", 200, id="prefix-slash-judges-it-as-the-model-does"),
+    pytest.param("/webhooks", 404, id="outside-the-prefix-answered-unjudged"),
+])
+def test_a_path_opening_with_two_slashes_is_sent_as_captured(dataset: Callable[..., Path], tmp_path: Path,
+                                                             prefix: str, status: int) -> None:
+    """The model reads `//10.0.0.1/webhooks/wh-a` as a path (T1); so does the receiver, under its prefix or not."""
+    planned = planned_for(dataset, [dispatch(1)], [callback("r1", 5, "//10.0.0.1/webhooks/wh-a?pcid=PC-1")])
+    assert [(p.target_path, p.expected_outcome, p.expected_status) for p in planned] == [
+        ("//10.0.0.1/webhooks/wh-a?pcid=PC-1", "matched", 200)]
+    receiver, _ = Receiver.open(dataset(WEBHOOKS, [dispatch(1)], []), tmp_path / "capture",
+                                ReceiverConfig(prefix=prefix, replay_clock=True))
+    try:
+        async def go() -> list[Any]:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver)) as client:
+                return await send_plan(planned, options(target=httpx.URL("http://127.0.0.1:9")), client=client)
+        (attempt,) = asyncio.run(go())
+    finally:
+        receiver.close()
+    assert attempt.status == status
+    assert diff_table(planned, [attempt]).agrees.tolist() == [status == 200]

@@ -17,12 +17,15 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from webhook_core.cli import cli
 from webhook_core.report import ReportError, build_report, notebook_paths
+
+from datasets import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
@@ -83,6 +86,66 @@ def test_report_on_a_missing_dataset_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: {tmp_path / 'nope'}: not a folder; a dataset is a folder with webhooks.json, dispatches.* "
         "and callbacks.*")
+
+
+def _at(seconds: float) -> str:
+    return f"2026-11-20T10:{int(seconds) // 60:02d}:{seconds % 60:09.6f}Z"
+
+
+def _lead(lead_id: str, webhook_id: str, advertiser_id: str, at: float) -> dict[str, Any]:
+    return {"lead_id": lead_id, "conversion_id": f"PC-{lead_id}", "advertiser_id": advertiser_id,
+            "external_id": None, "webhook_id": webhook_id, "created_at": _at(at)}
+
+
+def _callback(request_id: str, webhook_id: str, lead_id: str, at: float, **recorded: Any) -> dict[str, Any]:
+    return {"request_id": request_id, "received_at": _at(at), "url": f"/webhooks/{webhook_id}?pcid=PC-{lead_id}",
+            "method": "POST", "body": "", **recorded}
+
+
+#: Every edge shape at once: a webhook whose leads were all answered (its curve reaches 1.0, where the
+#: Kaplan-Meier band was NaN), one with a single lead, one that waits without a timeout and got no
+#: callback, one that does not wait and got none; and no recorded production answer anywhere.
+EDGE = (
+    [{"webhook_id": "wh-all", "advertiser_id": "acme", "wait": True, "timeout_s": 30},
+     {"webhook_id": "wh-one", "advertiser_id": "solo", "wait": True, "timeout_s": 60},
+     {"webhook_id": "wh-silent", "advertiser_id": "quiet", "wait": True},
+     {"webhook_id": "wh-nowait", "advertiser_id": "nowait", "wait": False}],
+    [_lead("A1", "wh-all", "acme", 0), _lead("A2", "wh-all", "acme", 1), _lead("O1", "wh-one", "solo", 2),
+     _lead("S1", "wh-silent", "quiet", 3), _lead("S2", "wh-silent", "quiet", 4),
+     _lead("N1", "wh-nowait", "nowait", 5)],
+    [_callback("r1", "wh-all", "A1", 5), _callback("r2", "wh-all", "A2", 7), _callback("r3", "wh-one", "O1", 9)],
+)
+#: The issue's case: two leads, both answered (production answered 200, as the model does).
+TWO_ANSWERED = (
+    [{"webhook_id": "wh-a", "advertiser_id": "acme", "wait": True, "timeout_s": 30}],
+    [_lead("L1", "wh-a", "acme", 0), _lead("L2", "wh-a", "acme", 1)],
+    [_callback("r1", "wh-a", "L1", 5, response_status=200), _callback("r2", "wh-a", "L2", 7, response_status=200)],
+)
+
+
+@pytest.mark.parametrize("data", [EDGE, TWO_ANSWERED], ids=["edge-shapes", "two-leads-both-answered"])
+def test_report_holds_on_edge_data_and_leaves_no_capture_behind(
+        data: tuple[list[dict[str, Any]], ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_dataset(tmp_path / "dataset", *data)
+    scratch = tmp_path / "tmp"  # the kernels' temporary folder: notebook 05's capture log goes there
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    result = CliRunner().invoke(cli, ["report", str(folder), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("0*.html"))) == len(notebook_paths())
+    # The capture log holds every callback's body: it must not outlive the report.
+    assert list(scratch.glob("webhook-audit-capture-*")) == []
+
+
+def test_report_on_a_dataset_with_no_usable_dispatch_is_one_line(tmp_path: Path) -> None:
+    webhooks, leads, callbacks = TWO_ANSWERED
+    folder = write_dataset(tmp_path / "dataset", webhooks, [{**lead, "created_at": "11/02/2026 02:12:17"}
+                                                            for lead in leads], callbacks)
+    result = CliRunner().invoke(cli, ["report", str(folder), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {folder / 'dispatches.jsonl'}: 0 of 2 rows loaded (2 quarantined; commonest reason: bad created_at: "
+        "not an ISO 8601 timestamp, e.g. line 1); fix those rows or webhooks.json (docs/semantics.md, Q3)")
 
 
 class RecordingProxy:

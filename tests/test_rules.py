@@ -6,8 +6,9 @@ asserts they agree row for row and returns the judgement. The extraction
 tables (L, B, X) are judged one table per dataset (see ``Batch``). A few tests
 at the end check small values without any I/O.
 
-Tests marked ``xfail(strict=True, reason="BUG: ...")`` state what the spec says
-where the code (or one of the two implementations) does something else.
+Tests marked ``xfail(strict=True, raises=AssertionError, reason="documented in B2: ...")``
+pin a divergence between the two implementations that the spec states: they may fail only
+by an assertion (the implementations disagree), never by an error, and a pass fails the run.
 """
 
 from __future__ import annotations
@@ -92,6 +93,11 @@ def call(request_id: str, query: str = "", *, at: float = 1.0, us: int = 0, toke
     return row
 
 
+def refused_call(request_id: str, query: str = "", *, status: int, **options: Any) -> Row:
+    """A capture-log line of a request the receiver answered ``status`` without judging it (I3, M0)."""
+    return {**call(request_id, query, **options), "refused": True, "response_status": status}
+
+
 def run(dataset: MakeDataset, webhooks: list[Row], leads: list[Row], calls: list[Row],
         **options: Any) -> Judged:
     return judge(dataset(webhooks, leads, calls), **options)
@@ -110,7 +116,7 @@ def ref_from(location: str) -> dict[str, Any]:
 
 def known_difference(reason: str) -> pytest.MarkDecorator:
     """A divergence between the two JSON readers that docs/semantics.md (B2) states; fails loudly if it changes."""
-    return pytest.mark.xfail(strict=True, reason=f"documented in B2: {reason}")
+    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"documented in B2: {reason}")
 
 
 # =========================================================================== S. settings
@@ -832,6 +838,8 @@ def test_X4_status_from_status_location_only(dataset: MakeDataset, callback: Row
     pytest.param(WH, f"/webhooks/{WH.upper()}?pcid=C1", "unknown_token", id="T1-token-case-sensitive"),
     pytest.param(WH, f"https://{WH}?pcid=C1", "unknown_token", id="T1-host-is-not-path"),
     pytest.param(WH, f"https://host://x/{WH}?pcid=C1", "matched", id="T1-second-scheme-separator-in-path"),
+    pytest.param(WH, f"//10.0.0.1/webhooks/{WH}?pcid=C1", "matched", id="T1-two-slashes-open-a-path"),
+    pytest.param(WH, f"//{WH}?pcid=C1", "matched", id="T1-two-slashes-no-host"),
 ])
 def test_T1_token(dataset: MakeDataset, webhook_id: str, url: str, outcome: str) -> None:
     judged = run(dataset, [webhook(webhook_id)], [lead("L1", "C1", webhook_id=webhook_id)],
@@ -842,6 +850,73 @@ def test_T1_token(dataset: MakeDataset, webhook_id: str, url: str, outcome: str)
 
 
 # =========================================================================== M. matching
+
+def test_M0_a_refused_line_is_not_judged_and_changes_no_state(dataset: MakeDataset) -> None:
+    calls = [
+        refused_call("too-big", "pcid=C1", status=413, at=1),  # judged, it would have matched
+        call("first", "pcid=C1", at=2),
+        refused_call("outside", status=404, at=3, url="/other/wh-a?pcid=C2"),
+        refused_call("out-of-order", "pcid=C1", status=409, at=1.5),
+        refused_call("unknown", "pcid=C2", status=400, token="wh-zzz", at=4),
+        call("second", "pcid=C2", at=5),
+    ]
+    judged = run(dataset, [webhook(wait=True, timeout_s=60)], [lead("L1", "C1"), lead("L2", "C2")], calls)
+    assert [(r["request_id"], r["outcome"], r["status_code"], r["recorded_status"]) for r in judged.callbacks] == [
+        ("too-big", "refused", 413, 413), ("out-of-order", "refused", 409, 409), ("first", "matched", 200, None),
+        ("outside", "refused", 404, 404), ("unknown", "refused", 400, 400), ("second", "matched", 200, None)]
+    for row in judged.callbacks:
+        if row["outcome"] == "refused":  # charged to no webhook and no lead; the token says what was called
+            assert [row[k] for k in ("webhook_id", "conversion_id", "external_id", "advertiser_id", "matched_by",
+                                     "lead_id", "wait_s")] == [None] * 7
+    assert [row["token"] for row in judged.callbacks if row["outcome"] == "refused"] == [WH, WH, WH, "wh-zzz"]
+    for lead_id, first in (("L1", 2.0), ("L2", 5.0)):  # W4: only judged callbacks count
+        assert (judged.lead(lead_id)["state"], judged.lead(lead_id)["callbacks"],
+                judged.lead(lead_id)["first_callback_s"]) == ("received", 1, first)
+
+
+def test_M0_W_the_default_observation_end_counts_a_refused_line(dataset: MakeDataset) -> None:
+    judged = run(dataset, [webhook(wait=True, timeout_s=10)], [lead("L1", "C1")],
+                 [refused_call("r1", "pcid=C1", status=413, at=11)])
+    assert (judged.lead("L1")["state"], judged.lead("L1")["callbacks"]) == ("timed_out", 0)
+
+
+@pytest.mark.parametrize("mark", [
+    pytest.param(False, id="I3-refused-false"),
+    pytest.param("true", id="I3-refused-text-is-not-true"),
+    pytest.param(1, id="I3-refused-number-is-not-true"),
+    pytest.param(None, id="I3-refused-null"),
+])
+def test_I3_only_json_true_marks_a_refused_line(dataset: MakeDataset, mark: Any) -> None:
+    row = one(dataset, {**call("r1", "pcid=C1"), "refused": mark, "response_status": 413})
+    assert (row["outcome"], row["status_code"], row["recorded_status"]) == ("matched", 200, 413)
+
+
+def test_I5_a_parquet_refused_column(dataset: MakeDataset, con: duckdb.DuckDBPyConnection) -> None:
+    folder = dataset([webhook()], [lead("L1", "C1")], [])
+    (folder / "callbacks.jsonl").unlink()
+    con.execute(f"""COPY (SELECT * FROM (VALUES ('r1', '{ts(1)}', '/webhooks/{WH}?pcid=C1', true, 413),
+                                                ('r2', '{ts(2)}', '/webhooks/{WH}?pcid=C1', false, 200))
+                          t(request_id, received_at, url, refused, response_status))
+                    TO '{folder / "callbacks.parquet"}' (FORMAT parquet)""")
+    assert judge(folder).outcomes() == ["refused", "matched"]
+
+
+@pytest.mark.parametrize("status", [
+    pytest.param(None, id="Q2-refused-without-response-status"),
+    pytest.param(0, id="Q2-refused-with-status-0"),
+    pytest.param("abc", id="Q2-refused-with-status-not-a-number"),
+])
+@pytest.mark.parametrize("keep_requests", [True, False])
+def test_Q2_a_refused_line_needs_the_status_it_was_answered(dataset: MakeDataset, con: duckdb.DuckDBPyConnection,
+                                                             status: Any, keep_requests: bool) -> None:
+    line = {**call("r1", "pcid=C1"), "refused": True}
+    if status is not None:
+        line["response_status"] = status
+    load_dataset(con, dataset([webhook()], [lead("L1", "C1")], [line, call("r2", "pcid=C1", at=2)]),
+                 keep_requests=keep_requests)
+    assert con.execute("SELECT source_file, line, reason FROM quarantine").fetchall() == [
+        ("callbacks.jsonl", 1, "refused without a response_status")]
+
 
 def test_M1_unknown_token(dataset: MakeDataset) -> None:
     webhooks = [webhook(), webhook("wh-later", active_from=ts(100))]
@@ -1043,10 +1118,12 @@ def test_M6_every_outcome_and_its_status_code(dataset: MakeDataset) -> None:
         call("no_identifiers", "status=done", at=7),
         call("unknown_token", "pcid=C1", token="wh-none", at=8),
         call("late", "pcid=C-late", at=11),
+        refused_call("refused", "pcid=C-late", status=413, at=12),
     ]
     judged = run(dataset, webhooks, leads, calls)
     assert [(r["request_id"], r["outcome"], r["status_code"]) for r in judged.callbacks] == [
-        (c["request_id"], c["request_id"], 200 if c["request_id"] in ("matched", "interim") else 404)
+        (c["request_id"], c["request_id"],
+         c.get("response_status") or (200 if c["request_id"] in ("matched", "interim") else 404))
         for c in calls]
     assert {o.value for o in Outcome} == {c["request_id"] for c in calls}
 
@@ -1196,8 +1273,9 @@ def test_what_if_unknown_webhook_is_an_error() -> None:
     pytest.param(Outcome.NOT_FOUND, 404, id="M6-not-found-404"),
     pytest.param(Outcome.NO_IDENTIFIERS, 404, id="M6-no-identifiers-404"),
     pytest.param(Outcome.UNKNOWN_TOKEN, 404, id="M6-unknown-token-404"),
+    pytest.param(Outcome.REFUSED, None, id="M0-refused-has-no-status-of-its-own"),
 ])
-def test_M6_status_code(outcome: Outcome, status: int) -> None:
+def test_M6_status_code(outcome: Outcome, status: int | None) -> None:
     assert Outcome(outcome.value).status_code == status
 
 

@@ -20,8 +20,16 @@ leaves, and a line is durable only if every line judged before it is.
 A batch writes ``registrations.jsonl`` before ``callbacks.jsonl``: a callback
 judged after a registration is durable only if that registration is.
 
+**The folder is the receiver's own.** It is created with mode 0700 and a
+marker file, ``.webhook-audit-capture``; an existing folder is used only if it
+holds that marker or is empty (then the marker is written). A symbolic link (the
+folder or a file in it), a folder holding a dataset's files, a log without the
+marker, or a folder owned by another user or writable by others is refused
+before anything in it is written or cut.
+
 A crash can leave a torn last line (never answered, since its sync never
-returned): opening the log cuts it off. If a write or sync fails the files are
+returned): opening the log cuts it off (only in a marked folder: the receiver
+cuts nothing it cannot show it wrote). If a write or sync fails the files are
 cut back to the last good batch and the log refuses every later append; the
 receiver then stops judging (answers 503) so its memory never runs ahead of
 its log.
@@ -31,9 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +56,7 @@ from webhook_core.requests import CapturedRequest
 
 __all__ = [
     "CALLBACKS_FILE",
+    "MARKER_FILE",
     "REGISTRATIONS_FILE",
     "CaptureLog",
     "CaptureLogError",
@@ -57,7 +68,11 @@ __all__ = [
 
 CALLBACKS_FILE = "callbacks.jsonl"
 REGISTRATIONS_FILE = "registrations.jsonl"
+#: Written when the receiver makes a folder its capture folder: what it may append to and cut.
+MARKER_FILE = ".webhook-audit-capture"
+_MARKER = b'{"format":"webhook-audit capture folder","version":1}\n'
 _LOCK_FILE = ".lock"
+_DATASET_FILES = ("webhooks.json", "dispatches.")  # a name, or a prefix ending in "."
 
 
 class CaptureLogError(WebhookAuditError):
@@ -89,36 +104,35 @@ class CaptureLog:
     def __init__(self, folder: Path, *, sync: bool = True) -> None:
         self.folder = folder
         self.sync = sync
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(folder / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise CaptureLogError(f"{folder}: cannot use as capture folder: {exc.strerror}") from exc
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._lock_fd)
-            raise CaptureLogError(f"{folder}: capture folder in use by another webhook-audit serve; "
-                                  "stop it or give another --capture-dir") from exc
         #: Bytes cut off torn last lines, per file name (reported by ``serve``).
         self.torn_bytes: dict[str, int] = {}
-        created = not (folder / CALLBACKS_FILE).exists() or not (folder / REGISTRATIONS_FILE).exists()
         self._fds: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
-        for name in (REGISTRATIONS_FILE, CALLBACKS_FILE):
-            path = folder / name
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            self._fds[name] = fd
-            self.torn_bytes[name] = _cut_torn_tail(path, fd)
-            self._sizes[name] = os.fstat(fd).st_size
-        if created and sync:  # a new file's directory entry must be durable too
-            dir_fd = os.open(folder, os.O_RDONLY)
+        # Every file is opened relative to this descriptor, so the folder checked is the folder written.
+        self._dir_fd, created = _claim_folder(folder)
+        self._lock_fd = -1
+        try:
+            self._lock_fd = _open_own(self._dir_fd, folder, _LOCK_FILE, os.O_RDWR | os.O_CREAT)
             try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        self.callback_lines = _count_lines(folder / CALLBACKS_FILE)
-        self.registration_lines = _count_lines(folder / REGISTRATIONS_FILE)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise CaptureLogError(f"{folder}: capture folder in use by another webhook-audit serve; "
+                                      "stop it or give another --capture-dir") from exc
+            for name in (REGISTRATIONS_FILE, CALLBACKS_FILE):
+                created = created or not _exists(self._dir_fd, name)
+                fd = _open_own(self._dir_fd, folder, name, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+                self._fds[name] = fd
+                self.torn_bytes[name] = _cut_torn_tail(fd)
+                self._sizes[name] = os.fstat(fd).st_size
+            if created and sync:  # a new file's directory entry must be durable too
+                os.fsync(self._dir_fd)
+        except BaseException:
+            for fd in (*self._fds.values(), self._lock_fd, self._dir_fd):
+                if fd >= 0:
+                    os.close(fd)
+            raise
+        self.callback_lines = _count_lines(self._fds[CALLBACKS_FILE])
+        self.registration_lines = _count_lines(self._fds[REGISTRATIONS_FILE])
         self._pending: dict[str, list[bytes]] = {REGISTRATIONS_FILE: [], CALLBACKS_FILE: []}
         self._batch: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -219,40 +233,146 @@ class CaptureLog:
         for fd in self._fds.values():
             os.close(fd)
         os.close(self._lock_fd)
+        os.close(self._dir_fd)
 
 
-def _cut_torn_tail(path: Path, fd: int) -> int:
+def _claim_folder(folder: Path) -> tuple[int, bool]:
+    """Open ``folder`` as this receiver's capture folder (see the module doc): ``(descriptor, created)``.
+
+    Nothing is written to a folder that is refused; an empty folder gets the marker.
+    """
+    created = False
+    try:
+        folder.mkdir(mode=0o700, parents=True)
+        created = True
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise CaptureLogError(f"{folder}: cannot create the capture folder: {exc.strerror}") from exc
+    if folder.is_symlink():
+        raise CaptureLogError(f"{folder}: a symbolic link; the capture folder must be a real folder the receiver "
+                              "owns: give its real path or a new --capture-dir")
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:  # replaced by a link since the check above, or not a folder at all
+        what = "not a folder" if exc.errno == errno.ENOTDIR else f"cannot open: {exc.strerror}"
+        if folder.is_symlink():
+            what = "a symbolic link"
+        raise CaptureLogError(f"{folder}: {what}; give a new --capture-dir (serve creates it)") from exc
+    try:
+        info = os.fstat(dir_fd)
+        if info.st_uid != os.geteuid():
+            raise CaptureLogError(f"{folder}: owned by another user; the capture folder must be the receiver's "
+                                  "own: give a new --capture-dir (serve creates it)")
+        if info.st_mode & stat.S_IWOTH:
+            raise CaptureLogError(f"{folder}: writable by every user, so anyone could change the log; give a new "
+                                  "--capture-dir (serve creates it private, mode 0700)")
+        entries = set(os.listdir(dir_fd))
+        dataset = sorted(n for n in entries if n == _DATASET_FILES[0] or n.startswith(_DATASET_FILES[1]))
+        if dataset:
+            raise CaptureLogError(f"{folder}: holds a dataset ({', '.join(dataset)}); the capture folder is the "
+                                  "receiver's own: give another --capture-dir")
+        if MARKER_FILE not in entries:
+            logs = [n for n in (CALLBACKS_FILE, REGISTRATIONS_FILE) if n in entries]
+            if logs:
+                raise CaptureLogError(f"{folder}: holds {logs[0]} but no {MARKER_FILE} marker, so webhook-audit serve "
+                                      "did not create this log and will not write to it or cut it; give a new "
+                                      "--capture-dir (serve creates it)")
+            if entries:
+                raise CaptureLogError(f"{folder}: not empty and not a capture folder (no {MARKER_FILE} marker); give "
+                                      "a new or empty --capture-dir")
+            created = _write_marker(dir_fd, folder) or created
+        _check_marker(dir_fd, folder)
+    except BaseException:
+        os.close(dir_fd)
+        raise
+    return dir_fd, created
+
+
+def _write_marker(dir_fd: int, folder: Path) -> bool:
+    """Write the marker; False if another receiver wrote it first (the lock then decides between them)."""
+    try:
+        fd = os.open(MARKER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dir_fd)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise CaptureLogError(f"{folder / MARKER_FILE}: cannot write: {exc.strerror}") from exc
+    try:
+        os.write(fd, _MARKER)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _check_marker(dir_fd: int, folder: Path) -> None:
+    fd = _open_own(dir_fd, folder, MARKER_FILE, os.O_RDONLY)
+    try:
+        content = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    if content != _MARKER:
+        raise CaptureLogError(f"{folder / MARKER_FILE}: not a marker this version of webhook-audit wrote; give a new "
+                              "--capture-dir (serve creates it)")
+
+
+def _open_own(dir_fd: int, folder: Path, name: str, flags: int) -> int:
+    """Open a regular file of the capture folder that this user owns; never through a symbolic link.
+
+    ``O_NONBLOCK`` keeps a FIFO put in its place from blocking the open; it is refused just after.
+    """
+    try:
+        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CaptureLogError(f"{folder / name}: a symbolic link; the receiver writes only files it created: "
+                                  "give a new --capture-dir (serve creates it)") from exc
+        raise CaptureLogError(f"{folder / name}: cannot open: {exc.strerror}") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        what = "owned by another user" if stat.S_ISREG(info.st_mode) else "not a regular file"
+        raise CaptureLogError(f"{folder / name}: {what}; the receiver writes only files it created: give a new "
+                              "--capture-dir (serve creates it)")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _cut_torn_tail(fd: int) -> int:
     """Cut a last line without its newline (a crash mid-write); return the bytes cut."""
     size = os.fstat(fd).st_size
-    if size == 0:
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return 0
-    with path.open("rb") as handle:
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return 0
-        end = size
-        block = 1 << 16
-        while end > 0:
-            start = max(0, end - block)
-            handle.seek(start)
-            chunk = handle.read(end - start)
-            newline = chunk.rfind(b"\n")
-            if newline >= 0:
-                keep = start + newline + 1
-                break
-            end = start
-        else:
-            keep = 0
+    end = size
+    block = 1 << 16
+    keep = 0
+    while end > 0:
+        start = max(0, end - block)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        end = start
     os.ftruncate(fd, keep)
     os.fsync(fd)
     return size - keep
 
 
-def _count_lines(path: Path) -> int:
+def _count_lines(fd: int) -> int:
     count = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            count += chunk.count(b"\n")
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        count += chunk.count(b"\n")
+        offset += len(chunk)
     return count
 
 
@@ -280,7 +400,8 @@ def read_callbacks(folder: Path, webhooks_json: Path) -> list[LoggedCallback]:
                 raise CaptureLogError(f"{log}: line {bad[0]}: {bad[1]}; the receiver writes every line itself, so "
                                       "the file was changed by hand: fix or remove that line")
             rows = con.execute("""
-                SELECT seq, request_id, received_at, method, url, headers, body, recorded_status, recorded_body
+                SELECT seq, request_id, received_at, method, url, headers, body, recorded_status, recorded_body,
+                       refused
                 FROM callbacks ORDER BY seq
             """).fetchall()
         finally:
@@ -288,9 +409,10 @@ def read_callbacks(folder: Path, webhooks_json: Path) -> list[LoggedCallback]:
     return [
         LoggedCallback(
             CapturedRequest(request_id=request_id, received_at=received_at, url=url, method=method,
-                            headers=tuple((h["name"], h["value"]) for h in headers), body=body, seq=seq),
+                            headers=tuple((h["name"], h["value"]) for h in headers), body=body, seq=seq,
+                            recorded_status=status, refused=refused),
             status, recorded_body)
-        for seq, request_id, received_at, method, url, headers, body, status, recorded_body in rows
+        for seq, request_id, received_at, method, url, headers, body, status, recorded_body, refused in rows
     ]
 
 

@@ -33,6 +33,7 @@ WIDTH = 520
 OUTCOME_COLORS = {
     "matched": "#2e7d32", "interim": "#81c784", "early": "#8e24aa", "duplicate": "#fb8c00", "late": "#e53935",
     "wrong_webhook": "#6d4c41", "not_found": "#1e88e5", "no_identifiers": "#00acc1", "unknown_token": "#757575",
+    "refused": "#bdbdbd",
 }
 
 
@@ -54,7 +55,7 @@ def outcome_chart(counts: pd.DataFrame) -> alt.Chart:
         x=alt.X("sum(n):Q", title="Callbacks"),
         color=alt.Color("outcome:N", scale=_color(outcomes), title="Outcome", sort=outcomes),
         order=alt.Order("outcome_order:Q"),
-        tooltip=["webhook_id", "outcome", alt.Tooltip("n:Q", title="callbacks")],
+        tooltip=["webhook_id:N", "outcome:N", alt.Tooltip("n:Q", title="callbacks")],
     ).transform_calculate(
         outcome_order=f"indexof({outcomes!r}, datum.outcome)"
     ).properties(width=WIDTH)
@@ -72,7 +73,7 @@ def rates_chart(frame: pd.DataFrame, key: str = "webhook_id") -> alt.Chart:
         color=alt.Color("rate:N", title="Rate", scale=alt.Scale(domain=["match rate", "404 rate"],
                                                                   range=["#2e7d32", "#e53935"])),
         yOffset="rate:N",
-        tooltip=[key, "rate", alt.Tooltip("share:Q", format=".1%")],
+        tooltip=[f"{key}:N", "rate:N", alt.Tooltip("share:Q", format=".1%")],
     ).properties(width=WIDTH)
 
 
@@ -87,7 +88,7 @@ def reasons_chart(frame: pd.DataFrame, key: str = "webhook_id") -> alt.Chart:
         y=alt.Y(f"{key}:N", title=label),
         x=alt.X("sum(n):Q", title="Callbacks answered 404"),
         color=alt.Color("reason:N", scale=_color(reasons), title="Reason", sort=reasons),
-        tooltip=[key, "reason", "n"],
+        tooltip=[f"{key}:N", "reason:N", "n:Q"],
     ).properties(width=WIDTH)
 
 
@@ -102,7 +103,7 @@ def daily_rates_chart(frame: pd.DataFrame) -> alt.Chart:
         y=alt.Y("share:Q", title="Share of callbacks", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("webhook_id:N", title="Webhook"),
         strokeDash=alt.StrokeDash("rate:N", title="Rate"),
-        tooltip=["webhook_id", "day:T", "rate", alt.Tooltip("share:Q", format=".1%")],
+        tooltip=["webhook_id:N", "day:T", "rate:N", alt.Tooltip("share:Q", format=".1%")],
     ).properties(width=WIDTH, height=260)
 
 
@@ -114,28 +115,36 @@ def disagreement_chart(differ: pd.DataFrame) -> alt.Chart:
         y=alt.Y("outcome:N", title="Model outcome"),
         x=alt.X("n:Q", title="Callbacks"),
         color=alt.Color("answer:N", title="Answers"),
-        tooltip=["outcome", "answer", alt.Tooltip("n:Q", title="callbacks")],
+        tooltip=["outcome:N", "answer:N", alt.Tooltip("n:Q", title="callbacks")],
     ).properties(width=WIDTH)
 
 
 def km_chart(curve: pd.DataFrame) -> alt.LayerChart:
     """Kaplan–Meier share of leads answered by time, per webhook, with the 95 % band (log time axis)."""
     data = _thin_steps(curve)
+    # Each line starts from 0 at its first event time, so the step up to it is drawn: a curve of one
+    # step (a webhook with one lead, or every lead answered at once) is otherwise a lone, invisible point.
+    starts = data.groupby("webhook_id", sort=False).head(1).assign(events=0, captured=0.0, ci_low=0.0, ci_high=0.0)
+    data = pd.concat([starts.assign(_start=0), data.assign(_start=1)], ignore_index=True)
+    data = data.sort_values(["webhook_id", "t_s", "_start"], kind="stable").drop(columns="_start")
+    data["step"] = range(len(data))
     data["t_s"] = data["t_s"].clip(lower=0.01)
     base = alt.Chart(data).encode(
         x=alt.X("t_s:Q", title="Time since the waiting webhook was created (s, log scale)",
                 scale=alt.Scale(type="log")),
         color=alt.Color("webhook_id:N", title="Webhook"),
     )
-    band = base.mark_area(opacity=0.18, interpolate="step-after").encode(
+    # The band of the steps only: a start row would put a second point at the first step's time.
+    band = base.mark_area(opacity=0.18, interpolate="step-after").transform_filter("datum.events > 0").encode(
         y=alt.Y("ci_low:Q", title="Share of leads with a callback", axis=alt.Axis(format="%"),
                 scale=alt.Scale(domain=[0, 1])),
         y2="ci_high:Q",
     )
     line = base.mark_line(interpolate="step-after").encode(
         y=alt.Y("captured:Q", title="Share of leads with a callback"),
-        tooltip=["webhook_id", alt.Tooltip("t_s:Q", format=".1f"), alt.Tooltip("captured:Q", format=".1%"),
-                 "at_risk", "events"],
+        order="step:Q",  # the start and the first step share a time: keep them in that order
+        tooltip=["webhook_id:N", alt.Tooltip("t_s:Q", format=".1f"), alt.Tooltip("captured:Q", format=".1%"),
+                 "at_risk:Q", "events:Q"],
     )
     return (band + line).properties(title="Time to first callback (Kaplan–Meier, 95 % band)", width=WIDTH,
                                     height=320)
@@ -154,7 +163,10 @@ def _thin_steps(curve: pd.DataFrame, per_webhook: int = 400) -> pd.DataFrame:
 
 def timeout_tradeoff_chart(whatifs: pd.DataFrame) -> alt.FacetChart:
     """Capture rate against mean ping-tree wait per candidate timeout; current and recommended marked."""
-    data = whatifs.copy()
+    # A webhook none of whose leads was ever answered has no capture rate to trade off (blocking_webhooks
+    # warns about it); a wait of 0 s has no place on the log axis, so it is drawn at 0.01 s.
+    data = whatifs[whatifs["capture_rate"].notna()].copy()
+    data["mean_block_s"] = data["mean_block_s"].clip(lower=0.01)
     data["mark"] = "candidate"
     data.loc[data["timeout_s"] == data["current_timeout_s"], "mark"] = "current"
     data.loc[data["recommended"], "mark"] = "recommended"
@@ -172,8 +184,8 @@ def timeout_tradeoff_chart(whatifs: pd.DataFrame) -> alt.FacetChart:
         shape=alt.Shape("mark:N", title="Timeout", scale=alt.Scale(
             domain=marks, range=["circle", "square", "triangle-up", "diamond"])),
         size=alt.Size("mark:N", scale=alt.Scale(domain=marks, range=[30, 140, 160, 200]), legend=None),
-        tooltip=["webhook_id", "label", alt.Tooltip("capture_rate:Q", format=".1%"),
-                 alt.Tooltip("mean_block_s:Q", format=".1f"), "mark"],
+        tooltip=["webhook_id:N", "label:N", alt.Tooltip("capture_rate:Q", format=".1%"),
+                 alt.Tooltip("mean_block_s:Q", format=".1f"), "mark:N"],
     )
     text = base.mark_text(dx=7, dy=-7, fontSize=9, align="left").encode(text="label:N")
     return (line + points + text).properties(width=240, height=200).facet(
@@ -192,8 +204,8 @@ def discovery_chart(found: pd.DataFrame) -> alt.Chart:
         color=alt.Color("configured_as:N", title="Read by the replay as",
                         scale=alt.Scale(domain=["pairing", "standard", "unmapped"],
                                         range=["#1e88e5", "#2e7d32", "#e53935"])),
-        tooltip=["webhook_id", "identifier", "location", "support", "present",
-                 alt.Tooltip("precision:Q", format=".1%"), "configured_as"],
+        tooltip=["webhook_id:N", "identifier:N", "location:N", "support:Q", "present:Q",
+                 alt.Tooltip("precision:Q", format=".1%"), "configured_as:N"],
     ).properties(width=WIDTH)
 
 
@@ -205,7 +217,7 @@ def near_miss_chart(misses: pd.DataFrame) -> alt.Chart:
         x=alt.X("rescued:Q", title="Callbacks rescued"),
         color=alt.Color("webhook_id:N", title="Webhook"),
         yOffset="webhook_id:N",
-        tooltip=["webhook_id", "transform", "rescued", "not_found", "no_identifiers"],
+        tooltip=["webhook_id:N", "transform:N", "rescued:Q", "not_found:Q", "no_identifiers:Q"],
     ).properties(width=WIDTH)
 
 
@@ -226,7 +238,7 @@ def http_agreement_chart(summary: pd.DataFrame) -> alt.Chart:
                                                 "production answered otherwise"],
                                         range=["#e53935", "#757575", "#fb8c00"])),
         yOffset="who:N",
-        tooltip=["expected_outcome", "who", alt.Tooltip("n:Q", title="requests")],
+        tooltip=["expected_outcome:N", "who:N", alt.Tooltip("n:Q", title="requests")],
     ).properties(width=WIDTH)
 
 
@@ -247,5 +259,5 @@ def latency_chart(diff: pd.DataFrame) -> alt.Chart:
         x=alt.X("latency_ms:Q", title="Latency (ms)"),
         color=alt.Color("percentile:N", title="Percentile", sort=["p50", "p90", "p99"]),
         yOffset=alt.YOffset("percentile:N", sort=["p50", "p90", "p99"]),
-        tooltip=["expected_outcome", "percentile", alt.Tooltip("latency_ms:Q", format=".1f")],
+        tooltip=["expected_outcome:N", "percentile:N", alt.Tooltip("latency_ms:Q", format=".1f")],
     ).properties(width=WIDTH)

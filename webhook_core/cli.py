@@ -30,6 +30,7 @@ from webhook_core.pairing import discover_locations, near_misses, pairing_valida
 from webhook_core.rates import disagreements, rates
 from webhook_core.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, replay
 from webhook_core.settings import load_webhooks, parse_timestamp
+from webhook_core.sql import quote_literal
 from webhook_core.survival import CURVE_COLUMNS, capture_curve, wait_summary
 from webhook_core.timeline import lead_timeline
 from webhook_core.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
@@ -428,7 +429,10 @@ def _load_with_progress(con: duckdb.DuckDBPyConnection, dataset: Path, *, keep_r
             progress.update(tasks[label], completed=done)
 
         callback: ProgressCallback = advance
-        return load_dataset(con, dataset, progress=callback, keep_requests=keep_requests)
+        # Without a dispatch or a callback every figure would be empty or misleading (every callback
+        # not_found, every lead waiting): an error, not a success.
+        return load_dataset(con, dataset, progress=callback, keep_requests=keep_requests,
+                            required=("dispatches", "callbacks"))
 
 
 def _print_load_report(loaded: Dataset) -> None:
@@ -479,8 +483,7 @@ def _export(con: duckdb.DuckDBPyConnection, query: str, path: Path, file_format:
     smaller than version 1 (docs/benchmarks.md)."""
     options = (f"FORMAT parquet, PARQUET_VERSION V{parquet_version}" if file_format == "parquet"
                else "FORMAT csv, HEADER true")
-    literal = "'" + str(path).replace("'", "''") + "'"
-    con.execute(f"COPY ({query}) TO {literal} ({options})")
+    con.execute(f"COPY ({query}) TO {quote_literal(str(path))} ({options})")
     return path
 
 

@@ -9,6 +9,7 @@ own consoles and one-line error handling, written the same way.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import numbers
 import signal
 import socket
@@ -26,7 +27,15 @@ from rich.table import Table
 
 from webhook_core.cli_errors import user_errors
 from webhook_core.loading import Dataset, connect, load_dataset
-from webhook_core.receiver import DEFAULT_MAX_BODY_BYTES, Receiver, ReceiverConfig
+from webhook_core.receiver import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_BODY_BYTES,
+    ConnectionLimits,
+    Receiver,
+    ReceiverConfig,
+    ReceiverError,
+    server_config,
+)
 from webhook_core.replayhttp import (
     Attempt,
     PlannedRequest,
@@ -38,8 +47,10 @@ from webhook_core.replayhttp import (
     parse_rate,
     plan_requests,
     plan_summary,
+    refused_at_capture,
     send_plan,
 )
+from webhook_core.sql import quote_literal
 
 __all__ = ["replay_http_command", "serve_command"]
 
@@ -56,19 +67,35 @@ stderr = Console(stderr=True, soft_wrap=True)
               help="Port to listen on; 0 picks a free one (the URL printed says which).")
 @click.option("--prefix", default="/webhooks", show_default=True, help="Callbacks are PREFIX/{token}.")
 @click.option("--capture-dir", type=click.Path(path_type=Path), default=Path("capture"), show_default=True,
-              help="Capture log folder (callbacks.jsonl, registrations.jsonl); state is rebuilt from it on start.")
+              help="Capture log folder (callbacks.jsonl, registrations.jsonl); state is rebuilt from it on start. "
+                   "Created private (0700) and marked as the receiver's; an existing folder must be one it "
+                   "created, or empty.")
 @click.option("--admin-token", envvar="WEBHOOK_AUDIT_ADMIN_TOKEN", default=None, show_envvar=True,
               help="Bearer token for POST /admin/waiting-webhooks (without one the admin endpoint is off).")
 @click.option("--max-body-bytes", type=click.IntRange(min=0), default=DEFAULT_MAX_BODY_BYTES, show_default=True,
               help="Larger bodies are answered 413 and logged without the body.")
 @click.option("--replay-clock", is_flag=True,
-              help="Take received_at from the X-Replay-Received-At header (for replay-http; loopback only).")
+              help="Take received_at from the X-Replay-Received-At header (for replay-http; --host must be "
+                   "loopback).")
+@click.option("--header-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_LIMITS.header_timeout,
+              show_default=True, help="Seconds from a connection's opening (or a request's first byte) to the end "
+              "of its headers; then the connection is closed.")
+@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_LIMITS.body_timeout,
+              show_default=True, help="Seconds from the end of the headers to the end of the body.")
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_LIMITS.idle_timeout,
+              show_default=True, help="Seconds a kept-alive connection may wait for its next request.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=DEFAULT_LIMITS.max_connections,
+              show_default=True, help="Open connections at most; one more is answered 503 and closed.")
 def serve_command(dataset: Path, host: str, port: int, prefix: str, capture_dir: Path, admin_token: str | None,
-                  max_body_bytes: int, replay_clock: bool) -> None:
+                  max_body_bytes: int, replay_clock: bool, header_timeout: float, body_timeout: float,
+                  idle_timeout: float, max_connections: int) -> None:
     """Answer webhook callbacks for DATASET's waiting webhooks exactly as production does."""
     with user_errors():
         config = ReceiverConfig(prefix=prefix, max_body_bytes=max_body_bytes, admin_token=admin_token or None,
                                 replay_clock=replay_clock)
+        limits = ConnectionLimits(header_timeout, body_timeout, idle_timeout, max_connections)
+        if replay_clock and not _loopback_name(host):
+            _refuse_remote_clock(host)
         with stderr.status("Loading the dataset and the capture log…"):
             receiver, report = Receiver.open(dataset, capture_dir, config)
         try:
@@ -85,13 +112,13 @@ def serve_command(dataset: Path, host: str, port: int, prefix: str, capture_dir:
             except OSError as exc:
                 raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
             with sock:
+                if replay_clock and not _loopback_address(sock.getsockname()[0]):
+                    _refuse_remote_clock(host)  # a name that resolved outside loopback
                 bound = sock.getsockname()[1]
                 shown = f"[{host}]" if ":" in host else host
                 _say(f"listening on http://{shown}:{bound} (callbacks: {config.prefix}/{{token}}; "
                      "Ctrl-C or SIGTERM stops)")
-                server = uvicorn.Server(uvicorn.Config(
-                    receiver, lifespan="off", access_log=False, log_level="warning", server_header=False,
-                    timeout_graceful_shutdown=10))
+                server = uvicorn.Server(server_config(receiver, limits))
                 # uvicorn re-raises the stopping signal once it has shut down; with these
                 # handlers in place that is a no-op and serve ends normally, log closed.
                 previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -103,6 +130,26 @@ def serve_command(dataset: Path, host: str, port: int, prefix: str, capture_dir:
         finally:
             receiver.close()
         _say(f"stopped; capture log {capture_dir} holds {receiver.log.callback_lines:,} callbacks")
+
+
+def _loopback_name(host: str) -> bool:
+    """``localhost`` or a loopback address, judged from the text (the bound address is checked again)."""
+    return host.lower() == "localhost" or _loopback_address(host.strip("[]"))
+
+
+def _loopback_address(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback
+
+
+def _refuse_remote_clock(host: str) -> None:
+    raise ReceiverError(f"--host {host}: not a loopback address (localhost, 127.0.0.0/8, ::1), and under "
+                        "--replay-clock every caller sets the receiver's clock; listen on 127.0.0.1 or drop "
+                        "--replay-clock")
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
@@ -159,10 +206,11 @@ def replay_http_command(dataset: Path, target: str, concurrency: int, rate: str 
         if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
             raise click.ClickException(f"{out_dir}: --out must be a folder, and this is a file")
         con = connect()
-        loaded = load_dataset(con, dataset)
+        loaded = load_dataset(con, dataset, required=("dispatches", "callbacks"))
         _print_load_report(loaded)
         with stderr.status("Judging with the model…"):
             planned = plan_requests(con, loaded.webhooks)
+            refused = refused_at_capture(con)
         con.close()
         skipped = sum(f.quarantined for f in loaded.files if f.table == "callbacks")
         lanes = len({p.lane for p in planned})
@@ -172,6 +220,8 @@ def replay_http_command(dataset: Path, target: str, concurrency: int, rate: str 
                                         f"(one lane per lead), nothing sent")
             if skipped:
                 _say(f"{skipped:,} quarantined capture lines cannot be sent")
+            if refused:
+                _say(f"{refused:,} lines refused by the receiver at capture are not sent")
             return
         assert out_dir is not None
         options = SendOptions(target=url, concurrency=concurrency, rate=per_second, retries=retries,
@@ -188,7 +238,8 @@ def replay_http_command(dataset: Path, target: str, concurrency: int, rate: str 
         _say(f"{int(totals.requests):,} requests to {url}: {int(totals.disagree):,} answered otherwise than the "
              f"model, {int(totals.no_answer):,} without an answer; production's recorded answers differ from the "
              f"model on {int(totals.recorded_disagree):,}" + (f"; {skipped:,} quarantined lines not sent"
-                                                              if skipped else ""))
+                                                              if skipped else "")
+             + (f"; {refused:,} refused by the receiver at capture, not sent" if refused else ""))
         for path in written:
             _say(f"wrote {path}")
 
@@ -210,8 +261,7 @@ def _write(frame: pd.DataFrame, path: Path) -> Path:
     try:
         con.register("frame", frame)
         options = "FORMAT parquet" if path.suffix == ".parquet" else "FORMAT csv, HEADER true"
-        literal = "'" + str(path).replace("'", "''") + "'"
-        con.execute(f"COPY (SELECT * FROM frame) TO {literal} ({options})")
+        con.execute(f"COPY (SELECT * FROM frame) TO {quote_literal(str(path))} ({options})")
     finally:
         con.close()
     return path

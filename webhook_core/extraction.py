@@ -37,6 +37,8 @@ _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _EXACT_DOUBLE_INTEGERS = 2**53
 _MAYBE_TRAILING_COMMA = re.compile(r",[ \t\r\n]*[\]}]")
+_COMMA_BEFORE_CLOSE = re.compile(r",(?=[ \t\r\n]*[\]}])")
+_ESCAPE = re.compile(r"\\.", re.DOTALL)
 
 
 class BodyKind(enum.Enum):
@@ -212,32 +214,28 @@ def _first_key_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _drop_trailing_commas(text: str) -> str:
-    """Remove a comma that directly follows a value and precedes ``]`` or ``}``."""
-    out: list[str] = []
-    in_string = escaped = False
-    pending_comma = -1
-    last = ""
-    for char in text:
-        if in_string:
-            out.append(char)
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-                last = '"'
-            continue
-        if char in " \t\r\n":
-            out.append(char)
-            continue
-        if char in "]}" and pending_comma >= 0:
-            out[pending_comma] = ""
-        pending_comma = len(out) if char == "," and last not in ("", "[", "{", ",", ":") else -1
-        in_string = char == '"'
-        last = char
-        out.append(char)
-    return "".join(out)
+    """Remove a comma outside strings that follows a token other than ``[ { , :`` and precedes ``]`` or ``}``.
+
+    The receiver runs this on its event loop, so the work per character is done by
+    ``re`` and ``str.count`` (C): escapes are masked with two characters of the same
+    length, which leaves every unescaped quote in place; a candidate comma is then
+    outside a string when an even number of quotes precede it. (A backslash outside
+    a string could move that parity, but such text is invalid JSON either way.)
+    """
+    masked = _ESCAPE.sub("__", text) if "\\" in text else text
+    cuts: list[int] = []
+    quotes = counted = 0
+    for found in _COMMA_BEFORE_CLOSE.finditer(masked):
+        comma = found.start()
+        between = masked[counted:comma]  # from the last candidate: every character is looked at once
+        quotes += between.count('"')
+        counted = comma
+        if quotes % 2 == 0 and between.rstrip(" \t\r\n")[-1:] not in ("", "[", "{", ",", ":"):
+            cuts.append(comma)
+    if not cuts:
+        return text
+    starts = [0, *(cut + 1 for cut in cuts)]
+    return "".join(text[start:end] for start, end in zip(starts, [*cuts, len(text)], strict=True))
 
 
 def _walk(node: Any, path: tuple[str, ...]) -> Any:

@@ -5,17 +5,18 @@ and ``callbacks.jsonl`` (documented in data/README.md). Every draw comes from on
 seeded NumPy generator and every column is built a whole array at a time, so
 1M leads take seconds and the same seed gives the same bytes.
 
-Production's recorded answers are the model's answers (a replay of the
-generated requests), except in two planted incidents the analysis should find:
-a day on which production answered 200 to duplicates, and scattered 502s
-from the gateway.
+Every callback is planted with its outcome and lead (``GeneratedDataset.planted``),
+worked out from how its profile sent it by the rules of docs/semantics.md, not by
+running the replay: a test holds the replay to them. Production's recorded answers
+are those outcomes' status codes, except in two planted incidents the analysis
+should find: a day on which production answered 200 to duplicates, and scattered
+502s from the gateway.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from webhook_core.loading import connect, load_dataset
-from webhook_core.matching import NOT_FOUND_BODY
-from webhook_core.replay import replay
+from webhook_core.matching import NOT_FOUND_BODY, Outcome
+from webhook_core.sql import quote_literal
 
 __all__ = ["PROFILES", "GeneratedDataset", "generate"]
 
@@ -72,6 +72,9 @@ class GeneratedDataset:
     leads: int
     callbacks: int
     garbage_lines: int
+    #: Per callback in request_id order: ``request_id``, the ``outcome`` and ``lead_id`` its profile planted
+    #: (``lead_id`` as the replay reports it: the resolved lead, or the other webhook's for wrong_webhook).
+    planted: pd.DataFrame = field(repr=False, compare=False, default_factory=pd.DataFrame)
 
 
 def generate(folder: str | Path, *, leads: int = 3000, seed: int = 7) -> GeneratedDataset:
@@ -92,15 +95,16 @@ def generate(folder: str | Path, *, leads: int = 3000, seed: int = 7) -> Generat
     callbacks = pd.concat([p for p in parts if len(p)], ignore_index=True)
     callbacks = callbacks.sort_values("received_at", kind="stable", ignore_index=True)
     callbacks["request_id"] = [f"req-{i:07d}" for i in range(1, len(callbacks) + 1)]
+    planted = callbacks[["request_id", "outcome", "lead_id"]].copy()
 
     (folder / "webhooks.json").write_text(json.dumps(WEBHOOKS, indent=2) + "\n", encoding="utf-8")
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     _write_dispatches(con, dispatches, folder / "dispatches.csv")
-    callbacks = _record_production_answers(con, rng, folder, callbacks)
+    callbacks = _record_production_answers(rng, callbacks)
     garbage = _write_callbacks(con, rng, callbacks, folder / "callbacks.jsonl")
     con.close()
-    return GeneratedDataset(folder, len(dispatches), len(callbacks), garbage)
+    return GeneratedDataset(folder, len(dispatches), len(callbacks), garbage, planted)
 
 
 # --------------------------------------------------------------------------- leads
@@ -162,6 +166,29 @@ def _seconds(values: np.ndarray) -> pd.TimedeltaIndex:
     return pd.to_timedelta(np.round(values * 1_000_000).astype(np.int64), unit="us")
 
 
+MATCHED, INTERIM, EARLY, DUPLICATE, LATE = (Outcome.MATCHED.value, Outcome.INTERIM.value, Outcome.EARLY.value,
+                                            Outcome.DUPLICATE.value, Outcome.LATE.value)
+NOT_FOUND, NO_IDENTIFIERS, WRONG_WEBHOOK, UNKNOWN_TOKEN = (Outcome.NOT_FOUND.value, Outcome.NO_IDENTIFIERS.value,
+                                                           Outcome.WRONG_WEBHOOK.value, Outcome.UNKNOWN_TOKEN.value)
+
+
+def _planted(frame: pd.DataFrame, outcome: Any, lead_id: Any) -> pd.DataFrame:
+    """``frame`` with what its profile planted on each callback: its outcome and lead (or None)."""
+    return frame.assign(outcome=outcome, lead_id=lead_id)
+
+
+def _in_time(delay: np.ndarray, timeout_s: int) -> np.ndarray:
+    """``late`` where a callback ``delay`` seconds after its lead (as ``_seconds`` rounds it) is past the
+    timeout, else ``matched`` (M5: the deadline itself is in time)."""
+    return np.where(_seconds(delay) > pd.Timedelta(seconds=timeout_s), LATE, MATCHED)
+
+
+def _lead_or_none(leads: pd.DataFrame, resolved: Any) -> np.ndarray:
+    """Each lead's ID where ``resolved``, else None."""
+    ids = leads.lead_id.to_numpy(dtype=object)
+    return np.where(resolved, ids, np.full(len(ids), None, dtype=object))
+
+
 def _profile_fastpay(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataFrame:
     n = len(leads)
     answers = rng.random(n) < 0.97
@@ -170,10 +197,13 @@ def _profile_fastpay(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataFr
     delay = np.where(early, -rng.uniform(0.05, 1.0, n), delay)
     created = leads.created_at.reset_index(drop=True)
     url = "/webhooks/wh-fastpay?pcid=" + leads.conversion_id.reset_index(drop=True) + "&status=approved"
-    first = _frame(created + _seconds(delay), url, "", PLAIN_HEADERS)[answers]
-    # After a 404 for an early callback, half of them try again a few seconds later.
+    every = _lead_or_none(leads, True)
+    first = _planted(_frame(created + _seconds(delay), url, "", PLAIN_HEADERS),
+                     np.where(early, EARLY, _in_time(delay, 30)), every)[answers]
+    # After a 404 for an early callback, half of them try again a few seconds later: the first
+    # callback that can finish the wait, and in time.
     retry = answers & early & (rng.random(n) < 0.5)
-    again = _frame(created + _seconds(rng.uniform(1, 10, n)), url, "", PLAIN_HEADERS)[retry]
+    again = _planted(_frame(created + _seconds(rng.uniform(1, 10, n)), url, "", PLAIN_HEADERS), MATCHED, every)[retry]
     return pd.concat([first, again])
 
 
@@ -185,7 +215,11 @@ def _profile_slowbank(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataF
     conversion = leads.conversion_id.reset_index(drop=True)
     body = '{"pcid":"' + conversion + '","result":"sold","amount":' + pd.Series(
         rng.integers(5, 80, n)).astype(str) + ".50}"
-    return _frame(created + _seconds(delay), "/webhooks/wh-slowbank", body, JSON_HEADERS)[answers]
+    received = created + _seconds(delay)
+    # Sent while the webhook was deleted: no version is live for its token (M1).
+    deleted = ((received >= _SLOWBANK_GAP[0]) & (received < _SLOWBANK_GAP[1])).to_numpy()
+    return _planted(_frame(received, "/webhooks/wh-slowbank", body, JSON_HEADERS),
+                    np.where(deleted, UNKNOWN_TOKEN, _in_time(delay, 60)), _lead_or_none(leads, ~deleted))[answers]
 
 
 def _profile_nightly(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataFrame:
@@ -196,7 +230,9 @@ def _profile_nightly(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataFr
     received = next_night + _seconds(rng.uniform(0, 3600, n))
     body = "pcid=" + leads.conversion_id.reset_index(drop=True) + "&status=sold&batch=" + \
         next_night.dt.strftime("%Y%m%d")
-    return _frame(received, "/webhooks/wh-nightly", body, FORM_HEADERS)[answers]
+    # The webhook does not wait: never late, and the one callback a lead gets is after it was created.
+    return _planted(_frame(received, "/webhooks/wh-nightly", body, FORM_HEADERS), MATCHED,
+                    _lead_or_none(leads, True))[answers]
 
 
 def _profile_refco(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataFrame:
@@ -211,12 +247,20 @@ def _profile_refco(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataFram
     def body(status: np.ndarray) -> pd.Series:
         return '{"data":{"' + _text(key) + '":"' + conversion + '"},"status":"' + _text(status) + '"}'
 
+    # Under the unmapped key the conversion ID is read nowhere (M2); no timeout, so nothing is late.
+    unmapped = key == "reference"
     interim_status = np.where(rng.random(n) < 0.5, "pending", "processing")
-    interim = _frame(interim_at, "/webhooks/wh-refco", body(interim_status), JSON_HEADERS)[rng.random(n) < 0.7]
+    interim = _planted(_frame(interim_at, "/webhooks/wh-refco", body(interim_status), JSON_HEADERS),
+                       np.where(unmapped, NO_IDENTIFIERS, INTERIM),
+                       _lead_or_none(leads, ~unmapped))[rng.random(n) < 0.7]
     final_body = body(final_status)
     broken = rng.random(n) < 0.03  # truncated in transit: malformed JSON
     final_body = final_body.where(~pd.Series(broken), final_body.str.slice(0, 25))
-    final = _frame(final_at, "/webhooks/wh-refco", final_body, JSON_HEADERS)[rng.random(n) < 0.93]
+    # A truncated body is invalid JSON: matched on the query string and headers only, which carry no ID (B3).
+    # Otherwise the final status finishes the wait the interim one (earlier) left open.
+    unread = unmapped | broken
+    final = _planted(_frame(final_at, "/webhooks/wh-refco", final_body, JSON_HEADERS),
+                     np.where(unread, NO_IDENTIFIERS, MATCHED), _lead_or_none(leads, ~unread))[rng.random(n) < 0.93]
     return pd.concat([interim, final])
 
 
@@ -232,8 +276,11 @@ def _profile_extonly(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataFr
     sent = sent.where(quirk != "zeros", external.str.lstrip("0"))
     with_advertiser = rng.random(n) < 0.5
     url = "/webhooks/wh-extonly?external_id=" + sent + _text(np.where(with_advertiser, "&advertiser_id=extco", ""))
-    received = created + _seconds(rng.lognormal(np.log(40.0), 1.0, n))
-    return _frame(received, url, "", PLAIN_HEADERS, method="GET")[answers]
+    delay = rng.lognormal(np.log(40.0), 1.0, n)
+    # A quirk that changes the ID finds no lead (external IDs are unique, compared exactly: M3).
+    exact = (sent == external).to_numpy()
+    return _planted(_frame(created + _seconds(delay), url, "", PLAIN_HEADERS, method="GET"),
+                    np.where(exact, _in_time(delay, 300), NOT_FOUND), _lead_or_none(leads, exact))[answers]
 
 
 def _profile_retry(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataFrame:
@@ -245,7 +292,10 @@ def _profile_retry(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataFram
     delay = rng.lognormal(np.log(8.0), 1.0, n)
     url = "/webhooks/wh-retry?pcid=" + sent
     answers = rng.random(n) < 0.96
-    first = _frame(created + _seconds(delay), url, "", PLAIN_HEADERS)
+    # A mistyped conversion ID names no lead (an X is no digit); otherwise late after the 20 s timeout.
+    first_outcome = np.where(typo, NOT_FOUND, _in_time(delay, 20))
+    lead = _lead_or_none(leads, ~typo)
+    first = _planted(_frame(created + _seconds(delay), url, "", PLAIN_HEADERS), first_outcome, lead)
     # It retries whenever it gets a 404 (late or unknown ID), and some resend after a 200 anyway.
     storm = answers & ((delay > 20) | typo | (rng.random(n) < 0.04))
     sizes = np.where(storm, rng.integers(3, 7, n), 0)
@@ -257,6 +307,9 @@ def _profile_retry(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataFram
     step = running - np.repeat(before_storm, sizes)
     storms = _frame(created.iloc[repeat_index].reset_index(drop=True) + _seconds(delay[repeat_index] + step),
                     url.iloc[repeat_index].reset_index(drop=True), "", PLAIN_HEADERS)
+    # Each later attempt: not found again, later than a late first one, or after the match (duplicate).
+    storms = _planted(storms, np.where(first_outcome == MATCHED, DUPLICATE, first_outcome)[repeat_index],
+                      lead[repeat_index])
     return pd.concat([first[answers], storms])
 
 
@@ -269,7 +322,10 @@ def _wrong_tokens(rng: np.random.Generator, leads: pd.DataFrame) -> pd.DataFrame
     chosen = token != ""
     received = fastpay.created_at + _seconds(rng.lognormal(np.log(3.0), 0.8, n))
     url = "/webhooks/" + _text(token) + "?pcid=" + fastpay.conversion_id + "&status=approved"
-    frame: pd.DataFrame = _frame(received, url, "", PLAIN_HEADERS)[chosen]
+    # The old token names no webhook (M1); wh-retry has no lead with fastpay's conversion ID (M4).
+    wrong = token == "wh-retry"
+    frame: pd.DataFrame = _planted(_frame(received, url, "", PLAIN_HEADERS),
+                                   np.where(wrong, WRONG_WEBHOOK, UNKNOWN_TOKEN), _lead_or_none(fastpay, wrong))[chosen]
     return frame
 
 
@@ -282,34 +338,23 @@ def _write_dispatches(con: duckdb.DuckDBPyConnection, dispatches: pd.DataFrame, 
         COPY (SELECT lead_id, conversion_id, advertiser_id, external_id, webhook_id,
                      strftime(created_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS created_at
               FROM dispatches_df)
-        TO '{path}' (FORMAT csv, HEADER true)
+        TO {quote_literal(str(path))} (FORMAT csv, HEADER true)
     """)
     con.unregister("dispatches_df")
 
 
-def _record_production_answers(con: duckdb.DuckDBPyConnection, rng: np.random.Generator, folder: Path,
-                               callbacks: pd.DataFrame) -> pd.DataFrame:
-    """Production answered as the model does, but for the planted incidents."""
-    with tempfile.TemporaryDirectory() as scratch:
-        draft = Path(scratch)
-        for name in ("webhooks.json", "dispatches.csv"):
-            (draft / name).write_bytes((folder / name).read_bytes())
-        _write_callbacks(con, None, callbacks, draft / "callbacks.jsonl")
-        model = connect()
-        loaded = load_dataset(model, draft)
-        replay(model, loaded.webhooks)
-        answers = model.execute("SELECT request_id, outcome, status_code FROM callback_outcomes").df()
-        model.close()
-    merged = callbacks.merge(answers, on="request_id", how="left", validate="one_to_one")
-    status = merged.status_code.to_numpy().copy()
-    bug = (merged.outcome == "duplicate") & (merged.received_at >= _DUPLICATE_BUG[0]) & \
-        (merged.received_at < _DUPLICATE_BUG[1])
+def _record_production_answers(rng: np.random.Generator, callbacks: pd.DataFrame) -> pd.DataFrame:
+    """Production answered with the planted outcome's status code (M6), but for the planted incidents."""
+    status = np.where(callbacks.outcome.isin([MATCHED, INTERIM]), 200, 404)
+    bug = (callbacks.outcome == DUPLICATE) & (callbacks.received_at >= _DUPLICATE_BUG[0]) & \
+        (callbacks.received_at < _DUPLICATE_BUG[1])
     status = np.where(bug, 200, status)
     status = np.where(rng.random(len(status)) < 0.002, 502, status)
-    merged["response_status"] = status
-    merged["response_body"] = np.where(status == 200, OK_BODY,
-                                       np.where(status == 404, NOT_FOUND_BODY.decode(), "Bad Gateway"))
-    return merged.drop(columns=["outcome", "status_code"])
+    recorded = callbacks.drop(columns=["outcome", "lead_id"])
+    recorded["response_status"] = status
+    recorded["response_body"] = np.where(status == 200, OK_BODY,
+                                         np.where(status == 404, NOT_FOUND_BODY.decode(), "Bad Gateway"))
+    return recorded
 
 
 def _write_callbacks(con: duckdb.DuckDBPyConnection, rng: np.random.Generator | None, callbacks: pd.DataFrame,
@@ -337,7 +382,7 @@ def _write_callbacks(con: duckdb.DuckDBPyConnection, rng: np.random.Generator | 
                for i, p in enumerate(positions)]
         lines = pd.Series(np.insert(lines.to_numpy(dtype=object), positions, bad))
     con.register("lines_df", pd.DataFrame({"line": lines}))
-    con.execute(f"COPY (SELECT line FROM lines_df) TO '{path}' "
+    con.execute(f"COPY (SELECT line FROM lines_df) TO {quote_literal(str(path))} "
                 "(FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')")
     con.unregister("lines_df")
     return garbage

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from webhook_core.extraction import STANDARD_NAMES
 from webhook_core.locations import Location, LocationKind
@@ -25,8 +27,10 @@ from webhook_core.sql import json_pointer, location_sql, quote_literal, standard
 
 __all__ = ["KEY_COLUMNS", "keys_fingerprint", "keys_sql"]
 
+T = TypeVar("T")
+
 #: The columns of :func:`keys_sql`; ``us`` is ``received_at`` in epoch microseconds.
-KEY_COLUMNS = ("seq", "request_id", "us", "recorded_status", "token", "body_kind", "webhook_id",
+KEY_COLUMNS = ("seq", "request_id", "us", "recorded_status", "refused", "token", "body_kind", "webhook_id",
                "conversion_id", "external_id", "advertiser_id", "is_interim")
 
 
@@ -44,8 +48,9 @@ def keys_fingerprint(webhooks: WebhookVersions) -> str:
 def keys_sql(webhooks: WebhookVersions, source: str, passthrough: Sequence[str] = ()) -> str:
     """SQL: a SELECT of :data:`KEY_COLUMNS` (and ``passthrough``) from ``source``.
 
-    ``source`` is a relation with ``seq, request_id, received_at, recorded_status, url,
-    headers`` (JSON or its text, as captured) and ``body``.
+    ``source`` is a relation with ``seq, request_id, received_at, recorded_status, refused,
+    url, headers`` (JSON or its text, as captured) and ``body``. A refused callback gets no
+    version, so no identifiers either: it is not judged.
     """
     # Every JSON value any location reads: its type and its text, from one parse of the body each.
     json_paths = [loc.path for version in webhooks.versions for loc in _locations(version)
@@ -55,28 +60,29 @@ def keys_sql(webhooks: WebhookVersions, source: str, passthrough: Sequence[str] 
     json_list = ", ".join(quote_literal(pointer) for pointer in slots)
 
     # A location is read only for the callbacks of the versions that name it: each is a
-    # branch of a CASE on the version, which DuckDB evaluates for that branch's rows alone.
+    # branch of a CASE, which DuckDB evaluates for that branch's rows alone. Versions that read
+    # the same locations share a branch, picked by their number: a branch per version made the
+    # SQL, and DuckDB's time to plan it, grow with the versions (13 s for 1,000 with pairing).
     standard = {identifier: standard_sql(name, slots) for identifier, name in STANDARD_NAMES.items()}
     identifier_cases = {}
     for identifier in IDENTIFIERS:
-        branches = []
-        for number, version in enumerate(webhooks.versions):
-            configured = [location_sql(loc, slots) for loc in version.pairing_for(identifier)]
-            if configured:
-                branches.append(f"WHEN {number} THEN coalesce({', '.join(configured)}, {standard[identifier]})")
-        identifier_cases[identifier] = (f"CASE version_no {' '.join(branches)} ELSE {standard[identifier]} END"
-                                        if branches else standard[identifier])
-    interim_branches = []
-    for number, version in enumerate(webhooks.versions):
-        if version.status_location is not None and version.interim_statuses:
-            statuses = ", ".join(quote_literal(s) for s in sorted(version.interim_statuses))
-            status = location_sql(version.status_location, slots)
-            interim_branches.append(f"WHEN {number} THEN coalesce({status} IN ({statuses}), false)")
-    interim_case = (f"CASE version_no {' '.join(interim_branches)} ELSE false END"
+        configured = _grouped([v.pairing_for(identifier) or None for v in webhooks.versions])
+        branches = [f"WHEN {group} THEN coalesce({', '.join(location_sql(loc, slots) for loc in locations)}, "
+                    f"{standard[identifier]})" for locations, group in configured.groups.items()]
+        identifier_cases[identifier] = (f"CASE {configured.of_version} {' '.join(branches)} "
+                                        f"ELSE {standard[identifier]} END" if branches else standard[identifier])
+    interim = _grouped([(v.status_location, tuple(sorted(v.interim_statuses)))
+                        if v.status_location is not None and v.interim_statuses else None
+                        for v in webhooks.versions])
+    interim_branches = [
+        f"WHEN {group} THEN coalesce({location_sql(location, slots)} IN "
+        f"({', '.join(quote_literal(s) for s in statuses)}), false)"
+        for (location, statuses), group in interim.groups.items()]
+    interim_case = (f"CASE {interim.of_version} {' '.join(interim_branches)} ELSE false END"
                     if interim_branches else "false")
     extra = "".join(f", {name}" for name in passthrough)
     return f"""
-    SELECT seq, request_id, us, recorded_status, token, body_kind, webhook_id,
+    SELECT seq, request_id, us, recorded_status, refused, token, body_kind, webhook_id,
            CASE WHEN webhook_id IS NOT NULL THEN {identifier_cases['conversion_id']} END AS conversion_id,
            CASE WHEN webhook_id IS NOT NULL THEN {identifier_cases['external_id']} END AS external_id,
            CASE WHEN webhook_id IS NOT NULL
@@ -110,9 +116,10 @@ def keys_sql(webhooks: WebhookVersions, source: str, passthrough: Sequence[str] 
                 {_list_at([v.webhook_id for v in webhooks.versions], "VARCHAR")} AS webhook_id,
                 {_list_at([v.advertiser_id for v in webhooks.versions], "VARCHAR")} AS version_advertiser
             FROM (
-                SELECT *, {_version_case(webhooks)} AS version_no
+                SELECT *, CASE WHEN NOT refused THEN {_version_case(webhooks)} END AS version_no
                 FROM (SELECT *, wa_base_token(base) AS token
-                      FROM (SELECT seq, request_id, epoch_us(received_at) AS us, recorded_status, headers, body,
+                      FROM (SELECT seq, request_id, epoch_us(received_at) AS us, recorded_status, refused,
+                                   headers, body,
                                    split_part(split_part(url, '#', 1), '?', 1) AS base,
                                    wa_query(url) AS query{extra}
                             FROM {source}))
@@ -120,6 +127,22 @@ def keys_sql(webhooks: WebhookVersions, source: str, passthrough: Sequence[str] 
         )
     )
     """
+
+
+@dataclass(frozen=True, slots=True)
+class _Groups(Generic[T]):
+    """Distinct settings numbered from 1, and SQL for the group of the row's version (0: none)."""
+
+    groups: dict[T, int]
+    of_version: str
+
+
+def _grouped(settings: list[T | None]) -> _Groups[T]:
+    groups: dict[T, int] = {}
+    numbers = [0 if s is None else groups.setdefault(s, len(groups) + 1) for s in settings]
+    if not groups:
+        return _Groups(groups, "0")
+    return _Groups(groups, f"[{', '.join(map(str, numbers))}][version_no + 1]")
 
 
 def _version_case(webhooks: WebhookVersions) -> str:

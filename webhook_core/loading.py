@@ -16,7 +16,7 @@ Tables written (all replaced on each load):
   external_id, webhook_id, created_at, source_line``; ``row`` is the lead's key and its
   position in the input (its line, or Parquet row number), the tie-break between leads;
 * ``callbacks`` – captured requests: ``seq, request_id, received_at, method, url,
-  headers, body, recorded_status, recorded_body, capture_notes``, ``headers`` a list of
+  headers, body, recorded_status, recorded_body, capture_notes, refused``, ``headers`` a list of
   ``{name, value}`` in captured order. It is a view over ``callback_rows``, which keeps
   the headers as captured (JSON) because building the list for every row cost about as
   much as the rest of the load, while the replay reads a header of few callbacks;
@@ -41,7 +41,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +58,7 @@ from webhook_core.linereader import (
 )
 from webhook_core.matching import to_us
 from webhook_core.settings import WebhookVersions, load_webhooks
-from webhook_core.sql import install_macros, quote_literal
+from webhook_core.sql import install_macros, quote_identifier, quote_literal
 
 __all__ = [
     "CALLBACK_FORMATS",
@@ -117,9 +117,9 @@ def prepare(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None,
     with contextlib.suppress(duckdb.InvalidInputException):
         con.execute("SET enable_progress_bar = false")
     if memory_limit is not None:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute("SET memory_limit = ?", [memory_limit])
     if temp_directory is not None:
-        con.execute(f"SET temp_directory = '{temp_directory}'")
+        con.execute("SET temp_directory = ?", [temp_directory])
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
     install_macros(con)
@@ -138,12 +138,18 @@ def find_input(folder: Path, stem: str, formats: tuple[str, ...]) -> Path:
 
 
 def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
-                 progress: ProgressCallback | None = None, keep_requests: bool = True) -> Dataset:
+                 progress: ProgressCallback | None = None, keep_requests: bool = True,
+                 required: Collection[str] = (), may_be_empty: Collection[str] = ()) -> Dataset:
     """Load ``folder`` into ``con``'s tables and return what was read, loaded and quarantined.
 
     ``keep_requests=False`` keeps of each callback only its keys (table ``callback_keys``, no
     ``callbacks``): enough for :func:`~webhook_core.replay.replay` with these webhook settings
     (timeouts may differ), and far less memory and time on large captures.
+
+    ``required`` names the tables (``"dispatches"``, ``"callbacks"``) whose file must load at
+    least one row, else a :class:`DatasetError` names the file, what was read and quarantined and
+    the commonest reason (the tables are loaded all the same). Of those, a file named in
+    ``may_be_empty`` may have no rows at all; one whose every row was quarantined is still an error.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -160,7 +166,33 @@ def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
     rows = con.execute(
         "SELECT source_file, table_name, read, loaded, quarantined FROM load_report ORDER BY table_name DESC"
     ).fetchall()
-    return Dataset(folder, webhooks, tuple(FileReport(*row) for row in rows))
+    files = tuple(FileReport(*row) for row in rows)
+    for report in files:
+        if report.table in required and report.loaded == 0:
+            if report.read == 0 and report.table in may_be_empty:
+                continue
+            raise _nothing_loaded(con, folder, report)
+    return Dataset(folder, webhooks, files)
+
+
+def _nothing_loaded(con: duckdb.DuckDBPyConnection, folder: Path, report: FileReport) -> DatasetError:
+    """The error for a required file of which no row was loaded."""
+    path = str(folder / report.path)
+    if report.read == 0:
+        fix = ("the file has no dispatches; add one row per waiting webhook" if report.table == "dispatches"
+               else "the file has no callbacks; add the captured requests (docs/semantics.md, I3-I5)")
+        return DatasetError(f"0 rows: {fix}", path=path)
+    found = con.execute("""
+        SELECT reason, min(line) FROM quarantine WHERE source_file = ?
+        GROUP BY reason ORDER BY count(*) DESC, min(line) LIMIT 1
+    """, [report.path]).fetchone()
+    reason, line = found if found is not None else ("unknown", 0)
+    unit = {".har": "entry", ".parquet": "row"}.get(Path(report.path).suffix, "line")
+    # Every dispatch reason but a malformed row or duplicate can also be fixed in webhooks.json (Q3).
+    fix = ("fix those rows or webhooks.json (docs/semantics.md, Q3)" if report.table == "dispatches"
+           else "fix those rows (docs/semantics.md, Q2)")
+    return DatasetError(f"0 of {report.read:,} rows loaded ({report.quarantined:,} quarantined; commonest reason: "
+                        f"{reason}, e.g. {unit} {line}); {fix}", path=path)
 
 
 def write_webhook_versions(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions,
@@ -170,21 +202,31 @@ def write_webhook_versions(con: duckdb.DuckDBPyConnection, webhooks: WebhookVers
             version_no INTEGER, webhook_id VARCHAR, advertiser_id VARCHAR, wait BOOLEAN,
             timeout_us BIGINT, active_from_us BIGINT, active_to_us BIGINT)
     """)
-    rows = [
-        (number, v.webhook_id, v.advertiser_id, v.wait, v.timeout_us,
-         None if v.active_from is None else to_us(v.active_from),
-         None if v.active_to is None else to_us(v.active_to))
-        for number, v in enumerate(webhooks.versions)
-    ]
-    if rows:
-        con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    versions = webhooks.versions
+    # One Arrow table, one INSERT: executemany costs about half a millisecond a row (19 s for 40,000
+    # versions, and the replay writes them again).
+    rows = pa.table({
+        "version_no": pa.array(range(len(versions)), pa.int32()),
+        "webhook_id": pa.array([v.webhook_id for v in versions], pa.string()),
+        "advertiser_id": pa.array([v.advertiser_id for v in versions], pa.string()),
+        "wait": pa.array([v.wait for v in versions], pa.bool_()),
+        "timeout_us": pa.array([v.timeout_us for v in versions], pa.int64()),
+        "active_from_us": pa.array([None if v.active_from is None else to_us(v.active_from) for v in versions],
+                                   pa.int64()),
+        "active_to_us": pa.array([None if v.active_to is None else to_us(v.active_to) for v in versions], pa.int64()),
+    })
+    con.register("wa_versions", rows)
+    try:
+        con.execute(f"INSERT INTO {table} SELECT * FROM wa_versions")
+    finally:
+        con.unregister("wa_versions")
 
 
 #: ``callback_rows`` keeps the headers as captured (JSON); the ``callbacks`` view lists them.
 _CALLBACK_TYPES = {
     "seq": "BIGINT", "request_id": "VARCHAR", "received_at": "TIMESTAMPTZ", "method": "VARCHAR", "url": "VARCHAR",
     "headers": "JSON", "body": "VARCHAR", "recorded_status": "INTEGER",
-    "recorded_body": "VARCHAR", "capture_notes": "VARCHAR[]",
+    "recorded_body": "VARCHAR", "capture_notes": "VARCHAR[]", "refused": "BOOLEAN",
 }
 _CREATE_CALLBACKS = ("CREATE OR REPLACE TABLE callback_rows ("
                      + ", ".join(f"{name} {kind}" for name, kind in _CALLBACK_TYPES.items()) + ")")
@@ -284,13 +326,13 @@ def _load_dispatches(con: duckdb.DuckDBPyConnection, path: Path, progress: Progr
         if missing:
             raise DatasetError("missing column; the file must have columns " + ", ".join(DISPATCH_COLUMNS),
                                path=str(path), field=missing[0])
-        values = ", ".join(f"nullif(CAST({_ident(c)} AS VARCHAR), '')" for c in DISPATCH_COLUMNS)
+        values = ", ".join(f"nullif(CAST({quote_identifier(c)} AS VARCHAR), '')" for c in DISPATCH_COLUMNS)
         con.execute(f"""
             INSERT INTO dispatch_stage
             SELECT file_row_number + 1,
-                   CAST(to_json(struct_pack({", ".join(_ident(c) for c in columns)})) AS VARCHAR),
+                   CAST(to_json(struct_pack({", ".join(quote_identifier(c) for c in columns)})) AS VARCHAR),
                    NULL, {values}
-            FROM read_parquet({_path_literal(path)}, file_row_number = true)
+            FROM read_parquet({quote_literal(str(path))}, file_row_number = true)
         """)
     _finish_dispatches(con, path, staged)
 
@@ -302,9 +344,15 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     if missing:
         raise DatasetError("missing column; the header must name " + ", ".join(DISPATCH_COLUMNS),
                            path=str(path), field=missing[0])
-    source = f"""read_csv({_path_literal(path)}, header = true, all_varchar = true, auto_detect = false,
+    repeated = [c for c in DISPATCH_COLUMNS if header.count(c) > 1]
+    if repeated:
+        raise DatasetError("column named more than once in the header; keep one", path=str(path), field=repeated[0])
+    # The header's names only pick the columns: the reader names them c0, c1, … so that no text
+    # of the file becomes SQL (and a name DuckDB would refuse, such as an empty one, is no error).
+    position: dict[str, int] = {c: header.index(c) for c in DISPATCH_COLUMNS}
+    source = f"""read_csv({quote_literal(str(path))}, header = true, all_varchar = true, auto_detect = false,
                           skip = {header_line - 1},
-                          columns = {{{", ".join(f"'{c}': 'VARCHAR'" for c in header)}}},
+                          columns = {{{", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(header)))}}},
                           delim = ',', quote = '"', escape = '"',
                           store_rejects = true, rejects_table = 'wa_csv_rejects',
                           rejects_scan = 'wa_csv_scans')"""
@@ -313,8 +361,8 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
         try:
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE csv_rows AS
-                SELECT {", ".join(f"nullif({_ident(c)}, '') AS {c}" for c in DISPATCH_COLUMNS[:5])},
-                       created_at AS created_at_text
+                SELECT {", ".join(f"nullif(c{position[c]}, '') AS {c}" for c in DISPATCH_COLUMNS[:5])},
+                       c{position["created_at"]} AS created_at_text
                 FROM {source}
             """)
         except duckdb.Error as exc:  # e.g. an LF file whose last line ends in CRLF
@@ -339,11 +387,11 @@ def _stage_dispatch_csv(con: duckdb.DuckDBPyConnection, path: Path) -> str:
         skipped = sorted(line - header_line for line in (*blanks, *malformed) if line > header_line)
         con.execute(_STAGE_MALFORMED_CSV_ROWS)
         con.execute("DROP TABLE IF EXISTS wa_csv_rejects; DROP TABLE IF EXISTS wa_csv_scans; DROP TABLE csv_rejects")
-        records = _with_lines_skipped_before(con, skipped, "(SELECT rowid AS rid, * FROM csv_rows)")
+        numbered = _with_lines_skipped_before(con, skipped, "(SELECT rowid AS rid, * FROM csv_rows)")
         return f"""(SELECT {header_line} + rid + 1 + skipped_before AS line,
                            NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, lead_id, conversion_id,
                            advertiser_id, external_id, webhook_id, created_at_text
-                    FROM {records}
+                    FROM {numbered}
                     UNION ALL SELECT * FROM dispatch_stage)"""
     # Otherwise the file's own lines give each parsed record its line number and raw text:
     # the records are the non-blank lines after the header that DuckDB did not reject, in
@@ -414,7 +462,7 @@ def _csv_header(path: Path) -> tuple[int, list[str]]:
 
 
 def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path, staged: str) -> None:
-    source = _path_literal(path.name)
+    source = quote_literal(path.name)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE dispatch_checked AS
         WITH typed AS (
@@ -496,7 +544,7 @@ _CALLBACK_STAGE = """
 #: JSON type and its fields' (``t``), one their text (``s``: a string's value, anything else
 #: as JSON text; ``json_extract_string`` with a list of paths). Field positions:
 _FIELD_PATHS = ("received_at", "url", "method", "headers", "body", "request_id", "response_status",
-                "response_body")
+                "response_body", "refused")
 _S = {name: f"s[{index}]" for index, name in enumerate(_FIELD_PATHS, 1)}
 _FIELD_PATHS_SQL = ", ".join(f"'$.{name}'" for name in _FIELD_PATHS)
 #: ``t[1]`` is the document's own type.
@@ -514,6 +562,9 @@ _CALLBACK_FIELDS = f"""
             THEN 'bad received_at: not an ISO 8601 timestamp'
         WHEN coalesce({_T["url"]}, 'NULL') = 'NULL' OR {_S["url"]} = '' THEN 'missing url'
         WHEN {_T["url"]} <> 'VARCHAR' THEN 'bad url: not a string'
+        -- refused is judged by the status it was answered: without one there is nothing to compare
+        WHEN refused AND NOT coalesce(try_cast({_S["response_status"]} AS INTEGER) BETWEEN 100 AND 599, false)
+            THEN 'refused without a response_status'
     END AS reason,
     -- the line number when NULL, given on insert
     wa_json_text_of({_T["request_id"]}, {_S["request_id"]}) AS request_id,
@@ -535,7 +586,8 @@ _CALLBACK_FIELDS = f"""
         CASE WHEN coalesce(headers_type, 'NULL') NOT IN ('NULL', 'OBJECT', 'ARRAY')
                OR CASE WHEN headers_type = 'ARRAY' THEN len(wa_headers(headers)) < json_array_length(headers) END
              THEN 'headers_unreadable' END
-    ], lambda n: n IS NOT NULL) AS capture_notes
+    ], lambda n: n IS NOT NULL) AS capture_notes,
+    refused
 """
 
 #: The two parses (``try``: a line that is not JSON has no types), then the typed pieces the
@@ -544,6 +596,8 @@ _CALLBACK_FIELDS = f"""
 _CALLBACK_PARTS = f"""
     SELECT *, wa_timestamp(CASE WHEN {_T["received_at"]} = 'VARCHAR' THEN {_S["received_at"]} END) AS received_at,
            t[1] AS doc_type, {_T["body"]} AS body_type, {_T["headers"]} AS headers_type,
+           -- only JSON true: the receiver's mark of a request it answered without judging (I3)
+           coalesce({_T["refused"]} = 'BOOLEAN' AND {_S["refused"]} = 'true', false) AS refused,
            CASE {_T["headers"]} WHEN 'OBJECT' THEN {_S["headers"]} WHEN 'ARRAY' THEN {_S["headers"]} END AS headers
     FROM (SELECT *, CASE WHEN t[1] = 'OBJECT' THEN json_extract_string(doc, [{_FIELD_PATHS_SQL}]) END AS s
           FROM (SELECT line, raw, parse_error, doc, try(json_type(doc, ['$', {_FIELD_PATHS_SQL}])) AS t
@@ -580,7 +634,7 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
     target = _CallbackTarget(keys_for)
     con.execute(_CALLBACK_STAGE)
     suffix = path.suffix.lstrip(".")
-    source = _path_literal(path.name)
+    source = quote_literal(path.name)
     if suffix == "jsonl":
         if not _read_jsonl_in_parallel(con, path, source, progress, target):
             target.create(con)
@@ -604,13 +658,13 @@ def _load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progre
         target.create(con)
         # A headers column may hold JSON text: parse it so it reads like the JSONL field.
         struct = ", ".join(
-            f"{_ident(c)} := try_cast({_ident(c)} AS JSON)" if c == "headers" and types[c] == "VARCHAR"
-            else _ident(c) for c in columns)
+            "headers := try_cast(headers AS JSON)" if c == "headers" and types[c] == "VARCHAR"
+            else quote_identifier(c) for c in columns)
         con.execute(f"""
             INSERT INTO callback_stage
             SELECT file_row_number + 1, CAST(doc AS VARCHAR), NULL, doc
             FROM (SELECT file_row_number, to_json(struct_pack({struct})) AS doc
-                  FROM read_parquet({_path_literal(path)}, file_row_number = true))
+                  FROM read_parquet({quote_literal(str(path))}, file_row_number = true))
         """)
         _flush_callbacks(con, source, target)
     con.execute(f"""
@@ -691,7 +745,7 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
     size = path.stat().st_size
     if progress is not None:
         progress(path.name, 0, size)
-    lines = (f"read_csv({_path_literal(path)}, columns = {{'raw': 'VARCHAR'}}, delim = chr({ord(_DELIMITER)}), "
+    lines = (f"read_csv({quote_literal(str(path))}, columns = {{'raw': 'VARCHAR'}}, delim = chr({ord(_DELIMITER)}), "
              f"quote = '', escape = '', header = false, auto_detect = false, max_line_size = {_MAX_LINE_BYTES}, "
              f"store_rejects = true, rejects_table = '{_REJECTS}', rejects_scan = '{_REJECTS}_scans')")
     blank = "regexp_full_match(coalesce(raw, ''), '[ \t]*')"
@@ -889,7 +943,7 @@ def _execute_reporting(con: duckdb.DuckDBPyConnection, sql: str, report: Callabl
 
 
 def _stage_har(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    literal = _path_literal(path)
+    literal = quote_literal(str(path))
     try:
         kind = con.execute(f"""
             SELECT CASE WHEN doc IS NULL THEN 'invalid'
@@ -955,20 +1009,13 @@ def _bytes_progress(path: Path, progress: ProgressCallback | None) -> Callable[[
 
 def _parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_path_literal(path)})").fetchall()
+        rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({quote_literal(str(path))})").fetchall()
     except duckdb.Error as exc:
         raise DatasetError(f"not a readable Parquet file: {str(exc).splitlines()[0]}", path=str(path)) from exc
     return [row[0] for row in rows]
 
 
 def _parquet_types(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
-    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_path_literal(path)})").fetchall()
+    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({quote_literal(str(path))})").fetchall()
     return [row[1] for row in rows]
 
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _path_literal(path: Path | str) -> str:
-    return "'" + str(path).replace("'", "''") + "'"

@@ -51,9 +51,14 @@ class Outcome(enum.StrEnum):
     NOT_FOUND = "not_found"
     NO_IDENTIFIERS = "no_identifiers"
     UNKNOWN_TOKEN = "unknown_token"
+    # Last: the outcomes are stored as their position (replay.py), and this one is not a judgement.
+    REFUSED = "refused"
 
     @property
-    def status_code(self) -> int:
+    def status_code(self) -> int | None:
+        """The answer the rules give; None for ``refused``, answered whatever the receiver answered."""
+        if self is Outcome.REFUSED:
+            return None
         return 200 if self in (Outcome.MATCHED, Outcome.INTERIM) else 404
 
 
@@ -100,7 +105,12 @@ class MatchResult:
 
     @property
     def status_code(self) -> int:
-        return self.outcome.status_code
+        status = self.outcome.status_code
+        if status is None:  # refused: the status it was answered (a refused request always has one)
+            status = self.request.recorded_status
+        if status is None:
+            raise ValueError("a refused request needs recorded_status")
+        return status
 
     @property
     def wait_s(self) -> float | None:
@@ -178,6 +188,11 @@ class OnlineMatcher:
         for item in waiting:
             self.register(item)
 
+    def waiting(self, conversion_id: str) -> WaitingWebhook | None:
+        """The waiting webhook registered under ``conversion_id``, if any."""
+        lead = self._by_conversion.get(conversion_id)
+        return None if lead is None else lead.waiting
+
     def match(self, request: CapturedRequest) -> MatchResult:
         received_us = to_us(request.received_at)
         key = (received_us, request.seq)
@@ -186,6 +201,8 @@ class OnlineMatcher:
                 raise ValueError("callbacks must be fed in (received_at, seq) order")
             self._last_key = key
         self._see(received_us)
+        if request.refused:  # answered without judging at capture: nothing to judge, no state to change
+            return MatchResult(request, Outcome.REFUSED, None, None)
 
         parsed = parse_request(request)
         version = None if parsed.token is None else self.webhooks.live(parsed.token, request.received_at)

@@ -34,15 +34,15 @@ def matcher_from_tables(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersion
 def callbacks_from_table(con: duckdb.DuckDBPyConnection) -> Iterator[CapturedRequest]:
     """Every row of ``callbacks`` in ``(received_at, seq)`` order."""
     cursor = con.execute("""
-        SELECT request_id, received_at, url, method, headers, body, seq, recorded_status
+        SELECT request_id, received_at, url, method, headers, body, seq, recorded_status, refused
         FROM callbacks ORDER BY received_at, seq
     """)
     while rows := cursor.fetchmany(_BATCH):
-        for request_id, received_at, url, method, headers, body, seq, recorded in rows:
+        for request_id, received_at, url, method, headers, body, seq, recorded, refused in rows:
             yield CapturedRequest(
                 request_id=request_id, received_at=received_at, url=url, method=method,
                 headers=tuple((h["name"], h["value"]) for h in headers), body=body, seq=seq,
-                recorded_status=recorded,
+                recorded_status=recorded, refused=refused,
             )
 
 

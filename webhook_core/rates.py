@@ -8,7 +8,9 @@ All figures are read from the replay's tables (``callback_outcomes``,
 * ``404s`` are split by outcome: the reason codes of docs/semantics.md;
 * lead columns count leads by their state at the observation end;
 * production agreement compares ``recorded_status`` (as captured) with the
-  model's ``status_code``; callbacks without a recorded answer are not compared.
+  model's ``status_code``; callbacks without a recorded answer are not compared;
+* a ``refused`` line (the receiver answered it without judging it) is no callback
+  judged: it is in none of these figures.
 
 Per day, callbacks count on the UTC day they were received and leads on the UTC
 day they were created.
@@ -23,10 +25,11 @@ import pandas as pd
 
 from webhook_core.matching import Outcome
 from webhook_core.replay import CALLBACK_ORDER
+from webhook_core.sql import quote_identifier
 
 __all__ = ["REASONS_404", "disagreements", "rates"]
 
-#: Every outcome answered 404, in the order reports show them.
+#: Every outcome answered 404, in the order reports show them (``refused`` has no answer of its own).
 REASONS_404 = tuple(o.value for o in Outcome if o.status_code == 404)
 
 Grouping = Literal["webhook_id", "advertiser_id"]
@@ -43,6 +46,7 @@ def _keyed_callbacks(by: Grouping) -> str:
         LEFT JOIN (SELECT webhook_id,
                           arg_max(advertiser_id, coalesce(active_from_us, -9223372036854775808)) AS advertiser_id
                    FROM replay_versions GROUP BY webhook_id) a ON a.webhook_id = c.webhook_id
+        WHERE c.outcome <> '{Outcome.REFUSED.value}'
     """
 
 
@@ -65,6 +69,7 @@ def rates(con: duckdb.DuckDBPyConnection, *, by: Grouping = "webhook_id", per_da
     totals = "" if per_day else "GROUPING SETS ((key), ())"
     group_clause = f"GROUP BY {totals}" if totals else f"GROUP BY {group}"
     key_select = "coalesce(key, '(all)') AS key" if not per_day else "key"
+    column = quote_identifier(by)
     frame = con.execute(f"""
         WITH c AS (SELECT *{day_c} FROM ({_keyed_callbacks(by)})),
         l AS (SELECT *{day_l} FROM ({_keyed_leads(by)})),
@@ -88,7 +93,7 @@ def rates(con: duckdb.DuckDBPyConnection, *, by: Grouping = "webhook_id", per_da
                    count(*) FILTER (state = 'waiting') AS waiting
             FROM l {group_clause}
         )
-        SELECT coalesce(cb.key, ld.key) AS {by}{", coalesce(cb.day, ld.day) AS day" if per_day else ""},
+        SELECT coalesce(cb.key, ld.key) AS {column}{", coalesce(cb.day, ld.day) AS day" if per_day else ""},
                coalesce(cb.callbacks, 0) AS callbacks,
                coalesce(cb.matched, 0) AS matched,
                coalesce(cb.interim, 0) AS interim,
@@ -105,7 +110,7 @@ def rates(con: duckdb.DuckDBPyConnection, *, by: Grouping = "webhook_id", per_da
                coalesce(cb.disagree, 0) AS disagree,
                cb.agree / nullif(cb.recorded, 0) AS agreement_rate
         FROM cb FULL JOIN ld ON cb.key = ld.key {"AND cb.day = ld.day" if per_day else ""}
-        ORDER BY {by} = '(all)', {by}{", day" if per_day else ""}
+        ORDER BY {column} = '(all)', {column}{", day" if per_day else ""}
     """).df()
     return frame
 

@@ -11,6 +11,10 @@ and that log, so after a crash it answers as if it had never stopped.
 Other paths: ``POST /admin/waiting-webhooks`` registers a waiting webhook
 (``Authorization: Bearer TOKEN``), ``GET /admin/health`` says the receiver is up.
 Everything else is a 404 with the same body. Design and guarantees: docs/http.md.
+
+Under uvicorn it runs with :func:`server_config`: uvicorn's h11 protocol with
+connection limits (:class:`ConnectionLimits`: header, body and idle timeouts and
+a bound on open connections), so slow or silent clients cannot hold it.
 """
 
 from __future__ import annotations
@@ -18,13 +22,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from webhook_core.capturelog import CaptureLog, CaptureLogError, LoggedCallback, read_callbacks, read_registrations
 from webhook_core.exceptions import WebhookAuditError
@@ -35,15 +44,18 @@ from webhook_core.requests import CapturedRequest
 from webhook_core.settings import WebhookVersions, parse_timestamp
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "DEFAULT_MAX_BODY_BYTES",
     "OK_BODY",
     "REPLAY_CLOCK_HEADER",
     "REPLAY_ID_HEADER",
+    "ConnectionLimits",
     "Receiver",
     "ReceiverConfig",
     "ReceiverError",
     "StartReport",
     "iso_utc",
+    "server_config",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -82,6 +94,7 @@ def _error(status: int, message: str) -> bytes:
 
 
 _UNAVAILABLE = _error(503, "capture log unavailable; the receiver stopped answering callbacks")
+_CLOSE = (b"connection", b"close")
 
 
 def iso_utc(moment: datetime) -> str:
@@ -107,6 +120,35 @@ class ReceiverConfig:
         if self.max_body_bytes < 0:
             raise ReceiverError("--max-body-bytes must be 0 or more")
         object.__setattr__(self, "prefix", prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How long a client may take, and how many connections may be open (seconds; docs/http.md).
+
+    ``header_timeout``: from the connection's opening (or, on a kept-alive
+    connection, the next request's first byte) to the end of the request's
+    headers. ``body_timeout``: from the end of the headers to the end of the body.
+    ``idle_timeout``: a kept-alive connection waiting for its next request. A
+    connection past one is closed without an answer; one over ``max_connections``
+    is answered 503 and closed.
+    """
+
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    idle_timeout: float = 5.0
+    max_connections: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "body_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ReceiverError(f"--{name.replace('_', '-')} must be a finite number of seconds above 0")
+        if self.max_connections < 1:
+            raise ReceiverError("--max-connections must be 1 or more")
+
+
+DEFAULT_LIMITS = ConnectionLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +184,6 @@ class Receiver:
         self.log = log
         self.config = config
         self._next_row = first_registration_row
-        self._registered: dict[str, WaitingWebhook] = {}  # admin registrations, by conversion_id
         self._answers: dict[str, _Answer] = {}  # replay clock only: judged answers by request id
         self._floor: datetime | None = None  # the live clock never goes back (see _now)
 
@@ -153,7 +194,10 @@ class Receiver:
         """Load ``dataset``, register its dispatches, and replay the capture log onto that state."""
         con = connect()
         try:
-            loaded = load_dataset(con, dataset)
+            # The dataset's callbacks are history the receiver does not read (docs/http.md). With the
+            # admin endpoint on, leads may all come by registration: an empty dispatches file is fine.
+            loaded = load_dataset(con, dataset, required=("dispatches",),
+                                  may_be_empty=("dispatches",) if config.admin_token else ())
             # The order check is per lead: with the replay clock, leads interleave (docs/http.md).
             matcher = matcher_from_tables(con, loaded.webhooks)
             matcher.per_lead_order = True
@@ -201,7 +245,6 @@ class Receiver:
         except ValueError as exc:
             raise ReceiverError(f"{where}: {exc}; was the dataset changed since it was written? "
                                 "Restore it or start with a new --capture-dir") from exc
-        self._registered[waiting.conversion_id] = waiting
         self._next_row += 1
 
     def _rejudge(self, logged: LoggedCallback) -> int:
@@ -235,12 +278,16 @@ class Receiver:
             return  # no websockets
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = raw_path.decode("utf-8", "replace")
+        malformed = _malformed(scope)
         if path.startswith(ADMIN_PREFIX):
+            if malformed is not None:
+                await _respond(send, 400, _error(400, malformed), [_CLOSE])
+                return
             await self._admin(scope, receive, send, path)
         else:
-            await self._callback(scope, receive, send, path)
+            await self._callback(scope, receive, send, path, malformed)
 
-    async def _callback(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+    async def _callback(self, scope: Scope, receive: Receive, send: Send, path: str, malformed: str | None) -> None:
         if self.log.failed:
             await _respond(send, 503, _UNAVAILABLE)
             return
@@ -268,7 +315,7 @@ class Receiver:
             if received_at is None:
                 received_at = self._now()
                 refusal = (400, f"--replay-clock: header {REPLAY_CLOCK_HEADER} is missing or not ISO 8601")
-            elif key is not None and key in self._answers:
+            elif key is not None and key in self._answers and malformed is None:
                 await self._answer_again(send, self._answers[key])  # a retry of a request already judged
                 return
         else:
@@ -285,6 +332,8 @@ class Receiver:
         if isinstance(body, _TooLarge):
             status, answer = 413, _error(413, f"request body over the limit of {self.config.max_body_bytes} bytes")
             note = f"body of {body.describe()} over the {self.config.max_body_bytes}-byte limit: not kept, not judged"
+        elif malformed is not None:
+            status, answer, note = 400, _error(400, malformed), f"refused: {malformed}: not judged"
         elif refusal is not None:
             status, answer, note = refusal[0], _error(*refusal), "refused: not judged"
         elif not self._routed(path):
@@ -300,8 +349,9 @@ class Receiver:
                 traceback.print_exc(file=sys.stderr)
                 status, answer, note = 500, _error(500, "internal error"), "internal error: not judged"
         tail = {"response_status": status, "response_body": answer.decode("utf-8")}
-        if note is not None:
+        if note is not None:  # refused before judging: replayed as such, not judged again (semantics.md, I3)
             tail["note"] = note
+            tail["refused"] = True
         durable = self.log.append_callback(logged + b"," + _json(tail)[1:] + b"\n")
         if judged and self.config.replay_clock:
             self._answers[request_id] = _Answer(status, answer, durable)
@@ -310,7 +360,7 @@ class Receiver:
         except CaptureLogError:
             await _respond(send, 503, _UNAVAILABLE)
             return
-        await _respond(send, status, answer)
+        await _respond(send, status, answer, None if malformed is None else [_CLOSE])
 
     async def _answer_again(self, send: Send, answer: _Answer) -> None:
         if answer.durable is not None:
@@ -408,7 +458,7 @@ class Receiver:
             message = str(exc) if isinstance(exc, _RegistrationError) else "body is not valid JSON"
             await _respond(send, 400, _error(400, message))
             return
-        existing = self._registered.get(waiting.conversion_id)
+        existing = self.matcher.waiting(waiting.conversion_id)  # from the dataset or registered here
         if existing is not None and _fields(existing)[:-1] == _fields(waiting)[:-1]:  # a retry: same lead
             await self.log.drain()  # it may still be on its way to disk
             if self.log.failed:
@@ -431,7 +481,6 @@ class Receiver:
         record["created_at"] = iso_utc(waiting.created_at)
         record["after_callback"] = self.log.callback_lines
         durable = self.log.append_registration(_json(record) + b"\n")
-        self._registered[waiting.conversion_id] = waiting
         self._next_row += 1
         try:
             await asyncio.shield(durable)
@@ -502,6 +551,22 @@ def _describe(waiting: WaitingWebhook) -> dict[str, Any]:
             "created_at": iso_utc(waiting.created_at)}
 
 
+def _malformed(scope: Scope) -> str | None:
+    """Why a request h11 let through is still refused (400, connection closed), or None.
+
+    h11 takes ``Transfer-Encoding`` over ``Content-Length`` when both are sent, and
+    any ``HTTP/d.d`` version; a proxy in front may have framed the body the other
+    way, or not speak that version at all (request smuggling), so neither is judged.
+    """
+    version = scope.get("http_version", "1.1")
+    if version not in ("1.0", "1.1"):
+        return f"HTTP/{version} is not served; send HTTP/1.1"
+    names = {name.lower() for name, _ in scope["headers"]}
+    if b"content-length" in names and b"transfer-encoding" in names:
+        return "Content-Length and Transfer-Encoding together make the body's length ambiguous; send one"
+    return None
+
+
 def _header(headers: list[tuple[str, str]], name: str) -> str:
     """The first header called ``name`` (ASCII case-insensitive), or ''."""
     return next((v for n, v in headers if n.lower() == name), "")
@@ -522,3 +587,94 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+# ---------------------------------------------------------------------- the HTTP server
+
+_BUSY = _error(503, "too many open connections; try again later")
+_BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: "
+                  + str(len(_BUSY)).encode("ascii") + b"\r\nconnection: close\r\n\r\n" + _BUSY)
+
+
+class _GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with :class:`ConnectionLimits`.
+
+    uvicorn times out only a kept-alive connection after an answer: a client that
+    sends its headers or body a byte at a time, or nothing at all, would hold its
+    connection forever. Each connection here is always in one phase — headers,
+    body, the app's turn, idle — and every phase but the app's has a deadline,
+    armed once when the phase begins (so trickling bytes does not extend it).
+    """
+
+    limits: ClassVar[ConnectionLimits] = DEFAULT_LIMITS
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._phase = ""
+        self._deadline: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            # Answer, stop writing, and drop what the client sends until it closes: closing at
+            # once with its request unread would reset the connection and lose the 503.
+            transport.write(_BUSY_RESPONSE)
+            if transport.can_write_eof():
+                transport.write_eof()
+            self._enter("refused", self.limits.header_timeout)
+            return
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        if self._phase == "refused":
+            return
+        super().data_received(data)
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._enter("closed", None)
+        super().connection_lost(exc)
+
+    def _watch(self) -> None:
+        if self.transport.is_closing():
+            self._enter("closed", None)
+            return
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            self._enter("body", self.limits.body_timeout)
+        elif state is not h11.IDLE:
+            self._enter("app", None)  # the request is complete: the rest is the receiver's work
+        elif self._phase in ("", "headers") or self.conn.trailing_data[0]:
+            self._enter("headers", self.limits.header_timeout)
+        else:
+            self._enter("idle", self.limits.idle_timeout)
+
+    def _enter(self, phase: str, seconds: float | None) -> None:
+        if phase == self._phase:
+            return
+        self._phase = phase
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if seconds is not None:
+            self._deadline = self.loop.call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        # Mid-body, the app's receive() then reports a disconnect: nothing is answered or logged.
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def server_config(app: Receiver, limits: ConnectionLimits = DEFAULT_LIMITS) -> uvicorn.Config:
+    """The uvicorn configuration ``serve`` runs ``app`` with."""
+    chosen = limits
+
+    class GuardedH11Protocol(_GuardedH11Protocol):
+        limits = chosen
+
+    return uvicorn.Config(
+        app, http=GuardedH11Protocol, lifespan="off", access_log=False, log_level="warning", server_header=False,
+        # uvicorn's own keep-alive timer, never before ours (it takes whole seconds).
+        timeout_keep_alive=max(1, math.ceil(limits.idle_timeout)), timeout_graceful_shutdown=10)

@@ -27,7 +27,7 @@ from webhook_core.keys import keys_fingerprint, keys_sql
 from webhook_core.loading import write_webhook_versions
 from webhook_core.matching import NOT_FOUND_BODY, LeadState, MatchedBy, Outcome, to_us
 from webhook_core.settings import WebhookVersions
-from webhook_core.sql import quote_literal
+from webhook_core.sql import quote_identifier, quote_literal
 
 __all__ = ["CALLBACK_COLUMNS", "CALLBACK_ORDER", "LEAD_COLUMNS", "ReplayResult", "replay"]
 
@@ -93,7 +93,7 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     # A database written before the outcome tables became views holds them as tables.
     for (name,) in con.execute("SELECT table_name FROM duckdb_tables() "
                                "WHERE table_name IN ('callback_outcomes', 'lead_outcomes')").fetchall():
-        con.execute(f"DROP TABLE {name}")
+        con.execute(f"DROP TABLE {quote_identifier(name)}")
     # Every table written here carries its own order (ord, row): DuckDB need not keep insertion
     # order, which lets it stream and spill with far less memory on large inputs.
     (preserve,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() or (True,)
@@ -193,7 +193,7 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
     CREATE OR REPLACE TEMP VIEW replay_resolved AS
     SELECT *, {_ORD} AS ord, us < created_us AS is_early, deadline_us IS NOT NULL AND us > deadline_us AS is_late
     FROM (
-        SELECT c.seq, c.request_id, c.us, c.recorded_status, c.token, c.body_kind, c.webhook_id,
+        SELECT c.seq, c.request_id, c.us, c.recorded_status, c.refused, c.token, c.body_kind, c.webhook_id,
                c.conversion_id, c.external_id, c.advertiser_id, c.is_interim,
                CASE WHEN own THEN c_row ELSE e.lead_row END AS lead_row,
                CAST(CASE WHEN own THEN {_MATCHED_BY['conversion_id']}
@@ -225,6 +225,7 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
     SELECT r.seq, r.request_id, r.us, r.webhook_id, r.token, r.conversion_id, r.external_id, r.advertiser_id,
            r.matched_by, r.lead_id,
            CAST(CASE
+               WHEN r.refused THEN {_OUTCOME['refused']}
                WHEN r.webhook_id IS NULL THEN {_OUTCOME['unknown_token']}
                WHEN r.conversion_id IS NULL AND r.external_id IS NULL THEN {_OUTCOME['no_identifiers']}
                WHEN r.other_webhook THEN {_OUTCOME['wrong_webhook']}
@@ -272,9 +273,10 @@ _CALLBACK_OUTCOMES_VIEW = f"""
     SELECT {_ORD} AS ord, seq, request_id, make_timestamptz(us) AS received_at,
            webhook_id, token, conversion_id, external_id, advertiser_id,
            {_names(_MATCHED_BY)}[matched_by] AS matched_by, lead_id, {_names(_OUTCOME)}[outcome] AS outcome,
-           CASE WHEN outcome IN ({_OUTCOME['matched']}, {_OUTCOME['interim']}) THEN 200 ELSE 404 END AS status_code,
-           CASE WHEN outcome IN ({_OUTCOME['matched']}, {_OUTCOME['interim']}) THEN NULL ELSE {{not_found}} END
-               AS response_body,
+           CASE WHEN outcome IN ({_OUTCOME['matched']}, {_OUTCOME['interim']}) THEN 200
+                WHEN outcome = {_OUTCOME['refused']} THEN recorded_status ELSE 404 END AS status_code,
+           CASE WHEN outcome NOT IN ({_OUTCOME['matched']}, {_OUTCOME['interim']}, {_OUTCOME['refused']})
+                THEN {{not_found}} END AS response_body,
            wait_s, recorded_status, lead_row, us, is_interim, {_names(_BODY_KIND)}[body_kind] AS body_kind
     FROM callback_outcome_rows;
 """

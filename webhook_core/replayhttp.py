@@ -24,7 +24,7 @@ import httpx
 import pandas as pd
 
 from webhook_core.exceptions import WebhookAuditError
-from webhook_core.matching import NOT_FOUND_BODY
+from webhook_core.matching import NOT_FOUND_BODY, Outcome
 from webhook_core.receiver import REPLAY_CLOCK_HEADER, REPLAY_ID_HEADER, iso_utc
 from webhook_core.replay import replay
 from webhook_core.settings import WebhookVersions
@@ -46,6 +46,7 @@ __all__ = [
     "plan_requests",
     "plan_summary",
     "rebase_path",
+    "refused_at_capture",
     "send_plan",
 ]
 
@@ -170,14 +171,18 @@ def parse_rate(text: str) -> float:
 def plan_requests(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> list[PlannedRequest]:
     """Judge the loaded ``callbacks`` with the SQL replay and shape each as it will be sent.
 
-    Returned in ``(received_at, seq)`` order.
+    Returned in ``(received_at, seq)`` order. Lines a receiver refused at capture (outcome
+    ``refused``) are left out: they were never judged, so the model has no answer to hold a
+    target to, and sent again most would be judged (a 413's body was not kept; a 400 for a
+    missing replay clock would now carry one). :func:`refused_at_capture` counts them.
     """
     replay(con, webhooks)
-    rows = con.execute("""
+    rows = con.execute(f"""
         SELECT o.seq, o.request_id, o.received_at, o.webhook_id, o.token, o.lead_id, c.method, c.url, c.headers,
                c.body, o.outcome, o.status_code, o.recorded_status,
                count(*) OVER (PARTITION BY o.request_id) > 1 AS repeated
         FROM callback_outcomes o JOIN callbacks c USING (seq)
+        WHERE o.outcome <> '{Outcome.REFUSED.value}'
         ORDER BY o.ord
     """).fetchall()
     planned = []
@@ -194,6 +199,12 @@ def plan_requests(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> 
             expected_outcome=outcome, expected_status=status, recorded_status=recorded,
         ))
     return planned
+
+
+def refused_at_capture(con: duckdb.DuckDBPyConnection) -> int:
+    """How many loaded lines :func:`plan_requests` left out as refused at capture (call it after that)."""
+    row = con.execute(f"SELECT count(*) FROM callback_outcomes WHERE outcome = '{Outcome.REFUSED.value}'").fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def rebase_path(url: str) -> str:

@@ -19,6 +19,7 @@ import nbformat
 import papermill
 from nbconvert import HTMLExporter
 
+from webhook_core import exceptions
 from webhook_core.exceptions import WebhookAuditError
 
 __all__ = ["NOTEBOOKS_DIR", "ReportError", "ReportPage", "build_report", "notebook_paths"]
@@ -27,6 +28,10 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 #: ``progress(notebook_name, index, total)`` is called before each notebook runs.
 ReportProgress = Callable[[str, int, int], None]
+
+#: The library's errors a user causes (an unusable dataset, webhooks.json): a notebook that raises
+#: one failed on the dataset, not in a cell, and the report says what the library says.
+_USER_ERRORS = frozenset(exceptions.__all__)
 
 _REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE)
 
@@ -89,6 +94,8 @@ def _execute(path: Path, executed: Path, dataset: Path, timeout_s: int) -> None:
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except papermill.PapermillExecutionError as exc:
+        if exc.ename in _USER_ERRORS:
+            raise ReportError(exc.evalue) from exc
         # papermill counts the injected parameters cell; report the cell as the analyst sees it.
         raise ReportError(f"{path.name}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue}".rstrip(": ")) \
             from exc

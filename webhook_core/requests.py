@@ -13,7 +13,9 @@ class CapturedRequest:
     """One HTTP request received at the webhook endpoint.
 
     ``seq`` is the input order (line or entry number), the tie-break between
-    requests received at the same instant.
+    requests received at the same instant. ``refused``: the reference receiver
+    answered it without judging it (its capture log says so, docs/http.md), with
+    ``recorded_status``; it is not judged again.
     """
 
     request_id: str
@@ -24,7 +26,10 @@ class CapturedRequest:
     body: str | None = None
     seq: int = 0
     recorded_status: int | None = None
+    refused: bool = False
 
     def __post_init__(self) -> None:
         if self.received_at.tzinfo is None:
             raise ValueError("received_at must be timezone-aware")
+        if self.refused and self.recorded_status is None:
+            raise ValueError("a refused request needs recorded_status, the status it was answered")

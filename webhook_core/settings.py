@@ -95,16 +95,25 @@ class WebhookVersions:
     """All versions of all webhooks, with the lookups the matchers need."""
 
     versions: tuple[WebhookSettings, ...]
+    #: The versions of each webhook ID, in file order: the online matcher looks one up per callback
+    #: and per lead, and a scan of every version made that grow with the file (40,000 versions).
+    _by_id: dict[str, tuple[WebhookSettings, ...]] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        by_id: dict[str, list[WebhookSettings]] = {}
+        for version in self.versions:
+            by_id.setdefault(version.webhook_id, []).append(version)
+        object.__setattr__(self, "_by_id", {key: tuple(group) for key, group in by_id.items()})
 
     def live(self, webhook_id: str, at: datetime) -> WebhookSettings | None:
-        for version in self.versions:
-            if version.webhook_id == webhook_id and version.is_live(at):
+        for version in self._by_id.get(webhook_id, ()):
+            if version.is_live(at):
                 return version
         return None
 
     @property
     def webhook_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(v.webhook_id for v in self.versions))
+        return tuple(self._by_id)
 
     def with_timeouts(self, overrides: Mapping[str | None, float]) -> WebhookVersions:
         """What-if: replace ``timeout_s`` of the versions that wait.

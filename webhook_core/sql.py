@@ -12,7 +12,8 @@ import duckdb
 
 from webhook_core.locations import Location, LocationKind
 
-__all__ = ["install_macros", "json_pointer", "location_sql", "pair_sql", "quote_literal", "standard_sql"]
+__all__ = ["install_macros", "json_pointer", "location_sql", "pair_sql", "quote_identifier", "quote_literal",
+           "standard_sql"]
 
 _MACROS = r"""
 -- Percent-decode as UTF-8; text that does not decode is kept as written.
@@ -139,7 +140,22 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def quote_literal(text: str) -> str:
+    """``text`` as a DuckDB string constant, whatever it holds.
+
+    Text from a file or the user reaches SQL only through this function, :func:`quote_identifier` or
+    a bound parameter (``tests/test_sql_safety.py`` checks the package for it). In a ``'…'`` literal
+    DuckDB reads a backslash as itself and ``''`` as a quote; a NUL byte it reads as a character too,
+    but a parser that stops at one would cut the statement short, so a NUL is written ``chr(0)``
+    (then the constant is an expression, which DuckDB folds).
+    """
+    if "\x00" in text:
+        return "(" + " || chr(0) || ".join(quote_literal(part) for part in text.split("\x00")) + ")"
     return "'" + text.replace("'", "''") + "'"
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a DuckDB identifier (a column, a struct field), whatever it holds."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def json_pointer(path: tuple[str, ...]) -> str:

@@ -13,8 +13,9 @@ time (event or censoring) is ``>= t``; ``events`` = leads first answered at
 band is Greenwood's variance on the log(−log) scale (the "exponential Greenwood"
 interval, as lifelines computes it): with ``v = ln S`` and
 ``g = Σ events / (at_risk·(at_risk − events))``,
-``S_± = exp(−exp(ln(−v) ∓ z·√g / v))``. Where ``S`` reaches 0 the band is undefined
-(NULL).
+``S_± = exp(−exp(ln(−v) ∓ z·√g / v))``. Where ``S`` reaches 0 (every lead still at
+risk was answered) the log(−log) scale has no room left: the band is the point
+itself, ``[1, 1]`` in ``captured``, as lifelines gives it.
 """
 
 from __future__ import annotations
@@ -65,10 +66,11 @@ def capture_curve_sql(z: float = Z_95) -> str:
             FROM running
         ),
         banded AS (
+            -- S is 1 after an event only where 1 - events/at_risk rounds to 1 (past 2^53 leads at risk).
             SELECT *,
-                CASE WHEN survival > 0 AND survival < 1 THEN
+                CASE WHEN survival = 0 THEN 0.0 WHEN survival = 1 THEN 1.0 ELSE
                     exp(-exp(ln(-ln(survival)) + {z} * sqrt(greenwood) / ln(survival))) END AS s_a,
-                CASE WHEN survival > 0 AND survival < 1 THEN
+                CASE WHEN survival = 0 THEN 0.0 WHEN survival = 1 THEN 1.0 ELSE
                     exp(-exp(ln(-ln(survival)) - {z} * sqrt(greenwood) / ln(survival))) END AS s_b
             FROM estimate
         )

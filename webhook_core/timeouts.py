@@ -33,6 +33,7 @@ import duckdb
 import pandas as pd
 
 from webhook_core.settings import WebhookSettings, WebhookVersions, seconds_to_us
+from webhook_core.sql import quote_literal
 from webhook_core.survival import capture_curve_sql
 
 __all__ = ["DEFAULT_CANDIDATES", "blocking_webhooks", "timeout_whatifs"]
@@ -51,7 +52,7 @@ def timeout_whatifs(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions,
         raise ValueError("target must be in (0, 1]")
     values = ", ".join(f"({float(c)!r}, {seconds_to_us(c)})" for c in sorted(set(candidates)))
     current = ", ".join(
-        f"('{v.webhook_id.replace(chr(39), chr(39) * 2)}', {v.timeout_s if v.timeout_s is not None else 'NULL'})"
+        f"({quote_literal(v.webhook_id)}, {v.timeout_s if v.timeout_s is not None else 'NULL'})"
         for v in _latest_versions(webhooks))
     return con.execute(f"""
         WITH candidates(timeout_s, timeout_us) AS (VALUES {values}),

@@ -1,13 +1,13 @@
 """Benchmark: ``replay-http`` against the local ``serve``, beside a plain load generator (the ceiling).
 
-    python benchmarks/http.py [--leads 10000] [--seed 7] [--dataset DIR] [--concurrency 8]
-                              [--rounds 3] [--json FILE]
+    python -m benchmarks.http_load [--leads 10000] [--seed 7] [--dataset DIR] [--concurrency 8]
+                                   [--rounds 3] [--json FILE]
 
 1. Generates a dataset (``webhook-audit generate``'s profiles; or ``--dataset DIR``)
    and judges it with the model (``plan_requests``: load + SQL replay), untimed.
-2. Per round, each against a fresh ``webhook-audit serve --replay-clock`` on
-   127.0.0.1 (a subprocess; its capture log in a new folder, so no request is a
-   retry of an earlier one):
+2. Per round (every second round in the other order), each against a fresh
+   ``webhook-audit serve --replay-clock`` on 127.0.0.1 (a subprocess; its capture
+   log in a new folder, so no request is a retry of an earlier one):
 
    (a) replay-http's engine, ``webhook_core.replayhttp.send_plan``: lanes per lead,
        retries, every attempt recorded — exactly what the command runs between
@@ -27,35 +27,32 @@ every request has a timeout, each round a deadline).
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-# Run as a script, this file's folder comes first on sys.path, and this file
-# (http.py) would shadow the standard library's http package that httpx imports.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import httpx
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+from benchmarks.harness import print_table, side_by_side
+from webhook_core import connect, load_dataset
+from webhook_core.generate import generate
+from webhook_core.receiver import iso_utc
+from webhook_core.replayhttp import PlannedRequest, SendOptions, plan_requests, send_plan
 
-import httpx  # noqa: E402
-
-from webhook_core import connect, load_dataset  # noqa: E402
-from webhook_core.generate import generate  # noqa: E402
-from webhook_core.receiver import iso_utc  # noqa: E402
-from webhook_core.replayhttp import PlannedRequest, SendOptions, plan_requests, send_plan  # noqa: E402
-
+REPLAYER = "replay-http (send_plan)"
 TARGET_RATIO = 0.5  # (a) / (b)
 ROUND_DEADLINE_S = 600
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
@@ -139,7 +136,7 @@ def run_replayer(planned: list[PlannedRequest], server: Server, concurrency: int
     attempts = asyncio.run(asyncio.wait_for(send_plan(planned, options), ROUND_DEADLINE_S))
     wall = time.perf_counter() - started
     statuses = Counter(str(a.status or a.error) for a in attempts)
-    return Run("replay-http (send_plan)", len(planned), wall, [a.latency_ms for a in attempts], dict(statuses),
+    return Run(REPLAYER, len(planned), wall, [a.latency_ms for a in attempts], dict(statuses),
                server.cpu_s() - server0, time.process_time() - cpu0)
 
 
@@ -193,21 +190,17 @@ def main() -> None:
         print(f"{len(planned):,} requests from {dataset if args.dataset else f'{args.leads:,} generated leads'}; "
               f"concurrency {args.concurrency}; {args.rounds} round(s); {platform.python_version()}, "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
-        rounds: list[list[Run]] = []
-        for number in range(args.rounds):
-            runs = []
-            # Alternate which goes first, so a drift in the machine's load hits both alike.
-            order = (run_replayer, run_ceiling) if number % 2 == 0 else (run_ceiling, run_replayer)
-            for runner in order:
-                server = Server(dataset, workdir, f"r{number}-{runner.__name__}")
-                try:
-                    runs.append(runner(planned, server, args.concurrency))
-                finally:
-                    server.stop()
-            runs.sort(key=lambda r: r.name != "replay-http (send_plan)")
-            rounds.append(runs)
-            for run in runs:
-                print(f"round {number + 1}: {json.dumps(run.summary())}", flush=True)
+        by_round: dict[int, list[Run]] = {}
+        for number, runner in side_by_side((run_replayer, run_ceiling), args.rounds):
+            server = Server(dataset, workdir, f"r{number}-{runner.__name__}")
+            try:
+                run = runner(planned, server, args.concurrency)
+            finally:
+                server.stop()
+            by_round.setdefault(number, []).append(run)
+            print(f"round {number}: {json.dumps(run.summary())}", flush=True)
+        # The replayer first in every round: the ratio below is (a) / (b).
+        rounds = [sorted(runs, key=lambda r: r.name != REPLAYER) for runs in by_round.values()]
 
     def median(index: int, key: str) -> float:
         return statistics.median(float(r[index].summary()[key]) for r in rounds)
@@ -216,12 +209,10 @@ def main() -> None:
     medians = {rounds[0][i].name: {k: median(i, k) for k in keys} for i in range(2)}
     ratio = statistics.median(r[0].rps / r[1].rps for r in rounds)
     print()
-    print(f"{'median over rounds':32} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-          f"{'server CPU ms/req':>18} {'client CPU ms/req':>18}")
-    for name, values in medians.items():
-        print(f"{name:32} {values['rps']:8.0f} {values['p50_ms']:8.1f} {values['p90_ms']:8.1f} "
-              f"{values['p99_ms']:8.1f} {values['server_cpu_ms_per_request']:18.3f} "
-              f"{values['client_cpu_ms_per_request']:18.3f}")
+    print_table(("median over rounds", "req/s", "p50 ms", "p90 ms", "p99 ms", "server CPU ms/req", "client CPU ms/req"),
+                [(name, f"{values['rps']:.0f}", f"{values['p50_ms']:.1f}", f"{values['p90_ms']:.1f}",
+                  f"{values['p99_ms']:.1f}", f"{values['server_cpu_ms_per_request']:.3f}",
+                  f"{values['client_cpu_ms_per_request']:.3f}") for name, values in medians.items()])
     verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
     print(f"replay-http / ceiling = {ratio:.2f} (target >= {TARGET_RATIO}): {verdict} the target")
     if args.json:
