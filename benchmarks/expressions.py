@@ -3,7 +3,7 @@
 ``python -m benchmarks.expressions DATASET [--repeat 2]``
 
 For the statement that reads and judges ``callbacks.jsonl`` (the loader's parallel path) and for
-the keys (``webhook_core.keys``, over the loaded ``callback_rows``), times ``count(column)`` of each
+the keys (``webhook_core.rules.keys``, over the loaded ``callback_rows``), times ``count(column)`` of each
 output column alone: DuckDB computes only what that column needs, so the figure is the cost of the
 column and what it depends on (the CSV read and the JSON parse for every JSONL column). Then loads
 the dataset with ``keep_requests`` true and false and prints DuckDB's in-memory table bytes.
@@ -19,15 +19,9 @@ from pathlib import Path
 import duckdb
 
 from webhook_core import load_dataset
-from webhook_core.keys import KEY_COLUMNS, keys_sql
-from webhook_core.loading import (
-    _BLANK_LINE,
-    _CALLBACK_FIELDS,
-    _CALLBACK_PARTS,
-    _json_line_text,
-    connect,
-)
-from webhook_core.sql import quote_literal
+from webhook_core.load.dataset import _BLANK_LINE, _CALLBACK_FIELDS, _CALLBACK_PARTS, _json_line_text, connect
+from webhook_core.quoting import quote_literal
+from webhook_core.rules.keys import KEY_COLUMNS, keys_sql
 
 JUDGED_COLUMNS = ("seq", "raw", "reason", "request_id", "received_at", "method", "url", "headers", "body",
                   "recorded_status", "recorded_body", "capture_notes")

@@ -9,7 +9,7 @@
    ``webhook-audit serve --replay-clock`` on 127.0.0.1 (a subprocess; its capture
    log in a new folder, so no request is a retry of an earlier one):
 
-   (a) replay-http's engine, ``webhook_core.replayhttp.send_plan``: lanes per lead,
+   (a) replay-http's engine, ``webhook_core.live.replayhttp.send_plan``: lanes per lead,
        retries, every attempt recorded — exactly what the command runs between
        loading and writing its tables;
    (b) the ceiling: a minimal httpx loop sending the same prebuilt requests (same
@@ -48,9 +48,9 @@ import httpx
 
 from benchmarks.harness import print_table, side_by_side
 from webhook_core import connect, load_dataset
-from webhook_core.generate import generate
-from webhook_core.receiver import iso_utc
-from webhook_core.replayhttp import PlannedRequest, SendOptions, plan_requests, send_plan
+from webhook_core.live.replayhttp import PlannedRequest, SendOptions, plan_requests, send_plan
+from webhook_core.synth.generate import generate
+from webhook_core.timeutil import iso_utc
 
 REPLAYER = "replay-http (send_plan)"
 TARGET_RATIO = 0.5  # (a) / (b)

@@ -2,9 +2,10 @@
 
     python -m benchmarks.line_reading FILE [--code NAME=PATH ...] [--rounds 2] [--every 100]
 
-For each ``--code NAME=PATH`` (a checkout; default: this one) its ``webhook_core/linereader.py``
-is loaded on its own, and, in turn for every checkout (every second round in reverse order),
-``--rounds`` times, this times in this process:
+For each ``--code NAME=PATH`` (a checkout; default: this one) its ``webhook_core/load/linereader.py``
+(``webhook_core/linereader.py`` in checkouts older than the layered layout) is loaded on its own,
+and, in turn for every checkout (every second round in reverse order), ``--rounds`` times, this
+times in this process:
 
 - ``count_lines_finding(FILE, b"\\x01")``: the line count the parallel JSONL read checks its rows
   against, found in a thread on every load;
@@ -26,7 +27,10 @@ from benchmarks.harness import add_checkout_option, checkouts, side_by_side
 
 
 def load(name: str, checkout: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"linereader_{name}", checkout / "webhook_core" / "linereader.py")
+    path = checkout / "webhook_core" / "load" / "linereader.py"
+    if not path.exists():  # a checkout from before the layered layout
+        path = checkout / "webhook_core" / "linereader.py"
+    spec = importlib.util.spec_from_file_location(f"linereader_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -20,7 +20,6 @@ it had spilled to the temp directory: where a memory limit costs time.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import re
 import sys
@@ -32,11 +31,10 @@ from typing import Any
 
 import duckdb
 
-from webhook_core import cli, loading
-from webhook_core.loading import connect
-
-# ``webhook_core.replay`` the attribute is the function; the module is in sys.modules.
-replay_module = importlib.import_module("webhook_core.replay")
+from webhook_core.audit import replay as replay_module
+from webhook_core.cli import output
+from webhook_core.load import dataset as loading
+from webhook_core.load.dataset import connect
 
 
 class TimedConnection:
@@ -138,14 +136,14 @@ def profile(dataset: Path, out: Path, memory_limit: str | None, temp_dir: str | 
 def _profile(timed: TimedConnection, dataset: Path, out: Path) -> dict[str, Any]:
     wall, cpu = time.perf_counter(), time.process_time()
     loading.write_webhook_versions = _phase(timed, "load: webhooks", loading.write_webhook_versions)
-    loading._load_dispatches = _phase(timed, "load: dispatches", loading._load_dispatches)
-    loading._load_callbacks = _phase(timed, "load: callbacks", loading._load_callbacks)
+    loading.load_dispatches = _phase(timed, "load: dispatches", loading.load_dispatches)
+    loading.load_callbacks = _phase(timed, "load: callbacks", loading.load_callbacks)
     # As the CLI without --database: only the callbacks' keys are kept.
     loaded = _phase(timed, "load: other", loading.load_dataset)(timed, dataset, keep_requests=False)
     # As the CLI without --database: the inputs are released once the replay has read them.
     result = _phase(timed, "replay", replay_module.replay)(timed, loaded.webhooks, release_inputs=True)
     out.mkdir(parents=True, exist_ok=True)
-    export = _phase(timed, "export", cli._export)
+    export = _phase(timed, "export", output.export)
     export(timed, f"SELECT {', '.join(replay_module.CALLBACK_COLUMNS)} FROM callback_outcomes "
            f"ORDER BY {replay_module.CALLBACK_ORDER}",
            out / "callback_outcomes.parquet", "parquet")

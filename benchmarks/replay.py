@@ -9,7 +9,7 @@
 
    (a) ``webhook-audit replay DATASET --out OUT --memory-limit 4GiB --temp-dir TMP``;
    (b) the online matcher: ``load_dataset``, then every callback through ``OnlineMatcher.match``
-       (``webhook_core.online``), outcomes counted as they come;
+       (``webhook_core.audit.online``), outcomes counted as they come;
    (c) a floor: DuckDB reads the same CSV and JSONL and hash-joins the callbacks'
        query-string ``pcid`` to ``dispatches.conversion_id`` (``count(*)``).
 
@@ -46,7 +46,7 @@ import json, sys, time
 from collections import Counter
 t0 = time.perf_counter()
 from webhook_core import connect, load_dataset
-from webhook_core.online import callbacks_from_table, matcher_from_tables
+from webhook_core.audit.online import callbacks_from_table, matcher_from_tables
 dataset, temp_dir, memory_limit, out = sys.argv[1:5]
 con = connect(memory_limit=memory_limit, temp_directory=temp_dir)
 t1 = time.perf_counter()

@@ -14,8 +14,8 @@ from typing import Any
 import duckdb
 
 from webhook_core import WebhookVersions, load_dataset, replay
-from webhook_core.online import run_online
-from webhook_core.replay import CALLBACK_ORDER
+from webhook_core.audit.online import run_online
+from webhook_core.audit.replay import CALLBACK_ORDER
 
 
 @dataclass(frozen=True)

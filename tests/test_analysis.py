@@ -23,12 +23,13 @@ import pytest
 from lifelines import KaplanMeierFitter
 
 from webhook_core import ReplayError, WebhookVersions, connect, load_dataset, parse_webhooks, replay
-from webhook_core.generate import generate
-from webhook_core.pairing import discover_locations, near_misses, pairing_validation
-from webhook_core.rates import REASONS_404, disagreements, rates
-from webhook_core.survival import CURVE_COLUMNS, Z_95, capture_curve, wait_summary
-from webhook_core.timeline import lead_timeline
-from webhook_core.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
+from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
+from webhook_core.analysis.rates import disagreements, rates
+from webhook_core.analysis.survival import CURVE_COLUMNS, Z_95, capture_curve, wait_summary
+from webhook_core.analysis.timeline import lead_timeline
+from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
+from webhook_core.domain import REASONS_404
+from webhook_core.synth.generate import generate
 
 from datasets import write_dataset
 

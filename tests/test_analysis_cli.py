@@ -21,12 +21,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from webhook_core import WebhookVersions, connect, load_dataset, replay
+from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
+from webhook_core.analysis.rates import rates
+from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve
+from webhook_core.analysis.timeouts import timeout_whatifs
 from webhook_core.cli import cli
-from webhook_core.generate import generate
-from webhook_core.pairing import discover_locations, near_misses, pairing_validation
-from webhook_core.rates import rates
-from webhook_core.survival import CURVE_COLUMNS, capture_curve
-from webhook_core.timeouts import timeout_whatifs
+from webhook_core.synth.generate import generate
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"

@@ -11,11 +11,11 @@ import duckdb
 import pytest
 
 import webhook_core as wc
-from webhook_core import charts
-from webhook_core.pairing import discover_locations, near_misses
-from webhook_core.rates import disagreements, rates
-from webhook_core.survival import capture_curve
-from webhook_core.timeouts import timeout_whatifs
+from webhook_core.analysis.pairing import discover_locations, near_misses
+from webhook_core.analysis.rates import disagreements, rates
+from webhook_core.analysis.survival import capture_curve
+from webhook_core.analysis.timeouts import timeout_whatifs
+from webhook_core.report import charts
 
 from datasets import write_dataset
 

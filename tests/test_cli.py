@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
-import webhook_core.cli as cli_module
+import webhook_core.cli.replay_commands as replay_commands
 from webhook_core import CALLBACK_COLUMNS, LEAD_COLUMNS, ReplayError, connect, load_dataset, parse_webhooks, replay
 from webhook_core.cli import cli
 
@@ -466,7 +466,7 @@ def test_serve_needs_dispatches_but_not_callbacks(audit_dataset: Path, tmp_path:
     """The receiver never reads the dataset's callbacks; with the admin endpoint on, leads may all come
     by registration, but a dispatches file whose every row was quarantined is still a mistake."""
     from webhook_core.exceptions import DatasetError
-    from webhook_core.receiver import Receiver, ReceiverConfig
+    from webhook_core.live.receiver import Receiver, ReceiverConfig
 
     (audit_dataset / "callbacks.jsonl").write_text("", encoding="utf-8")
     receiver, report = Receiver.open(audit_dataset, tmp_path / "cap1", ReceiverConfig())
@@ -552,13 +552,13 @@ def test_memory_limit_is_the_process_budget_and_duckdb_gets_80_percent(
         audit_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, duckdb_limit: str) -> None:
     """The process also holds Python and DuckDB's memory outside its pool (docs/benchmarks.md)."""
     given: list[str | None] = []
-    real_connect = cli_module.connect
+    real_connect = replay_commands.connect
 
     def spy(*args: Any, memory_limit: str | None = None, **kwargs: Any) -> Any:
         given.append(memory_limit)
         return real_connect(*args, memory_limit=memory_limit, **kwargs)
 
-    monkeypatch.setattr(cli_module, "connect", spy)
+    monkeypatch.setattr(replay_commands, "connect", spy)
     assert invoke("replay", audit_dataset, "--out", tmp_path / "out", "--memory-limit", value).exit_code == 0
     assert given == [duckdb_limit]
 

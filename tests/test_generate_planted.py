@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from webhook_core import Outcome, connect, load_dataset, replay
-from webhook_core.generate import generate
+from webhook_core.synth.generate import generate
 
 #: Outcomes the generator's profiles do not produce: `refused` is a line the receiver refused at capture time.
 NOT_GENERATED = {"refused"}

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from webhook_core import connect, load_dataset, replay
 from webhook_core.cli import cli
-from webhook_core.loading import DISPATCH_COLUMNS
+from webhook_core.load.dispatches import DISPATCH_COLUMNS
 
 #: A dispatches.csv header cell that, pasted into SQL, closes read_csv's column list and writes pwned.txt.
 PAYLOAD = "x': 'VARCHAR'}); COPY (SELECT 'pwn' AS a) TO 'pwned.txt' (HEADER false); SELECT struct_pack(--"

@@ -21,17 +21,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from webhook_core import (
-    ConfigError,
-    DatasetError,
-    MissingFileError,
-    WebhookAuditError,
-    connect,
-    linereader,
-    load_dataset,
-    loading,
-    replay,
-)
+from webhook_core import ConfigError, DatasetError, MissingFileError, WebhookAuditError, connect, load_dataset, replay
+from webhook_core.load import callbacks as callback_loading
+from webhook_core.load import linereader, numbering, progress
 
 HAR_DIR = Path(__file__).parent / "data" / "har"
 DISPATCH_COLUMNS = ("lead_id", "conversion_id", "advertiser_id", "external_id", "webhook_id", "created_at")
@@ -847,7 +839,7 @@ def test_callbacks_loaded_as_keys_replay_like_the_requests(tmp_path: Path, monke
         folder = make_dataset(tmp_path / "ds")
         _parquet_callbacks(folder)
     else:
-        monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
+        monkeypatch.setattr(callback_loading, "_read_jsonl_in_parallel", lambda *args: False)
         folder = make_dataset(tmp_path / "ds", callbacks=jsonl(crow(1), "{oops", crow(3, url="/webhooks/wh-a")))
     judged = []
     for keep_requests in (True, False):
@@ -1236,7 +1228,7 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
                 sizes.append(chunk.num_rows)
             yield chunk
 
-    monkeypatch.setattr(loading, "iter_line_chunks", chunked)
+    monkeypatch.setattr(linereader, "iter_line_chunks", chunked)
     yield sizes
 
 
@@ -1262,7 +1254,7 @@ def test_200k_callbacks_across_chunk_boundaries(con: duckdb.DuckDBPyConnection, 
     planted = dict(sorted(planted.items()))
     crlf: set[int] = set()
     if reader == "line-reader":
-        monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
+        monkeypatch.setattr(callback_loading, "_read_jsonl_in_parallel", lambda *args: False)
         crlf = {180_000}
     total = 200_000
     blank = {100_000, 170_001}
@@ -1380,13 +1372,13 @@ FAST_DISPATCH_ROWS: tuple[dict[str, Any], ...] = (
 def full_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files the loader reads whole with the chunked line reader (its slow paths), in order."""
     passes: list[str] = []
-    line_reader = loading.iter_line_chunks
+    line_reader = linereader.iter_line_chunks
 
     def spy(path: Path, **kwargs: Any) -> Iterator[pa.Table]:
         passes.append(path.name)
         return line_reader(path, **kwargs)
 
-    monkeypatch.setattr(loading, "iter_line_chunks", spy)
+    monkeypatch.setattr(linereader, "iter_line_chunks", spy)
     return passes
 
 
@@ -1414,7 +1406,7 @@ def test_fast_paths_give_exactly_the_line_readers_tables(con: duckdb.DuckDBPyCon
     assert ("dispatches.csv", 3, csv_line(drow(2, conversion_id="")), "missing conversion_id") in quarantine(con)
 
     # Lines never line up with records:
-    monkeypatch.setattr(loading, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
+    monkeypatch.setattr(linereader, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
     load_dataset(con, folder)
     assert sorted(set(full_passes)) == ["callbacks.jsonl", "dispatches.csv"]
     assert _all_tables(con) == fast
@@ -1422,7 +1414,7 @@ def test_fast_paths_give_exactly_the_line_readers_tables(con: duckdb.DuckDBPyCon
 
 
 #: A line DuckDB's CSV reader cannot read: valid JSON, a callback, longer than the parallel read takes.
-LONG_LINE = compact(crow(2, body="x" * loading._MAX_LINE_BYTES))
+LONG_LINE = compact(crow(2, body="x" * callback_loading._MAX_LINE_BYTES))
 
 
 @pytest.mark.parametrize(("lines", "loaded", "bad"), [
@@ -1467,7 +1459,7 @@ def test_lines_duckdbs_csv_reader_cannot_read_are_read_again_by_number(
     finally:
         keys_con.close()
     fast = _all_tables(con)
-    monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
+    monkeypatch.setattr(callback_loading, "_read_jsonl_in_parallel", lambda *args: False)
     load_dataset(con, folder)
     assert _all_tables(con) == fast
 
@@ -1501,11 +1493,11 @@ def test_lines_duckdbs_csv_reader_would_misread_send_the_file_to_the_line_reader
 def test_rows_are_numbered_past_the_lines_they_skipped(con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch,
                                                         most_in_sql: int, skipped: list[int]) -> None:
     """Q4: row r (from 0) of a fast read is the (r + 1)-th line that is not skipped, whichever way it is numbered."""
-    monkeypatch.setattr(loading, "_MOST_SKIPPED_LINES_IN_SQL", most_in_sql)
+    monkeypatch.setattr(numbering, "MOST_SKIPPED_LINES_IN_SQL", most_in_sql)
     gave_no_row = set(skipped)
     lines = [n for n in range(1, 201 + len(skipped)) if n not in gave_no_row][:200]
     con.execute("CREATE TABLE read_rows AS SELECT range AS r FROM range(200)")
-    numbered = loading._with_lines_skipped_before(con, skipped, "(SELECT r AS rid FROM read_rows)")
+    numbered = numbering.with_lines_skipped_before(con, skipped, "(SELECT r AS rid FROM read_rows)")
     assert column(con, f"SELECT rid + 1 + skipped_before FROM {numbered} ORDER BY rid") == lines
 
 
@@ -1516,14 +1508,14 @@ def test_the_line_reader_takes_a_file_whose_reader_names_readable_lines(
     parallel read is dropped and the line reader loads the file from the start: nothing twice,
     nothing lost."""
     folder = make_dataset(tmp_path / "ds", callbacks=jsonl(crow(1), b"\xff", crow(3), b"\xfe", crow(5)))
-    pick_lines = loading.pick_lines
+    pick_lines = linereader.pick_lines
 
     def neighbours(path: Path, numbers: list[int]) -> pa.Table:
         """Each line's next line in its place: as if DuckDB had named the wrong lines, which read well."""
         picked = pick_lines(path, [n + 1 for n in numbers])
         return picked.set_column(0, "line", pa.array([n - 1 for n in picked.column("line").to_pylist()]))
 
-    monkeypatch.setattr(loading, "pick_lines", neighbours)
+    monkeypatch.setattr(linereader, "pick_lines", neighbours)
     load_dataset(con, folder)
     assert "callbacks.jsonl" in full_passes
     assert column(con, "SELECT seq FROM callbacks ORDER BY seq") == [1, 3, 5]
@@ -1547,20 +1539,20 @@ def test_blank_lines_and_the_parallel_reader(con: duckdb.DuckDBPyConnection, tmp
     the line reader. The lines loaded and quarantined are the same either way."""
     folder = make_dataset(tmp_path / "ds", callbacks=jsonl(*lines))
     taken: list[bool] = []
-    parallel_reader = loading._read_jsonl_in_parallel
+    parallel_reader = callback_loading._read_jsonl_in_parallel
 
     def spy(*args: Any) -> bool:
         taken.append(parallel_reader(*args))
         return taken[-1]
 
-    monkeypatch.setattr(loading, "_read_jsonl_in_parallel", spy)
+    monkeypatch.setattr(callback_loading, "_read_jsonl_in_parallel", spy)
     load_dataset(con, folder)
     assert taken == [parallel]
     assert column(con, "SELECT seq FROM callbacks ORDER BY seq") == loaded
     assert column(con, "SELECT request_id FROM callbacks ORDER BY seq") == [str(n) for n in loaded]
     assert reasons(con) == bad
     fast = _all_tables(con)
-    monkeypatch.setattr(loading, "_read_jsonl_in_parallel", lambda *args: False)
+    monkeypatch.setattr(callback_loading, "_read_jsonl_in_parallel", lambda *args: False)
     load_dataset(con, folder)
     assert _all_tables(con) == fast
 
@@ -1667,8 +1659,8 @@ def test_Q7_byte_order_mark_and_ascii_whitespace_are_not_part_of_a_line(
 def test_parse_progress_thread_hands_errors_back_and_leaves_no_bar_on(con: duckdb.DuckDBPyConnection) -> None:
     reported: list[float] = []
     with pytest.raises(duckdb.CatalogException):
-        loading._execute_reporting(con, "SELECT * FROM no_such_table", reported.append)
-    loading._execute_reporting(con, "CREATE TABLE t AS SELECT range AS x FROM range(2000000)", reported.append)
+        progress.execute_reporting(con, "SELECT * FROM no_such_table", reported.append)
+    progress.execute_reporting(con, "CREATE TABLE t AS SELECT range AS x FROM range(2000000)", reported.append)
     assert column(con, "SELECT count(*) FROM t") == [2_000_000]
     assert all(0 <= percent <= 100 for percent in reported)
     assert column(con, "SELECT current_setting('enable_progress_bar')") == [False]
@@ -1688,7 +1680,7 @@ def test_blank_lines_at_the_end_keep_the_fast_paths(con: duckdb.DuckDBPyConnecti
     load_dataset(con, folder)
     fast = _all_tables(con)
     assert full_passes == []
-    monkeypatch.setattr(loading, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
+    monkeypatch.setattr(linereader, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
     load_dataset(con, folder)
     assert sorted(set(full_passes)) == ["callbacks.jsonl", "dispatches.csv"]
     assert _all_tables(con) == fast
@@ -1749,7 +1741,7 @@ def test_malformed_csv_rows_keep_the_fast_path(con: duckdb.DuckDBPyConnection, t
         (6, "malformed CSV row: missing columns (Expected Number of Columns: 6 Found: 2)")]
     assert column(con, "SELECT lead_id FROM dispatches ORDER BY \"row\"") == ["L1", "L13", "L7"]
     assert_reconciles(con)
-    monkeypatch.setattr(loading, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
+    monkeypatch.setattr(linereader, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
     load_dataset(con, folder)
     assert "dispatches.csv" in full_passes
     assert _all_tables(con) == fast
@@ -1761,7 +1753,7 @@ def test_thousands_of_malformed_csv_rows_keep_the_fast_path(
     """Q3, Q5: more malformed rows than the binary search in SQL takes (5,500, in runs, the last line
     among them) are quarantined at their lines and the records keep theirs, as on the slow path."""
     malformed = [n for n in range(1, 9_101) if n % 5 in (0, 1, 2) or n > 9_000]
-    assert len(malformed) > loading._MOST_SKIPPED_LINES_IN_SQL  # numbered by the ASOF join
+    assert len(malformed) > numbering.MOST_SKIPPED_LINES_IN_SQL  # numbered by the ASOF join
     bad = set(malformed)
     dispatches = "\n".join([DISPATCH_HEADER, *(csv_line(drow(n)) + (",extra" if n in bad else "")
                                                for n in range(1, 9_101))]).encode() + b"\n"
@@ -1773,7 +1765,7 @@ def test_thousands_of_malformed_csv_rows_keep_the_fast_path(
         n + 1 for n in range(1, 9_101) if n not in bad]
     assert [line for line, _ in reasons(con)] == [n + 1 for n in malformed]
     assert_reconciles(con)
-    monkeypatch.setattr(loading, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
+    monkeypatch.setattr(linereader, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
     load_dataset(con, folder)
     assert "dispatches.csv" in full_passes
     assert _all_tables(con) == fast
@@ -1790,7 +1782,7 @@ def test_blank_lines_inside_a_csv_keep_its_fast_path(con: duckdb.DuckDBPyConnect
     assert full_passes == []
     assert column(con, 'SELECT "row" FROM dispatches ORDER BY "row"') == [3, 12]
     assert ("dispatches.csv", 6, rows[1], "missing conversion_id") in quarantine(con)
-    monkeypatch.setattr(loading, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
+    monkeypatch.setattr(linereader, "count_lines_finding", lambda path, byte, **kwargs: (-1, False))
     load_dataset(con, folder)
     assert "dispatches.csv" in full_passes
     assert _all_tables(con) == fast

@@ -1,4 +1,4 @@
-"""The reference receiver (webhook_core/receiver.py) and its capture log, in process.
+"""The reference receiver (webhook_core/live/receiver.py) and its capture log, in process.
 
 Requests go through httpx's ASGI transport: no sockets, so these run in
 milliseconds. Only the connection limits and HTTP framing, which live in the
@@ -32,12 +32,15 @@ import pytest
 import uvicorn
 from click.testing import CliRunner
 
-from webhook_core import capturelog as capturelog_module
-from webhook_core import connect, extraction, load_dataset, replay
-from webhook_core.capturelog import CaptureLog, CaptureLogError, read_callbacks
+from webhook_core import connect, load_dataset, replay
 from webhook_core.cli import cli
-from webhook_core.receiver import OK_BODY, Receiver, ReceiverConfig, ReceiverError
-from webhook_core.requests import CapturedRequest
+from webhook_core.domain import OK_BODY
+from webhook_core.exceptions import CaptureLogError, ReceiverError
+from webhook_core.live import capturelog as capturelog_module
+from webhook_core.live.capturelog import CaptureLog, read_callbacks
+from webhook_core.live.receiver import Receiver, ReceiverConfig
+from webhook_core.rules import extraction
+from webhook_core.rules.requests import CapturedRequest
 
 from datasets import write_dataset
 

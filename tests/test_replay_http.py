@@ -33,13 +33,14 @@ import respx
 from click.testing import CliRunner
 
 from webhook_core import NOT_FOUND_BODY, connect, load_dataset, replay
-from webhook_core.capturelog import read_callbacks
+from webhook_core.analysis.rates import rates
 from webhook_core.cli import cli
-from webhook_core.rates import REASONS_404, rates
-from webhook_core.receiver import OK_BODY, Receiver, ReceiverConfig
-from webhook_core.replayhttp import (
+from webhook_core.domain import OK_BODY, REASONS_404
+from webhook_core.exceptions import ReplayHttpError
+from webhook_core.live.capturelog import read_callbacks
+from webhook_core.live.receiver import Receiver, ReceiverConfig
+from webhook_core.live.replayhttp import (
     PlannedRequest,
-    ReplayHttpError,
     SendOptions,
     attempts_table,
     check_target,

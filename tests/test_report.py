@@ -23,7 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from webhook_core.cli import cli
-from webhook_core.report import ReportError, build_report, notebook_paths
+from webhook_core.exceptions import ReportError
+from webhook_core.report.build import build_report, notebook_paths
 
 from datasets import write_dataset
 

@@ -15,8 +15,8 @@ from typing import Any, cast
 import duckdb
 
 from webhook_core import WebhookVersions, connect, parse_webhooks
-from webhook_core.keys import keys_sql
-from webhook_core.loading import write_webhook_versions
+from webhook_core.load.schema import write_webhook_versions
+from webhook_core.rules.keys import keys_sql
 
 
 def versions(count: int) -> WebhookVersions:

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from webhook_core import Location, LocationError, LocationKind, load_dataset, parse_location, parse_webhooks
-from webhook_core.settings import seconds_to_us
+from webhook_core.timeutil import seconds_to_us
 
 from datasets import write_dataset
 

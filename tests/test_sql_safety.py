@@ -5,7 +5,7 @@ the package builds (every f-string, ``str.format`` or ``+`` / ``%`` on a string 
 looks like SQL, and the first argument of every ``.execute`` / ``.executemany`` / ``.sql`` /
 ``.query`` call) and requires every value put into it to be *safe*:
 
-* a call to ``quote_literal`` or ``quote_identifier`` (webhook_core/sql.py), whatever its argument;
+* a call to ``quote_literal`` or ``quote_identifier`` (webhook_core/quoting.py), whatever its argument;
 * a number: a numeric constant, ``int()``, ``len()``, …, a comparison, or a name, parameter or package
   function annotated with a numeric type (``int``, ``float``, ``bool``, a list of them; mypy holds
   the code to its annotations);
@@ -37,7 +37,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from webhook_core.sql import quote_identifier, quote_literal
+from webhook_core.quoting import quote_identifier, quote_literal
 
 PACKAGE = Path(__file__).resolve().parent.parent / "webhook_core"
 
@@ -49,18 +49,18 @@ SQL_PARAMETERS = {
     "rows": "a relation to read",
     "staged": "a relation to read",
     "table": "a table's name",
-    "text": "a column's name (sql.pair_sql)",
-    "plain": "a column's name (sql.pair_sql)",
-    "row": "a column's name (loading._skipped_lines_before)",
-    "first_line": "a SQL condition (loading._json_line_text)",
-    "kind": "a SQL type (keys._list_at)",
-    "passthrough": "column names (keys.keys_sql)",
-    "end": "the observation end, a SQL expression (replay._build_sql)",
+    "text": "a column's name (rules.macros.pair_sql)",
+    "plain": "a column's name (rules.macros.pair_sql)",
+    "row": "a column's name (load.numbering.skipped_lines_before)",
+    "first_line": "a SQL condition (load.formats.json_line_text)",
+    "kind": "a SQL type (rules.keys._list_at)",
+    "passthrough": "column names (rules.keys.keys_sql)",
+    "end": "the observation end, a SQL expression (audit.replay._build_sql)",
 }
 
 _SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|COPY|COMMENT|SET|DESCRIBE|PRAGMA|"
                         r"ATTACH|FROM|WHERE|JOIN|VALUES|CASE|WHEN|CAST)\b|\bread_(csv|parquet|text|json)\(|"
-                        r"\bwa_\w+\(")  # (the package's SQL macros, sql.py)
+                        r"\bwa_\w+\(")  # (the package's SQL macros, rules/macros.py)
 _QUERY_METHODS = {"execute", "executemany", "sql", "query"}
 _QUOTING = {"quote_literal", "quote_identifier"}
 _NUMBER_CALLS = {"int", "float", "bool", "len", "ord", "round", "abs", "range", "hash"}
@@ -294,7 +294,26 @@ class SqlChecker:
                 return self._all([call.func.value, *arguments])
             if call.func.attr in self.functions:
                 return self._returns(call.func.attr)
+        elif isinstance(call.func, ast.Subscript) and isinstance(call.func.value, ast.Name):
+            registered = self._registry(call.func.value.id)
+            if registered:
+                return [part for name in registered for part in self._returns(name)]
         return [call]
+
+    def _registry(self, name: str) -> list[str]:
+        """The package functions a module-level constant dict ``name`` maps to (a registry such as
+        ``DISPATCH_READERS[suffix](...)``: calling an entry returns what they return); [] otherwise."""
+        if not _CONSTANT.fullmatch(name):
+            return []
+        for tree in self.trees.values():
+            for node in tree.body:
+                target = node.target if isinstance(node, ast.AnnAssign) else (
+                    node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+                if (isinstance(target, ast.Name) and target.id == name and isinstance(node.value, ast.Dict)
+                        and node.value.values and all(isinstance(v, ast.Name) and v.id in self.functions
+                                                      for v in node.value.values)):
+                    return [v.id for v in node.value.values if isinstance(v, ast.Name)]
+        return []
 
     def _returns(self, name: str) -> list[ast.AST]:
         """What the package functions called ``name`` return (numbers by annotation are safe)."""
@@ -436,8 +455,27 @@ def test_webhook_core_builds_sql_only_from_quoted_values() -> None:
                for path in sorted(PACKAGE.rglob("*.py"))}
     findings = SqlChecker(sources).findings()
     assert not findings, "\n".join(str(f) for f in findings) + (
-        "\npass text from files and users through webhook_core.sql.quote_literal / quote_identifier "
+        "\npass text from files and users through webhook_core.quoting.quote_literal / quote_identifier "
         "or bind it as a parameter (con.execute(sql, [value]))")
+
+
+def test_checker_follows_a_registry_of_functions() -> None:
+    """A call through a dict of package functions (``READERS[suffix](...)``) is as safe as what they return."""
+    source = """
+        def _safe(con, path: Path) -> str:
+            return "stage"
+
+        def _leaky(con, path: Path) -> str:
+            return path.name
+
+        READERS = {"csv": _safe, "jsonl": %s}
+
+        def load(con, path: Path) -> None:
+            staged = READERS[path.suffix](con, path)
+            con.execute(f"SELECT * FROM {staged}")
+    """
+    assert check_source(source % "_safe") == []
+    assert check_source(source % "_leaky") == ["snippet.py:6: path.name reaches the SQL of line 12 unquoted"]
 
 
 def test_checker_flags_the_csv_header_pattern() -> None:

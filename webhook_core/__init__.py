@@ -2,45 +2,53 @@
 
 The rules live in docs/semantics.md; this package follows them exactly, once
 one callback at a time (:class:`OnlineMatcher`) and once set-based in DuckDB
-(:func:`replay`).
+(:func:`replay`). The layers and where each thing lives: docs/architecture.md.
+This module re-exports the public API: loading, the replay, the online matcher
+and the analysis functions (rates, survival, timeouts, pairing, timeline).
 """
 
 from __future__ import annotations
 
+from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
+from webhook_core.analysis.rates import disagreements, rates
+from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve, wait_summary
+from webhook_core.analysis.timeline import lead_timeline
+from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
+from webhook_core.audit.online import callbacks_from_table, matcher_from_tables
+from webhook_core.audit.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, ReplayResult, replay
+from webhook_core.domain import NOT_FOUND_BODY, OK_BODY, REASONS_404, LeadState, MatchedBy, Outcome
 from webhook_core.exceptions import (
+    CaptureLogError,
     ConfigError,
     DatasetError,
     LocationError,
     MissingFileError,
+    ReceiverError,
     ReplayError,
+    ReplayHttpError,
+    ReportError,
     WebhookAuditError,
 )
-from webhook_core.extraction import BodyKind, Identifiers, extract_identifiers, parse_request, token_of
-from webhook_core.loading import Dataset, FileReport, connect, load_dataset
-from webhook_core.locations import Location, LocationKind, parse_location
-from webhook_core.matching import (
-    NOT_FOUND_BODY,
-    LeadOutcome,
-    LeadState,
-    MatchedBy,
-    MatchResult,
-    OnlineMatcher,
-    Outcome,
-    WaitingWebhook,
-)
-from webhook_core.online import callbacks_from_table, matcher_from_tables
-from webhook_core.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, ReplayResult, replay
-from webhook_core.requests import CapturedRequest
-from webhook_core.settings import PairingRule, WebhookSettings, WebhookVersions, load_webhooks, parse_webhooks
+from webhook_core.load.dataset import Dataset, FileReport, connect, load_dataset
+from webhook_core.rules.extraction import BodyKind, Identifiers, extract_identifiers, parse_request, token_of
+from webhook_core.rules.locations import Location, LocationKind, parse_location
+from webhook_core.rules.matching import LeadOutcome, MatchResult, OnlineMatcher, WaitingWebhook
+from webhook_core.rules.requests import CapturedRequest
+from webhook_core.rules.settings import PairingRule, WebhookSettings, WebhookVersions, load_webhooks, parse_webhooks
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CALLBACK_COLUMNS",
     "CALLBACK_ORDER",
+    "CURVE_COLUMNS",
+    "DEFAULT_CANDIDATES",
     "LEAD_COLUMNS",
     "NOT_FOUND_BODY",
+    "OK_BODY",
+    "REASONS_404",
     "BodyKind",
+    "CaptureLogError",
     "CapturedRequest",
     "ConfigError",
     "Dataset",
@@ -58,21 +66,34 @@ __all__ = [
     "OnlineMatcher",
     "Outcome",
     "PairingRule",
+    "ReceiverError",
     "ReplayError",
+    "ReplayHttpError",
     "ReplayResult",
+    "ReportError",
     "WaitingWebhook",
     "WebhookAuditError",
     "WebhookSettings",
     "WebhookVersions",
+    "blocking_webhooks",
     "callbacks_from_table",
+    "capture_curve",
     "connect",
+    "disagreements",
+    "discover_locations",
     "extract_identifiers",
+    "lead_timeline",
     "load_dataset",
     "load_webhooks",
     "matcher_from_tables",
+    "near_misses",
+    "pairing_validation",
     "parse_location",
     "parse_request",
     "parse_webhooks",
+    "rates",
     "replay",
+    "timeout_whatifs",
     "token_of",
+    "wait_summary",
 ]

@@ -10,7 +10,11 @@ Hierarchy::
     │   └── LocationError      a location string such as "json.data.ref" is malformed
     ├── DatasetError           a dataset folder or one of its files is unusable
     │   └── MissingFileError   a required file is absent
-    └── ReplayError            replay options do not fit the data (e.g. --timeout for an unknown webhook)
+    ├── ReplayError            replay options do not fit the data (e.g. --timeout for an unknown webhook)
+    ├── ReportError            a report notebook failed (names the notebook and cell)
+    ├── CaptureLogError        the live capture log cannot be opened, read back or written
+    ├── ReceiverError          serve cannot start with these options, or its log disagrees with the dataset
+    └── ReplayHttpError        replay-http options that cannot work (a remote target, a bad URL or rate)
 
 Row-level problems (a bad line, a bad timestamp) are *not* errors: those rows
 go to the quarantine table and loading goes on.
@@ -19,11 +23,15 @@ go to the quarantine table and loading goes on.
 from __future__ import annotations
 
 __all__ = [
+    "CaptureLogError",
     "ConfigError",
     "DatasetError",
     "LocationError",
     "MissingFileError",
+    "ReceiverError",
     "ReplayError",
+    "ReplayHttpError",
+    "ReportError",
     "WebhookAuditError",
 ]
 
@@ -73,3 +81,19 @@ class MissingFileError(DatasetError):
 
 class ReplayError(WebhookAuditError):
     """Replay options that cannot apply to this dataset (e.g. a --timeout for an unknown webhook)."""
+
+
+class ReportError(WebhookAuditError):
+    """A notebook failed; names the notebook and cell."""
+
+
+class CaptureLogError(WebhookAuditError):
+    """The capture log cannot be opened, read back or written."""
+
+
+class ReceiverError(WebhookAuditError):
+    """The receiver cannot start with these options, or its capture log disagrees with the dataset."""
+
+
+class ReplayHttpError(WebhookAuditError):
+    """Options that cannot work (a remote target without --allow-remote, a bad URL or rate)."""

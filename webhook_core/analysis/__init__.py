@@ -1,0 +1,1 @@
+"""The analysis layer: figures read from the replay's tables (docs/analysis.md)."""

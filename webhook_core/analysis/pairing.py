@@ -1,0 +1,245 @@
+"""Lead ID pairing: is each advertiser's ID where its settings say, and where else is it?
+
+Three reports, all set-based over the replay's tables:
+
+* :func:`pairing_validation` — for every webhook, identifier and location it reads
+  (configured pairing rules, then the standard names): callbacks, how many carry a
+  value there, how many of those values name a lead of this webhook, and how many
+  name a lead of another webhook.
+* :func:`discover_locations` — every location present in the captured requests
+  (query and form parameters, JSON leaf paths, headers) whose values equal a
+  conversion ID or external ID of that webhook's leads: ``support`` (callbacks
+  whose value there names a lead) and ``precision`` (support ÷ callbacks carrying
+  the location). ``unmapped`` marks a location that is neither configured nor a
+  standard name: the replay does not read it, so it needs a pairing rule.
+* :func:`near_misses` — how many ``not_found`` / ``no_identifiers`` callbacks would
+  resolve after a normalisation (trimming, case-folding, URL-decoding again,
+  leading zeros, numeric value) or by reading an unmapped location. Reported per
+  transform; never applied to the replay.
+
+Values are read by the rules of docs/semantics.md (L1–L6): the first non-empty
+occurrence; JSON paths as dot paths (array indexes as numbers); header names in
+lower case.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from webhook_core.quoting import quote_literal
+from webhook_core.rules.extraction import STANDARD_NAMES
+from webhook_core.rules.settings import IDENTIFIERS, WebhookVersions
+
+__all__ = ["NEAR_MISS_TRANSFORMS", "discover_locations", "near_misses", "pairing_validation", "request_values"]
+
+#: Transform name → (SQL applied to the callback's value, SQL applied to the lead's key); ``{}`` is the column.
+NEAR_MISS_TRANSFORMS = {
+    "trim": ("trim({})", "{}"),
+    "case_fold": ("lower({})", "lower({})"),
+    "url_decode": ("wa_pct_decode(replace({}, '+', ' '))", "{}"),
+    "leading_zeros": ("ltrim({}, '0')", "ltrim({}, '0')"),
+    "numeric": ("try_cast({} AS DECIMAL(38, 6))", "try_cast({} AS DECIMAL(38, 6))"),
+}
+
+
+def request_values(con: duckdb.DuckDBPyConnection) -> None:
+    """Write ``request_values(seq, webhook_id, location, value)``: every value of every live callback.
+
+    Built once per replay (``replay()`` drops it) and shared by the three reports below.
+    """
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'request_values'").fetchone()
+    if exists is not None and exists[0]:
+        return
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE request_values AS
+        WITH live AS (
+            SELECT c.seq, o.webhook_id, c.url, c.headers, c.body, o.body_kind
+            FROM callbacks c JOIN callback_outcomes o USING (seq)
+            WHERE o.webhook_id IS NOT NULL
+        ),
+        query_values AS (
+            SELECT seq, webhook_id, 'query.' || p.k AS location, p.v AS value, p.pos AS pos
+            FROM (SELECT seq, webhook_id,
+                         unnest(list_transform(wa_parse_pairs(wa_query(url)),
+                                               lambda x, i: {'k': x.k, 'v': x.v, 'pos': i})) AS p
+                  FROM live)
+        ),
+        form_values AS (
+            SELECT seq, webhook_id, 'form.' || p.k, p.v, p.pos
+            FROM (SELECT seq, webhook_id,
+                         unnest(list_transform(wa_parse_pairs(body), lambda x, i: {'k': x.k, 'v': x.v, 'pos': i})) AS p
+                  FROM live WHERE body_kind = 'form')
+        ),
+        header_values AS (
+            SELECT seq, webhook_id, 'header.' || wa_ascii_lower(h.name), h.value, h.pos
+            FROM (SELECT seq, webhook_id,
+                         unnest(list_transform(headers, lambda x, i: {'name': x.name, 'value': x.value, 'pos': i}))
+                             AS h
+                  FROM live)
+        ),
+        json_values AS (
+            SELECT l.seq, l.webhook_id,
+                   'json.' || regexp_replace(regexp_replace(t.fullkey, '^\\$\\.?', ''), '\\[([0-9]+)\\]', '.\\1', 'g'),
+                   wa_json_text(t.value), t.id
+            FROM (SELECT *, CAST(body AS JSON) AS j FROM live WHERE body_kind = 'json') l, json_tree(l.j) t
+            WHERE t.type NOT IN ('OBJECT', 'ARRAY') AND strpos(t.fullkey, '"') = 0 AND t.fullkey <> '$'
+        ),
+        everything AS (
+            SELECT * FROM query_values UNION ALL SELECT * FROM form_values
+            UNION ALL SELECT * FROM header_values UNION ALL SELECT * FROM json_values
+        )
+        SELECT seq, webhook_id, location, arg_min(value, pos) AS value
+        FROM everything
+        WHERE value IS NOT NULL AND value <> ''
+        GROUP BY seq, webhook_id, location
+    """)
+
+
+def _expected_locations(webhooks: WebhookVersions) -> str:
+    """VALUES of (webhook_id, identifier, location, source, rank): what the replay reads, in order."""
+    rows: dict[tuple[str, str, str], tuple[str, int]] = {}
+    for version in webhooks.versions:
+        for identifier in IDENTIFIERS:
+            rank = 0
+            for location in version.pairing_for(identifier):
+                text = str(location) if location.kind.value != "header" else f"header.{location.name.lower()}"
+                rows.setdefault((version.webhook_id, identifier, text), ("pairing", rank))
+                rank += 1
+            name = STANDARD_NAMES[identifier]
+            for kind in ("query", "form", "json"):
+                rows.setdefault((version.webhook_id, identifier, f"{kind}.{name}"), ("standard", rank))
+                rank += 1
+    return ", ".join(
+        f"({quote_literal(w)}, {quote_literal(i)}, {quote_literal(loc)}, {quote_literal(src)}, {rank})"
+        for (w, i, loc), (src, rank) in rows.items())
+
+
+_LEAD_KEYS = """
+    SELECT webhook_id, 'conversion_id' AS identifier, conversion_id AS k FROM dispatches
+    UNION ALL
+    SELECT webhook_id, 'external_id', external_id FROM dispatches WHERE external_id IS NOT NULL
+    UNION ALL
+    SELECT DISTINCT webhook_id, 'advertiser_id', advertiser_id FROM dispatches
+"""
+
+
+def pairing_validation(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> pd.DataFrame:
+    request_values(con)
+    return con.execute(f"""
+        WITH expected(webhook_id, identifier, location, source, rank) AS (VALUES {_expected_locations(webhooks)}),
+        per_webhook AS (
+            SELECT webhook_id, count(*) AS callbacks FROM callback_outcomes
+            WHERE webhook_id IS NOT NULL GROUP BY webhook_id
+        ),
+        keys AS ({_LEAD_KEYS}),
+        found AS (
+            SELECT e.webhook_id, e.identifier, e.location, v.seq, v.value,
+                   EXISTS (SELECT 1 FROM keys k WHERE k.webhook_id = e.webhook_id AND k.identifier = e.identifier
+                                                 AND k.k = v.value) AS here,
+                   EXISTS (SELECT 1 FROM keys k WHERE k.webhook_id <> e.webhook_id AND k.identifier = e.identifier
+                                                 AND k.k = v.value) AS elsewhere
+            FROM expected e JOIN request_values v ON v.webhook_id = e.webhook_id AND v.location = e.location
+        )
+        SELECT e.webhook_id, e.identifier, e.location, e.source, coalesce(p.callbacks, 0) AS callbacks,
+               count(f.seq) AS present,
+               count(f.seq) FILTER (f.here) AS resolves_here,
+               count(f.seq) FILTER (f.elsewhere AND NOT f.here) AS resolves_elsewhere,
+               count(f.seq) FILTER (f.here) / nullif(count(f.seq), 0) AS precision
+        FROM expected e
+        LEFT JOIN per_webhook p USING (webhook_id)
+        LEFT JOIN found f USING (webhook_id, identifier, location)
+        GROUP BY e.webhook_id, e.identifier, e.location, e.source, e.rank, p.callbacks
+        ORDER BY e.webhook_id, e.identifier, e.rank
+    """).df()
+
+
+def discover_locations(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
+                       min_support: int = 1) -> pd.DataFrame:
+    """Locations whose values name this webhook's leads, best supported first per webhook and identifier."""
+    request_values(con)
+    return con.execute(f"""
+        WITH expected(webhook_id, identifier, location, source, rank) AS (VALUES {_expected_locations(webhooks)}),
+        keys AS ({_LEAD_KEYS}),
+        carried AS (SELECT webhook_id, location, count(*) AS present FROM request_values GROUP BY ALL),
+        hits AS (
+            SELECT v.webhook_id, k.identifier, v.location, count(DISTINCT v.seq) AS support
+            FROM request_values v
+            JOIN (SELECT DISTINCT webhook_id, identifier, k FROM keys WHERE identifier <> 'advertiser_id') k
+              ON k.webhook_id = v.webhook_id AND k.k = v.value
+            GROUP BY ALL
+        )
+        SELECT h.webhook_id, h.identifier, h.location, h.support, c.present,
+               h.support / c.present AS precision,
+               coalesce(e.source, 'unmapped') AS configured_as,
+               e.source IS NULL AS unmapped
+        FROM hits h JOIN carried c USING (webhook_id, location)
+        LEFT JOIN expected e USING (webhook_id, identifier, location)
+        WHERE h.support >= {int(min_support)}
+        ORDER BY h.webhook_id, h.identifier, h.support DESC, h.location
+    """).df()
+
+
+def near_misses(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> pd.DataFrame:
+    """Per webhook and transform: ``not_found`` / ``no_identifiers`` callbacks it would rescue.
+
+    An external ID only names a lead together with the callback's advertiser ID (M3),
+    here as in the replay. ``unmapped_location`` counts values at locations the replay
+    does *not* read for that identifier.
+    """
+    request_values(con)
+    branches = []
+    for name, (value_sql, key_sql) in NEAR_MISS_TRANSFORMS.items():
+        # An equi-join on the transformed value: a hash join, never misses × leads.
+        branches.append(f"""
+            SELECT DISTINCT m.seq, m.webhook_id, '{name}' AS transform
+            FROM (SELECT *, {value_sql.format("v")} AS tv FROM misses) m
+            JOIN (SELECT *, {key_sql.format("k")} AS tk FROM keyed_leads) l
+              ON l.webhook_id = m.webhook_id AND l.identifier = m.identifier AND l.tk = m.tv
+            WHERE m.v <> l.k AND (m.identifier = 'conversion_id' OR l.advertiser_id = m.advertiser_id)""")
+    union = " UNION ALL ".join(branches)
+    return con.execute(f"""
+        WITH keys AS ({_LEAD_KEYS}),
+        keyed_leads AS (
+            SELECT webhook_id, advertiser_id, 'conversion_id' AS identifier, conversion_id AS k FROM dispatches
+            UNION ALL
+            SELECT webhook_id, advertiser_id, 'external_id', external_id FROM dispatches WHERE external_id IS NOT NULL
+        ),
+        expected(webhook_id, identifier, location, source, rank) AS (VALUES {_expected_locations(webhooks)}),
+        candidates AS (
+            SELECT seq, webhook_id, outcome FROM callback_outcomes
+            WHERE outcome IN ('not_found', 'no_identifiers')
+        ),
+        misses AS (
+            SELECT seq, webhook_id, 'conversion_id' AS identifier, conversion_id AS v, advertiser_id
+            FROM callback_outcomes WHERE outcome = 'not_found' AND conversion_id IS NOT NULL
+            UNION ALL
+            SELECT seq, webhook_id, 'external_id', external_id, advertiser_id
+            FROM callback_outcomes WHERE outcome = 'not_found' AND external_id IS NOT NULL
+        ),
+        rescued AS (
+            {union}
+            UNION ALL
+            SELECT DISTINCT c.seq, c.webhook_id, 'unmapped_location'
+            FROM candidates c
+            JOIN request_values v ON v.seq = c.seq
+            JOIN keys k ON k.webhook_id = c.webhook_id AND k.k = v.value AND k.identifier <> 'advertiser_id'
+            WHERE NOT EXISTS (SELECT 1 FROM expected e WHERE e.webhook_id = c.webhook_id
+                                                        AND e.identifier = k.identifier AND e.location = v.location)
+        ),
+        totals AS (
+            SELECT webhook_id, count(*) FILTER (outcome = 'not_found') AS not_found,
+                   count(*) FILTER (outcome = 'no_identifiers') AS no_identifiers
+            FROM candidates GROUP BY webhook_id
+        ),
+        transforms(transform, position) AS (
+            VALUES {", ".join(f"('{t}', {i})" for i, t in enumerate([*NEAR_MISS_TRANSFORMS, "unmapped_location"]))}
+        )
+        SELECT t.webhook_id, x.transform, t.not_found, t.no_identifiers,
+               count(DISTINCT r.seq) AS rescued,
+               count(DISTINCT r.seq) / (t.not_found + t.no_identifiers) AS rescued_share
+        FROM totals t CROSS JOIN transforms x
+        LEFT JOIN rescued r ON r.webhook_id = t.webhook_id AND r.transform = x.transform
+        GROUP BY t.webhook_id, x.transform, x.position, t.not_found, t.no_identifiers
+        ORDER BY t.webhook_id, x.position
+    """).df()

@@ -1,0 +1,124 @@
+"""Match rates, 404 rates and their reasons, per webhook or advertiser, overall or per day.
+
+All figures are read from the replay's tables (``callback_outcomes``,
+``lead_outcomes``) in one SQL statement each. Definitions (docs/analysis.md):
+
+* ``match_rate`` = matched callbacks ÷ callbacks; ``rate_404`` = callbacks answered
+  404 ÷ callbacks (``match_rate + interim share + rate_404 = 1``);
+* ``404s`` are split by outcome: the reason codes of docs/semantics.md;
+* lead columns count leads by their state at the observation end;
+* production agreement compares ``recorded_status`` (as captured) with the
+  model's ``status_code``; callbacks without a recorded answer are not compared;
+* a ``refused`` line (the receiver answered it without judging it) is no callback
+  judged: it is in none of these figures.
+
+Per day, callbacks count on the UTC day they were received and leads on the UTC
+day they were created.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import duckdb
+import pandas as pd
+
+from webhook_core.audit.replay import CALLBACK_ORDER
+from webhook_core.domain import REASONS_404, Outcome
+from webhook_core.quoting import quote_identifier
+
+__all__ = ["disagreements", "rates"]
+
+
+Grouping = Literal["webhook_id", "advertiser_id"]
+
+_UNKNOWN = "(unknown)"
+
+
+def _keyed_callbacks(by: Grouping) -> str:
+    column = "c.webhook_id" if by == "webhook_id" else "a.advertiser_id"
+    key = f"coalesce({column}, '{_UNKNOWN}')"
+    return f"""
+        SELECT {key} AS key, c.*
+        FROM callback_outcomes c
+        LEFT JOIN (SELECT webhook_id,
+                          arg_max(advertiser_id, coalesce(active_from_us, -9223372036854775808)) AS advertiser_id
+                   FROM replay_versions GROUP BY webhook_id) a ON a.webhook_id = c.webhook_id
+        WHERE c.outcome <> '{Outcome.REFUSED.value}'
+    """
+
+
+def _keyed_leads(by: Grouping) -> str:
+    key = "l.webhook_id" if by == "webhook_id" else "d.advertiser_id"
+    return f"""
+        SELECT {key} AS key, l.*
+        FROM lead_outcomes l JOIN dispatches d ON d."row" = l."row"
+    """
+
+
+def rates(con: duckdb.DuckDBPyConnection, *, by: Grouping = "webhook_id", per_day: bool = False) -> pd.DataFrame:
+    """One row per ``by`` value (and UTC day with ``per_day``), plus an ``(all)`` row when not per day."""
+    if by not in ("webhook_id", "advertiser_id"):
+        raise ValueError(f"by must be 'webhook_id' or 'advertiser_id', not {by!r}")
+    day_c = ", CAST(received_at AS DATE) AS day" if per_day else ""
+    day_l = ", CAST(created_at AS DATE) AS day" if per_day else ""
+    group = "key, day" if per_day else "key"
+    reasons = ", ".join(f"count(*) FILTER (outcome = '{r}') AS \"404_{r}\"" for r in REASONS_404)
+    totals = "" if per_day else "GROUPING SETS ((key), ())"
+    group_clause = f"GROUP BY {totals}" if totals else f"GROUP BY {group}"
+    key_select = "coalesce(key, '(all)') AS key" if not per_day else "key"
+    column = quote_identifier(by)
+    frame = con.execute(f"""
+        WITH c AS (SELECT *{day_c} FROM ({_keyed_callbacks(by)})),
+        l AS (SELECT *{day_l} FROM ({_keyed_leads(by)})),
+        cb AS (
+            SELECT {key_select}{", day" if per_day else ""},
+                   count(*) AS callbacks,
+                   count(*) FILTER (outcome = 'matched') AS matched,
+                   count(*) FILTER (outcome = 'interim') AS interim,
+                   count(*) FILTER (status_code = 404) AS answered_404,
+                   {reasons},
+                   count(recorded_status) AS recorded,
+                   count(*) FILTER (recorded_status = status_code) AS agree,
+                   count(*) FILTER (recorded_status <> status_code) AS disagree
+            FROM c {group_clause}
+        ),
+        ld AS (
+            SELECT {key_select}{", day" if per_day else ""},
+                   count(*) AS leads,
+                   count(*) FILTER (state = 'received') AS received,
+                   count(*) FILTER (state = 'timed_out') AS timed_out,
+                   count(*) FILTER (state = 'waiting') AS waiting
+            FROM l {group_clause}
+        )
+        SELECT coalesce(cb.key, ld.key) AS {column}{", coalesce(cb.day, ld.day) AS day" if per_day else ""},
+               coalesce(cb.callbacks, 0) AS callbacks,
+               coalesce(cb.matched, 0) AS matched,
+               coalesce(cb.interim, 0) AS interim,
+               coalesce(cb.answered_404, 0) AS answered_404,
+               cb.matched / nullif(cb.callbacks, 0) AS match_rate,
+               cb.answered_404 / nullif(cb.callbacks, 0) AS rate_404,
+               {", ".join(f'coalesce(cb."404_{r}", 0) AS "404_{r}"' for r in REASONS_404)},
+               coalesce(ld.leads, 0) AS leads,
+               coalesce(ld.received, 0) AS received,
+               coalesce(ld.timed_out, 0) AS timed_out,
+               coalesce(ld.waiting, 0) AS waiting,
+               coalesce(cb.recorded, 0) AS recorded,
+               coalesce(cb.agree, 0) AS agree,
+               coalesce(cb.disagree, 0) AS disagree,
+               cb.agree / nullif(cb.recorded, 0) AS agreement_rate
+        FROM cb FULL JOIN ld ON cb.key = ld.key {"AND cb.day = ld.day" if per_day else ""}
+        ORDER BY {column} = '(all)', {column}{", day" if per_day else ""}
+    """).df()
+    return frame
+
+
+def disagreements(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Callbacks whose captured answer differs from the model's, in judging order."""
+    return con.execute(f"""
+        SELECT request_id, received_at, webhook_id, token, conversion_id, external_id, lead_id, outcome,
+               status_code AS model_status, recorded_status
+        FROM callback_outcomes
+        WHERE recorded_status IS NOT NULL AND recorded_status <> status_code
+        ORDER BY {CALLBACK_ORDER}
+    """).df()

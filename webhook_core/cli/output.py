@@ -1,0 +1,116 @@
+"""What the CLI prints and writes: its two consoles, tables, figures and exported files, for every command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import duckdb
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from webhook_core.domain import Outcome
+from webhook_core.load.dataset import Dataset
+from webhook_core.quoting import quote_literal
+
+__all__ = ["export", "percent", "print_frame", "print_load_report", "print_outcomes", "print_table", "say",
+           "seconds", "stderr", "stdout", "write_frame"]
+
+# Piped output gets wide tables rather than Rich's 80-column default, so names are not cut.
+stdout = Console(soft_wrap=True)
+if not stdout.is_terminal:
+    stdout = Console(soft_wrap=True, width=200)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def say(text: str) -> None:
+    stdout.print(text, highlight=False)
+    sys.stdout.flush()  # serve's lines are read by whoever started it (tests poll for the URL)
+
+
+def print_load_report(loaded: Dataset) -> None:
+    for report in loaded.files:
+        say(f"{report.path}: read {report.read:,} = loaded {report.loaded:,} + quarantined {report.quarantined:,}")
+
+
+def print_outcomes(frame: Any) -> None:
+    columns = ["webhook_id", "callbacks", *[o.value for o in Outcome]]
+    print_table(frame[columns].itertuples(index=False, name=None), columns, title="Outcomes per webhook")
+
+
+def print_table(rows: Any, columns: list[str], title: str | None = None) -> None:
+    rows = list(rows)
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for index, name in enumerate(columns):
+        values = [row[index] for row in rows if row[index] is not None and not isinstance(row[index], str)]
+        numeric = bool(values) and all(isinstance(v, (int, float)) for v in values)
+        table.add_column(name, justify="right" if numeric or _looks_numeric(rows, index) else "left")
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row))
+    stdout.print(table)
+
+
+def _looks_numeric(rows: list[Any], index: int) -> bool:
+    """Formatted figures ("12.5%", "3.1 s") line up on the right like numbers."""
+    texts = [row[index] for row in rows if isinstance(row[index], str) and row[index]]
+    return bool(texts) and all(t[:1].isdigit() for t in texts)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (not isinstance(value, (str, list, tuple)) and pd.isna(value)):
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, int) or (hasattr(value, "is_integer") and not isinstance(value, float)):
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    return str(value)
+
+
+def print_frame(frame: pd.DataFrame, title: str) -> None:
+    print_table(frame.itertuples(index=False, name=None), [str(c) for c in frame.columns], title=title)
+
+
+def percent(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.1%}"
+
+
+def seconds(value: Any) -> str:
+    if value is None or pd.isna(value):
+        return ""
+    value = float(value)
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def export(con: duckdb.DuckDBPyConnection, query: str, path: Path, file_format: str,
+            parquet_version: int = 2) -> Path:
+    """``query``'s rows into ``path``; Parquet version 2 (delta encodings) is written faster and is
+    smaller than version 1 (docs/benchmarks.md)."""
+    options = (f"FORMAT parquet, PARQUET_VERSION V{parquet_version}" if file_format == "parquet"
+               else "FORMAT csv, HEADER true")
+    con.execute(f"COPY ({query}) TO {quote_literal(str(path))} ({options})")
+    return path
+
+
+def write_frame(frame: pd.DataFrame, path: Path, *, announce: bool = True) -> Path:
+    """Parquet or CSV, by the file's extension; ``announce`` says "wrote PATH" at once."""
+    if path.suffix not in (".parquet", ".csv"):
+        raise click.ClickException(f"{path}: --out must end in .parquet or .csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    try:
+        con.register("frame", frame)
+        export(con, "SELECT * FROM frame", path, path.suffix.lstrip("."))
+    finally:
+        con.close()
+    if announce:
+        stdout.print(f"wrote {path}", highlight=False)
+    return path

@@ -1,0 +1,117 @@
+"""``webhook-audit replay``: the audit of a dataset, written out; and the load-and-replay every analysis
+command starts with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import duckdb
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from webhook_core.audit.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, replay
+from webhook_core.cli.errors import user_errors
+from webhook_core.cli.output import export, print_load_report, print_outcomes, print_table, stderr, stdout
+from webhook_core.cli.params import MemorySize, TimeoutOption, Timestamp
+from webhook_core.load.dataset import Dataset, connect, load_dataset
+from webhook_core.load.progress import ProgressCallback
+from webhook_core.rules.settings import load_webhooks
+
+__all__ = ["DUCKDB_SHARE", "load_with_progress", "replay_command", "replayed"]
+
+#: The share of ``--memory-limit`` given to DuckDB's buffer pool. The process also holds the
+#: interpreter, its libraries and memory DuckDB allocates outside its pool: about 0.55 GiB
+#: above DuckDB's limit in the 10M-callback benchmark (docs/benchmarks.md).
+DUCKDB_SHARE = 0.8
+
+
+@click.command("replay")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for callback_outcomes, lead_outcomes, quarantine and load_report.")
+@click.option("--format", "file_format", type=click.Choice(["parquet", "csv"]), default="parquet",
+              show_default=True, help="Output file format.")
+@click.option("--parquet-version", type=click.Choice(["1", "2"]), default="2", show_default=True,
+              help="Parquet format version: 2 writes delta encodings (faster, smaller files); "
+                   "1 for readers that know only version 1.")
+@click.option("--timeout", "timeouts", type=TimeoutOption(), multiple=True, metavar="[WEBHOOK_ID=]SECONDS",
+              help="What-if timeout for the webhooks that wait; repeat for several webhooks.")
+@click.option("--observation-end", type=Timestamp(), default=None,
+              help="Judge lead states as of this time (default: the latest timestamp in the data).")
+@click.option("--database", type=click.Path(path_type=Path), default=None,
+              help="Keep the loaded tables and results in this DuckDB file (default: in memory).")
+@click.option("--memory-limit", type=MemorySize(), default=None, metavar="SIZE",
+              help="Memory budget of the whole process, e.g. 4GB or 4GiB. DuckDB is given "
+                   f"{DUCKDB_SHARE:.0%} of it (the rest is Python's) and spills to disk beyond that.")
+@click.option("--temp-dir", type=click.Path(path_type=Path), default=None, help="Where DuckDB spills.")
+def replay_command(dataset: Path, out_dir: Path, file_format: str, parquet_version: str,
+                   timeouts: tuple[tuple[str | None, float], ...], observation_end: datetime | None,
+                   database: Path | None, memory_limit: int | None, temp_dir: Path | None) -> None:
+    """Replay DATASET's captured callbacks and write one outcome per callback and per lead."""
+    with user_errors():
+        if out_dir.exists() and not out_dir.is_dir():
+            raise click.ClickException(f"{out_dir}: --out must be a folder, and this is a file")
+        if timeouts and (dataset / "webhooks.json").is_file():
+            load_webhooks(dataset / "webhooks.json").with_timeouts(dict(timeouts))  # fail before a long load
+        duckdb_limit = None if memory_limit is None else f"{int(memory_limit * DUCKDB_SHARE) // 1024**2}MiB"
+        con = connect(str(database) if database else ":memory:", memory_limit=duckdb_limit,
+                      temp_directory=str(temp_dir) if temp_dir else None)
+        # Without --database only the replay reads the callbacks: keep just what it judges them by.
+        loaded = load_with_progress(con, dataset, keep_requests=database is not None)
+        print_load_report(loaded)
+        with stderr.status("Replaying…"):
+            # Without --database nothing reads the inputs after the replay: let it free their memory.
+            result = replay(con, loaded.webhooks, timeouts=dict(timeouts), observation_end=observation_end,
+                            release_inputs=database is None)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        version = int(parquet_version)
+        written = [
+            export(con, f"SELECT {', '.join(CALLBACK_COLUMNS)} FROM callback_outcomes ORDER BY {CALLBACK_ORDER}",
+                    out_dir / f"callback_outcomes.{file_format}", file_format, version),
+            export(con, f"SELECT {', '.join(LEAD_COLUMNS)} FROM lead_outcomes ORDER BY \"row\"",
+                    out_dir / f"lead_outcomes.{file_format}", file_format, version),
+            export(con, "SELECT * FROM quarantine ORDER BY source_file, line",
+                    out_dir / f"quarantine.{file_format}", file_format, version),
+            export(con, "SELECT * FROM load_report ORDER BY table_name DESC",
+                    out_dir / f"load_report.{file_format}", file_format, version),
+        ]
+        print_outcomes(result.outcome_counts())
+        end = result.observation_end.isoformat() if result.observation_end else "-"
+        stdout.print(f"Lead states as of {end}:")
+        print_table(con.execute("""
+            SELECT webhook_id, count(*) AS leads,
+                   count(*) FILTER (state = 'received') AS received,
+                   count(*) FILTER (state = 'timed_out') AS timed_out,
+                   count(*) FILTER (state = 'waiting') AS waiting
+            FROM lead_outcomes GROUP BY webhook_id ORDER BY webhook_id
+        """).fetchall(), ["webhook_id", "leads", "received", "timed_out", "waiting"])
+        for path in written:
+            stdout.print(f"wrote {path}")
+
+
+def replayed(dataset: Path, observation_end: datetime | None = None) -> tuple[duckdb.DuckDBPyConnection, Dataset]:
+    con = connect()
+    loaded = load_with_progress(con, dataset)
+    print_load_report(loaded)
+    with stderr.status("Replaying…"):
+        replay(con, loaded.webhooks, observation_end=observation_end)
+    return con, loaded
+
+
+def load_with_progress(con: duckdb.DuckDBPyConnection, dataset: Path, *, keep_requests: bool = True) -> Dataset:
+    with Progress(TextColumn("Loading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
+        tasks: dict[str, Any] = {}
+
+        def advance(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done)
+
+        callback: ProgressCallback = advance
+        # Without a dispatch or a callback every figure would be empty or misleading (every callback
+        # not_found, every lead waiting): an error, not a success.
+        return load_dataset(con, dataset, progress=callback, keep_requests=keep_requests,
+                            required=("dispatches", "callbacks"))

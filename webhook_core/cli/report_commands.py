@@ -1,0 +1,50 @@
+"""``webhook-audit report`` (the notebooks as HTML) and ``generate`` (a synthetic dataset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn
+
+from webhook_core.cli.errors import user_errors
+from webhook_core.cli.output import stderr, stdout
+from webhook_core.synth.generate import generate
+
+__all__ = ["generate_command", "report_command"]
+
+
+@click.command("report")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for one HTML page per notebook and index.html.")
+def report_command(dataset: Path, out_dir: Path) -> None:
+    """Run every notebook on DATASET and write a self-contained HTML report (charts work offline)."""
+    from webhook_core.report.build import build_report
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with user_errors(), Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task("notebooks", total=None)
+
+        def advance(name: str, index: int, total: int) -> None:
+            progress.update(task, description=f"Running {name}", completed=index, total=total)
+            if not stderr.is_terminal:
+                stderr.print(f"[{index + 1}/{total}] {name}" if index < total else "writing index.html",
+                             highlight=False)
+
+        pages = build_report(dataset, out_dir, progress=advance)
+    for page in pages:
+        stdout.print(f"wrote {page.html}", highlight=False)
+    stdout.print(f"open {out_dir / 'index.html'}", highlight=False)
+
+
+@click.command("generate")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--leads", type=click.IntRange(min=1), default=3000, show_default=True, help="How many leads.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same bytes.")
+def generate_command(folder: Path, leads: int, seed: int) -> None:
+    """Write a realistic synthetic dataset to FOLDER (advertiser profiles in data/README.md)."""
+    with user_errors(), stderr.status(f"Generating {leads:,} leads…"):
+        made = generate(folder, leads=leads, seed=seed)
+    stdout.print(f"wrote {made.path}: {made.leads:,} leads, {made.callbacks:,} callbacks, "
+                 f"{made.garbage_lines:,} unparseable capture lines", highlight=False)

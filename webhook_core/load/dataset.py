@@ -1,0 +1,176 @@
+"""Loading a dataset folder into DuckDB.
+
+A dataset is a folder with ``webhooks.json``, one ``dispatches.{csv,jsonl,parquet}``
+and one ``callbacks.{jsonl,har,parquet}`` (docs/semantics.md, "Inputs").
+
+Loading never stops on a bad row and never drops one silently: a row that cannot
+be used goes to the ``quarantine`` table with its file, line (or HAR entry
+number), raw text and reason, and every file reconciles as
+``read = loaded + quarantined``. A file that cannot be used at all raises a
+:class:`~webhook_core.exceptions.DatasetError` naming the file and field.
+
+Tables written (all replaced on each load):
+
+* ``webhook_versions`` – one row per webhook version;
+* ``dispatches`` – waiting webhooks: ``row, lead_id, conversion_id, advertiser_id,
+  external_id, webhook_id, created_at, source_line``; ``row`` is the lead's key and its
+  position in the input (its line, or Parquet row number), the tie-break between leads;
+* ``callbacks`` – captured requests: ``seq, request_id, received_at, method, url,
+  headers, body, recorded_status, recorded_body, capture_notes, refused``, ``headers`` a list of
+  ``{name, value}`` in captured order. It is a view over ``callback_rows``, which keeps
+  the headers as captured (JSON) because building the list for every row cost about as
+  much as the rest of the load, while the replay reads a header of few callbacks;
+* ``callback_keys`` – instead of ``callbacks`` when loaded with ``keep_requests=False``: of each
+  callback only what the replay judges it by (``webhook_core.rules.keys``), computed while the file is
+  read, for a one-shot replay of large captures (``webhook-audit replay`` without ``--database``).
+  ``callbacks`` is then a view that fails, when read, with a message saying to load again;
+* ``quarantine`` – ``source_file, line, raw, reason``;
+* ``load_report`` – ``source_file, table_name, read, loaded, quarantined``.
+
+Two fast paths, taken only when they give exactly what the line readers give
+(``tests/test_loading.py`` holds them to it): a ``callbacks.jsonl`` that DuckDB's CSV
+reader splits into exactly its lines is read by it in parallel and judged in SQL, and
+a ``dispatches.csv`` whose lines after the header are records (and at most 64 empty
+lines) takes its line numbers from its row order instead of a second pass over the file.
+Either way only the rows that end up quarantined have their raw text read back from the
+file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from webhook_core.exceptions import DatasetError, MissingFileError
+from webhook_core.load.callbacks import CALLBACK_READERS, load_callbacks
+from webhook_core.load.dispatches import DISPATCH_READERS, load_dispatches
+from webhook_core.load.progress import ProgressCallback
+from webhook_core.load.schema import create_tables, write_webhook_versions
+from webhook_core.rules.macros import install_macros
+from webhook_core.rules.settings import WebhookVersions, load_webhooks
+
+__all__ = ["CALLBACK_FORMATS", "DISPATCH_FORMATS", "Dataset", "FileReport", "connect", "find_input", "load_dataset",
+           "prepare"]
+
+#: The formats a dataset's files may have, by suffix, in the order error messages list them.
+DISPATCH_FORMATS = tuple(DISPATCH_READERS)
+CALLBACK_FORMATS = tuple(CALLBACK_READERS)
+
+
+@dataclass(frozen=True, slots=True)
+class FileReport:
+    path: str
+    table: str
+    read: int
+    loaded: int
+    quarantined: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    path: Path
+    webhooks: WebhookVersions
+    files: tuple[FileReport, ...]
+
+
+def connect(database: str = ":memory:", *, memory_limit: str | None = None,
+            temp_directory: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection set up for webhook_core (UTC session, macros installed).
+
+    ``memory_limit`` (e.g. ``"4GB"``) and ``temp_directory`` let data larger than
+    memory spill to disk instead of failing.
+    """
+    con = duckdb.connect(database)
+    prepare(con, memory_limit=memory_limit, temp_directory=temp_directory, threads=threads)
+    return con
+
+
+def prepare(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None,
+            temp_directory: str | None = None, threads: int | None = None) -> None:
+    # A naive timestamp means UTC, whatever the machine's zone.
+    con.execute("SET TimeZone = 'UTC'")
+    # DuckDB's own bar would write to stdout mid-table; the CLI shows its own progress. (In Jupyter
+    # DuckDB refuses to touch the setting without ipywidgets, and draws no text bar there anyway.)
+    with contextlib.suppress(duckdb.InvalidInputException):
+        con.execute("SET enable_progress_bar = false")
+    if memory_limit is not None:
+        con.execute("SET memory_limit = ?", [memory_limit])
+    if temp_directory is not None:
+        con.execute("SET temp_directory = ?", [temp_directory])
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
+    install_macros(con)
+
+
+def find_input(folder: Path, stem: str, formats: tuple[str, ...]) -> Path:
+    """The one ``stem.EXT`` file in ``folder``; none or several is a :class:`DatasetError`."""
+    found = [folder / f"{stem}.{ext}" for ext in formats if (folder / f"{stem}.{ext}").is_file()]
+    if not found:
+        names = ", ".join(f"{stem}.{ext}" for ext in formats)
+        raise MissingFileError(f"no {stem} file; a dataset needs one of {names}", path=str(folder))
+    if len(found) > 1:
+        raise DatasetError(f"several {stem} files ({', '.join(p.name for p in found)}); keep one",
+                           path=str(folder))
+    return found[0]
+
+
+def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
+                 progress: ProgressCallback | None = None, keep_requests: bool = True,
+                 required: Collection[str] = (), may_be_empty: Collection[str] = ()) -> Dataset:
+    """Load ``folder`` into ``con``'s tables and return what was read, loaded and quarantined.
+
+    ``keep_requests=False`` keeps of each callback only its keys (table ``callback_keys``, no
+    ``callbacks``): enough for :func:`~webhook_core.audit.replay.replay` with these webhook settings
+    (timeouts may differ), and far less memory and time on large captures.
+
+    ``required`` names the tables (``"dispatches"``, ``"callbacks"``) whose file must load at
+    least one row, else a :class:`DatasetError` names the file, what was read and quarantined and
+    the commonest reason (the tables are loaded all the same). Of those, a file named in
+    ``may_be_empty`` may have no rows at all; one whose every row was quarantined is still an error.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingFileError("not a folder; a dataset is a folder with webhooks.json, "
+                               "dispatches.* and callbacks.*", path=str(folder))
+    webhooks = load_webhooks(folder / "webhooks.json")
+    dispatch_path = find_input(folder, "dispatches", DISPATCH_FORMATS)
+    callback_path = find_input(folder, "callbacks", CALLBACK_FORMATS)
+    prepare(con)
+    create_tables(con)
+    write_webhook_versions(con, webhooks)
+    load_dispatches(con, dispatch_path, progress)
+    load_callbacks(con, callback_path, progress, None if keep_requests else webhooks)
+    rows = con.execute(
+        "SELECT source_file, table_name, read, loaded, quarantined FROM load_report ORDER BY table_name DESC"
+    ).fetchall()
+    files = tuple(FileReport(*row) for row in rows)
+    for report in files:
+        if report.table in required and report.loaded == 0:
+            if report.read == 0 and report.table in may_be_empty:
+                continue
+            raise _nothing_loaded(con, folder, report)
+    return Dataset(folder, webhooks, files)
+
+
+def _nothing_loaded(con: duckdb.DuckDBPyConnection, folder: Path, report: FileReport) -> DatasetError:
+    """The error for a required file of which no row was loaded."""
+    path = str(folder / report.path)
+    if report.read == 0:
+        fix = ("the file has no dispatches; add one row per waiting webhook" if report.table == "dispatches"
+               else "the file has no callbacks; add the captured requests (docs/semantics.md, I3-I5)")
+        return DatasetError(f"0 rows: {fix}", path=path)
+    found = con.execute("""
+        SELECT reason, min(line) FROM quarantine WHERE source_file = ?
+        GROUP BY reason ORDER BY count(*) DESC, min(line) LIMIT 1
+    """, [report.path]).fetchone()
+    reason, line = found if found is not None else ("unknown", 0)
+    unit = {".har": "entry", ".parquet": "row"}.get(Path(report.path).suffix, "line")
+    # Every dispatch reason but a malformed row or duplicate can also be fixed in webhooks.json (Q3).
+    fix = ("fix those rows or webhooks.json (docs/semantics.md, Q3)" if report.table == "dispatches"
+           else "fix those rows (docs/semantics.md, Q2)")
+    return DatasetError(f"0 of {report.read:,} rows loaded ({report.quarantined:,} quarantined; commonest reason: "
+                        f"{reason}, e.g. {unit} {line}); {fix}", path=path)

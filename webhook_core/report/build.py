@@ -1,0 +1,124 @@
+"""``webhook-audit report``: run every notebook against a dataset and write self-contained HTML.
+
+Each notebook is executed with papermill (the dataset path injected after its
+``parameters`` cell), exported by nbconvert with its PNG charts embedded, and
+linked from an ``index.html``. The pages load nothing from the network: scripts
+that nbconvert's template would fetch from a CDN (MathJax, require.js) are not
+written, since the notebooks use neither.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import papermill
+from nbconvert import HTMLExporter
+
+from webhook_core import exceptions
+from webhook_core.exceptions import ReportError
+
+__all__ = ["NOTEBOOKS_DIR", "ReportPage", "build_report", "notebook_paths"]
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent / "notebooks"
+
+#: ``progress(notebook_name, index, total)`` is called before each notebook runs.
+ReportProgress = Callable[[str, int, int], None]
+
+#: The library's errors a user causes (an unusable dataset, webhooks.json): a notebook that raises
+#: one failed on the dataset, not in a cell, and the report says what the library says.
+_USER_ERRORS = frozenset(exceptions.__all__)
+
+_REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPage:
+    notebook: str
+    html: Path
+    title: str
+    question: str
+
+
+def notebook_paths(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
+    paths = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        raise ReportError(f"{folder}: no notebooks (NN_name.ipynb) found")
+    return paths
+
+
+def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Path] | None = None,
+                 progress: ReportProgress | None = None, timeout_s: int = 1800) -> list[ReportPage]:
+    """Execute each notebook on ``dataset`` and write ``out_dir/NN_name.html`` and ``out_dir/index.html``."""
+    dataset = Path(dataset).resolve()
+    if not dataset.is_dir():
+        raise ReportError(f"{dataset}: not a folder; a dataset is a folder with webhooks.json, dispatches.* "
+                          "and callbacks.*")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "executed").mkdir(exist_ok=True)
+    paths = notebooks if notebooks is not None else notebook_paths()
+    exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True)
+    pages = []
+    for index, path in enumerate(paths):
+        if progress is not None:
+            progress(path.name, index, len(paths))
+        executed = out / "executed" / path.name
+        _execute(path, executed, dataset, timeout_s)
+        notebook = nbformat.read(executed, as_version=4)
+        body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": path.stem}})
+        page = out / f"{path.stem}.html"
+        page.write_text(_REMOTE_SCRIPT.sub("", body), encoding="utf-8")
+        title, question = _heading(notebook)
+        pages.append(ReportPage(path.name, page, title, question))
+    if progress is not None:
+        progress("index.html", len(paths), len(paths))
+    (out / "index.html").write_text(_index(pages, dataset), encoding="utf-8")
+    return pages
+
+
+def _execute(path: Path, executed: Path, dataset: Path, timeout_s: int) -> None:
+    try:
+        papermill.execute_notebook(
+            str(path), str(executed), parameters={"DATASET": str(dataset)}, cwd=str(path.parent),
+            kernel_name="python3", progress_bar=False, log_output=False, execution_timeout=timeout_s,
+            # ipykernel warns on every start that local TCP is unencrypted: noise on the user's terminal.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        )
+    except papermill.PapermillExecutionError as exc:
+        if exc.ename in _USER_ERRORS:
+            raise ReportError(exc.evalue) from exc
+        # papermill counts the injected parameters cell; report the cell as the analyst sees it.
+        raise ReportError(f"{path.name}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue}".rstrip(": ")) \
+            from exc
+
+
+def _heading(notebook: nbformat.NotebookNode) -> tuple[str, str]:
+    first = next((c for c in notebook.cells if c.cell_type == "markdown"), None)
+    if first is None:
+        return "Notebook", ""
+    lines = [line for line in first.source.splitlines() if line.strip()]
+    title = lines[0].lstrip("# ").strip() if lines else "Notebook"
+    return title, " ".join(lines[1:])
+
+
+def _index(pages: list[ReportPage], dataset: Path) -> str:
+    items = "\n".join(
+        f'<li><a href="{html.escape(p.html.name)}">{html.escape(p.title)}</a><p>{html.escape(p.question)}</p></li>'
+        for p in pages)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>webhook-audit report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;line-height:1.45;padding:0 1rem}}
+li{{margin-bottom:1rem}} p{{margin:.25rem 0 0;color:#444}} code{{background:#f4f4f4;padding:0 .2rem}}</style>
+</head><body>
+<h1>webhook-audit report</h1>
+<p>Dataset: <code>{html.escape(str(dataset))}</code></p>
+<ol>
+{items}
+</ol>
+</body></html>
+"""

@@ -1,0 +1,263 @@
+"""Altair chart builders for the notebooks and the HTML report.
+
+Each builder takes a DataFrame from the analysis functions and returns a chart;
+tests check the specs (``chart.to_dict()``), not pixels. Charts are rendered to
+PNG by vl-convert (:func:`use_offline_renderer`): Altair's default renderer loads
+Vega from a CDN, which shows nothing offline.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from webhook_core.domain import REASONS_404
+
+__all__ = [
+    "daily_rates_chart",
+    "disagreement_chart",
+    "discovery_chart",
+    "http_agreement_chart",
+    "km_chart",
+    "latency_chart",
+    "near_miss_chart",
+    "outcome_chart",
+    "rates_chart",
+    "reasons_chart",
+    "timeout_tradeoff_chart",
+    "use_offline_renderer",
+]
+
+WIDTH = 520
+OUTCOME_COLORS = {
+    "matched": "#2e7d32", "interim": "#81c784", "early": "#8e24aa", "duplicate": "#fb8c00", "late": "#e53935",
+    "wrong_webhook": "#6d4c41", "not_found": "#1e88e5", "no_identifiers": "#00acc1", "unknown_token": "#757575",
+    "refused": "#bdbdbd",
+}
+
+
+def use_offline_renderer(scale: float = 1.5) -> None:
+    """Render charts as PNG images via vl-convert: visible offline, in JupyterLab, nbconvert HTML and CI."""
+    alt.renderers.enable("png", scale_factor=scale)
+
+
+def _color(outcomes: list[str]) -> alt.Scale:
+    return alt.Scale(domain=outcomes, range=[OUTCOME_COLORS[o] for o in outcomes])
+
+
+def outcome_chart(counts: pd.DataFrame) -> alt.Chart:
+    """Callbacks per webhook, stacked by outcome. ``counts``: ``ReplayResult.outcome_counts()``."""
+    outcomes = [o for o in OUTCOME_COLORS if o in counts.columns]
+    long = counts[["webhook_id", *outcomes]].melt(id_vars=["webhook_id"], var_name="outcome", value_name="n")
+    return alt.Chart(long, title="Callbacks per webhook by outcome").mark_bar().encode(
+        y=alt.Y("webhook_id:N", title="Webhook"),
+        x=alt.X("sum(n):Q", title="Callbacks"),
+        color=alt.Color("outcome:N", scale=_color(outcomes), title="Outcome", sort=outcomes),
+        order=alt.Order("outcome_order:Q"),
+        tooltip=["webhook_id:N", "outcome:N", alt.Tooltip("n:Q", title="callbacks")],
+    ).transform_calculate(
+        outcome_order=f"indexof({outcomes!r}, datum.outcome)"
+    ).properties(width=WIDTH)
+
+
+def rates_chart(frame: pd.DataFrame, key: str = "webhook_id") -> alt.Chart:
+    """Match rate and 404 rate side by side per webhook or advertiser. ``frame``: :func:`rates.rates`."""
+    data = frame[frame[key] != "(all)"][[key, "match_rate", "rate_404"]].melt(
+        id_vars=[key], var_name="rate", value_name="share")
+    data["rate"] = data["rate"].map({"match_rate": "match rate", "rate_404": "404 rate"})
+    label = "Webhook" if key == "webhook_id" else "Advertiser"
+    return alt.Chart(data, title=f"Match rate and 404 rate per {label.lower()}").mark_bar().encode(
+        y=alt.Y(f"{key}:N", title=label),
+        x=alt.X("share:Q", title="Share of callbacks", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("rate:N", title="Rate", scale=alt.Scale(domain=["match rate", "404 rate"],
+                                                                  range=["#2e7d32", "#e53935"])),
+        yOffset="rate:N",
+        tooltip=[f"{key}:N", "rate:N", alt.Tooltip("share:Q", format=".1%")],
+    ).properties(width=WIDTH)
+
+
+def reasons_chart(frame: pd.DataFrame, key: str = "webhook_id") -> alt.Chart:
+    """404s per webhook or advertiser, stacked by reason. ``frame``: :func:`rates.rates`."""
+    columns = [f"404_{r}" for r in REASONS_404]
+    data = frame[frame[key] != "(all)"][[key, *columns]].melt(id_vars=[key], var_name="reason", value_name="n")
+    data["reason"] = data["reason"].str.removeprefix("404_")
+    reasons = list(REASONS_404)
+    label = "Webhook" if key == "webhook_id" else "Advertiser"
+    return alt.Chart(data, title=f"Why callbacks were answered 404, per {label.lower()}").mark_bar().encode(
+        y=alt.Y(f"{key}:N", title=label),
+        x=alt.X("sum(n):Q", title="Callbacks answered 404"),
+        color=alt.Color("reason:N", scale=_color(reasons), title="Reason", sort=reasons),
+        tooltip=[f"{key}:N", "reason:N", "n:Q"],
+    ).properties(width=WIDTH)
+
+
+def daily_rates_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Daily match rate and 404 rate per webhook. ``frame``: ``rates(con, per_day=True)``."""
+    data = frame[frame["callbacks"] > 0][["webhook_id", "day", "match_rate", "rate_404"]].melt(
+        id_vars=["webhook_id", "day"], var_name="rate", value_name="share")
+    data["rate"] = data["rate"].map({"match_rate": "match rate", "rate_404": "404 rate"})
+    data["day"] = pd.to_datetime(data["day"])
+    return alt.Chart(data, title="Daily match rate and 404 rate").mark_line(point=True).encode(
+        x=alt.X("day:T", title="Day (UTC)", axis=alt.Axis(format="%b %d")),
+        y=alt.Y("share:Q", title="Share of callbacks", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("webhook_id:N", title="Webhook"),
+        strokeDash=alt.StrokeDash("rate:N", title="Rate"),
+        tooltip=["webhook_id:N", "day:T", "rate:N", alt.Tooltip("share:Q", format=".1%")],
+    ).properties(width=WIDTH, height=260)
+
+
+def disagreement_chart(differ: pd.DataFrame) -> alt.Chart:
+    """Where production's recorded answer differs from the model: count by outcome and recorded status."""
+    answer = "model " + differ["model_status"].astype(str) + " / production " + differ["recorded_status"].astype(str)
+    data = differ.assign(answer=answer).groupby(["outcome", "answer"]).size().rename("n").reset_index()
+    return alt.Chart(data, title="Production's answer vs the model's, where they differ").mark_bar().encode(
+        y=alt.Y("outcome:N", title="Model outcome"),
+        x=alt.X("n:Q", title="Callbacks"),
+        color=alt.Color("answer:N", title="Answers"),
+        tooltip=["outcome:N", "answer:N", alt.Tooltip("n:Q", title="callbacks")],
+    ).properties(width=WIDTH)
+
+
+def km_chart(curve: pd.DataFrame) -> alt.LayerChart:
+    """Kaplan–Meier share of leads answered by time, per webhook, with the 95 % band (log time axis)."""
+    data = _thin_steps(curve)
+    # Each line starts from 0 at its first event time, so the step up to it is drawn: a curve of one
+    # step (a webhook with one lead, or every lead answered at once) is otherwise a lone, invisible point.
+    starts = data.groupby("webhook_id", sort=False).head(1).assign(events=0, captured=0.0, ci_low=0.0, ci_high=0.0)
+    data = pd.concat([starts.assign(_start=0), data.assign(_start=1)], ignore_index=True)
+    data = data.sort_values(["webhook_id", "t_s", "_start"], kind="stable").drop(columns="_start")
+    data["step"] = range(len(data))
+    data["t_s"] = data["t_s"].clip(lower=0.01)
+    base = alt.Chart(data).encode(
+        x=alt.X("t_s:Q", title="Time since the waiting webhook was created (s, log scale)",
+                scale=alt.Scale(type="log")),
+        color=alt.Color("webhook_id:N", title="Webhook"),
+    )
+    # The band of the steps only: a start row would put a second point at the first step's time.
+    band = base.mark_area(opacity=0.18, interpolate="step-after").transform_filter("datum.events > 0").encode(
+        y=alt.Y("ci_low:Q", title="Share of leads with a callback", axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1])),
+        y2="ci_high:Q",
+    )
+    line = base.mark_line(interpolate="step-after").encode(
+        y=alt.Y("captured:Q", title="Share of leads with a callback"),
+        order="step:Q",  # the start and the first step share a time: keep them in that order
+        tooltip=["webhook_id:N", alt.Tooltip("t_s:Q", format=".1f"), alt.Tooltip("captured:Q", format=".1%"),
+                 "at_risk:Q", "events:Q"],
+    )
+    return (band + line).properties(title="Time to first callback (Kaplan–Meier, 95 % band)", width=WIDTH,
+                                    height=320)
+
+
+def _thin_steps(curve: pd.DataFrame, per_webhook: int = 400) -> pd.DataFrame:
+    """At most about ``per_webhook`` steps per webhook, for drawing: the last step in each of that many
+    log-spaced time bins. A step curve of a million leads has a million steps; a picture needs hundreds."""
+    if len(curve) <= per_webhook * max(1, curve["webhook_id"].nunique()):
+        return curve.copy()
+    logs = np.log10(curve["t_s"].clip(lower=1e-3))
+    bins = ((logs - logs.min()) / max(float(logs.max() - logs.min()), 1e-9) * per_webhook).astype(int)
+    last = curve.assign(_bin=bins).groupby(["webhook_id", "_bin"], sort=False).tail(1)
+    return last.drop(columns="_bin").reset_index(drop=True)
+
+
+def timeout_tradeoff_chart(whatifs: pd.DataFrame) -> alt.FacetChart:
+    """Capture rate against mean ping-tree wait per candidate timeout; current and recommended marked."""
+    # A webhook none of whose leads was ever answered has no capture rate to trade off (blocking_webhooks
+    # warns about it); a wait of 0 s has no place on the log axis, so it is drawn at 0.01 s.
+    data = whatifs[whatifs["capture_rate"].notna()].copy()
+    data["mean_block_s"] = data["mean_block_s"].clip(lower=0.01)
+    data["mark"] = "candidate"
+    data.loc[data["timeout_s"] == data["current_timeout_s"], "mark"] = "current"
+    data.loc[data["recommended"], "mark"] = "recommended"
+    data.loc[data["recommended"] & (data["timeout_s"] == data["current_timeout_s"]), "mark"] = "current = recommended"
+    data["label"] = data["timeout_s"].map(lambda s: f"{s:g} s")
+    base = alt.Chart(data).encode(
+        x=alt.X("mean_block_s:Q", title="Mean time the ping tree waits per lead (s, log scale)",
+                scale=alt.Scale(type="log")),
+        y=alt.Y("capture_rate:Q", title="Answers caught in time", axis=alt.Axis(format="%")),
+        color=alt.Color("webhook_id:N", title="Webhook", legend=None),
+    )
+    line = base.mark_line(opacity=0.5)
+    marks = ["candidate", "current", "recommended", "current = recommended"]
+    points = base.mark_point(filled=True).encode(
+        shape=alt.Shape("mark:N", title="Timeout", scale=alt.Scale(
+            domain=marks, range=["circle", "square", "triangle-up", "diamond"])),
+        size=alt.Size("mark:N", scale=alt.Scale(domain=marks, range=[30, 140, 160, 200]), legend=None),
+        tooltip=["webhook_id:N", "label:N", alt.Tooltip("capture_rate:Q", format=".1%"),
+                 alt.Tooltip("mean_block_s:Q", format=".1f"), "mark:N"],
+    )
+    text = base.mark_text(dx=7, dy=-7, fontSize=9, align="left").encode(text="label:N")
+    return (line + points + text).properties(width=240, height=200).facet(
+        facet=alt.Facet("webhook_id:N", title="Webhook"), columns=3,
+        title=alt.Title("Timeout trade-off: answers caught in time vs time the ping tree waits",
+                        subtitle="■ current timeout   ▲ recommended   ◆ current = recommended   ● other candidates"),
+    )
+
+
+def discovery_chart(found: pd.DataFrame) -> alt.Chart:
+    """Where each webhook's IDs were found in the captured requests, by support; unmapped ones stand out."""
+    data = found.assign(where=found["webhook_id"] + "  " + found["location"])
+    return alt.Chart(data, title="Where the IDs were found (callbacks naming a lead)").mark_bar().encode(
+        y=alt.Y("where:N", title="Webhook and location", sort="-x"),
+        x=alt.X("support:Q", title="Callbacks whose value there names a lead"),
+        color=alt.Color("configured_as:N", title="Read by the replay as",
+                        scale=alt.Scale(domain=["pairing", "standard", "unmapped"],
+                                        range=["#1e88e5", "#2e7d32", "#e53935"])),
+        tooltip=["webhook_id:N", "identifier:N", "location:N", "support:Q", "present:Q",
+                 alt.Tooltip("precision:Q", format=".1%"), "configured_as:N"],
+    ).properties(width=WIDTH)
+
+
+def near_miss_chart(misses: pd.DataFrame) -> alt.Chart:
+    """404s each normalisation would rescue, per webhook."""
+    data = misses[misses["rescued"] > 0]
+    return alt.Chart(data, title="Near-misses: 404s a normalisation would rescue").mark_bar().encode(
+        y=alt.Y("transform:N", title="Transform"),
+        x=alt.X("rescued:Q", title="Callbacks rescued"),
+        color=alt.Color("webhook_id:N", title="Webhook"),
+        yOffset="webhook_id:N",
+        tooltip=["webhook_id:N", "transform:N", "rescued:Q", "not_found:Q", "no_identifiers:Q"],
+    ).properties(width=WIDTH)
+
+
+def http_agreement_chart(summary: pd.DataFrame) -> alt.Chart:
+    """Per expected outcome: requests where the target and where production answered otherwise than the model.
+
+    ``summary``: ``replayhttp.disagreement_summary``.
+    """
+    data = summary[["expected_outcome", "disagree", "no_answer", "recorded_disagree"]].melt(
+        id_vars=["expected_outcome"], var_name="who", value_name="n")
+    data["who"] = data["who"].map({"disagree": "target answered otherwise", "no_answer": "target did not answer",
+                                   "recorded_disagree": "production answered otherwise"})
+    return alt.Chart(data, title="Answers that differ from the model, by expected outcome").mark_bar().encode(
+        y=alt.Y("expected_outcome:N", title="Expected outcome (model)"),
+        x=alt.X("n:Q", title="Requests"),
+        color=alt.Color("who:N", title="Who differs",
+                        scale=alt.Scale(domain=["target answered otherwise", "target did not answer",
+                                                "production answered otherwise"],
+                                        range=["#e53935", "#757575", "#fb8c00"])),
+        yOffset="who:N",
+        tooltip=["expected_outcome:N", "who:N", alt.Tooltip("n:Q", title="requests")],
+    ).properties(width=WIDTH)
+
+
+def latency_chart(diff: pd.DataFrame) -> alt.Chart:
+    """Latency percentiles (p50, p90, p99) of the target's answers per expected outcome.
+
+    ``diff``: ``replayhttp.diff_table`` (its ``latency_ms`` is the final attempt's).
+    """
+    answered = diff.dropna(subset=["latency_ms"])
+    rows = []
+    for outcome, group in [("all requests", answered), *answered.groupby("expected_outcome")]:
+        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+            rows.append({"expected_outcome": outcome, "percentile": name,
+                         "latency_ms": float(group["latency_ms"].quantile(q))})
+    data = pd.DataFrame(rows)
+    return alt.Chart(data, title="Latency of the target's answers").mark_bar().encode(
+        y=alt.Y("expected_outcome:N", title="Expected outcome (model)", sort=["all requests"]),
+        x=alt.X("latency_ms:Q", title="Latency (ms)"),
+        color=alt.Color("percentile:N", title="Percentile", sort=["p50", "p90", "p99"]),
+        yOffset=alt.YOffset("percentile:N", sort=["p50", "p90", "p99"]),
+        tooltip=["expected_outcome:N", "percentile:N", alt.Tooltip("latency_ms:Q", format=".1f")],
+    ).properties(width=WIDTH)

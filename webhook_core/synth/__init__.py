@@ -1,0 +1,1 @@
+"""Synthetic datasets for demos, tests and benchmarks."""
