@@ -1,4 +1,4 @@
-"""`webhook-audit report`: every notebook executed on a dataset, HTML that renders offline.
+"""`webhook-audit report`: notebooks 01-04 (05 with --with-http) executed on a dataset, HTML that renders offline.
 
 The browser test opens each page in a real headless Chromium with every request
 routed to a local recording proxy: a chart must be a visible image, and nothing
@@ -24,7 +24,8 @@ from click.testing import CliRunner
 
 from webhook_core.cli import cli
 from webhook_core.exceptions import ReportError
-from webhook_core.report.build import build_report, notebook_paths
+from webhook_core.report import build
+from webhook_core.report.build import HTTP_NOTEBOOK, build_report, notebook_paths
 
 from datasets import write_dataset
 
@@ -41,13 +42,34 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield out
 
 
-def test_report_writes_one_page_per_notebook_and_an_index(report: Path) -> None:
-    names = [p.stem for p in notebook_paths()]
+def test_report_writes_one_page_per_notebook_but_the_http_one_and_an_index(report: Path) -> None:
+    names = [p.stem for p in notebook_paths() if p.name != HTTP_NOTEBOOK]
+    assert len(names) == 4
     assert sorted(p.stem for p in report.glob("*.html")) == sorted([*names, "index"])
     index = (report / "index.html").read_text(encoding="utf-8")
     for name in names:
         assert f'href="{name}.html"' in index
+    assert "05_" not in index
     assert "Load and replay" in index and "Pairing keys" in index
+
+
+@pytest.mark.parametrize("with_http", [False, True], ids=["default", "with-http"])
+def test_report_runs_the_http_notebook_only_when_asked(with_http: bool, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[str] = []
+
+    def copy_unexecuted(path: Path, executed: Path, dataset: Path, timeout_s: int) -> None:
+        ran.append(path.name)
+        shutil.copy(path, executed)
+
+    monkeypatch.setattr(build, "_execute", copy_unexecuted)
+    pages = build_report(SAMPLE, tmp_path, with_http=with_http)
+    every = [p.name for p in notebook_paths()]
+    expected = every if with_http else [name for name in every if name != HTTP_NOTEBOOK]
+    assert ran == [page.notebook for page in pages] == expected
+    assert (HTTP_NOTEBOOK in ran) is with_http
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r'href="([^"]+)\.html"', index) == [Path(name).stem for name in expected]
 
 
 def test_report_pages_are_self_contained(report: Path) -> None:
@@ -131,9 +153,12 @@ def test_report_holds_on_edge_data_and_leaves_no_capture_behind(
     scratch = tmp_path / "tmp"  # the kernels' temporary folder: notebook 05's capture log goes there
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
-    result = CliRunner().invoke(cli, ["report", str(folder), "--out", str(tmp_path / "out")])
+    # --with-http: notebook 05 is the one that writes a capture log.
+    result = CliRunner().invoke(cli, ["report", str(folder), "--out", str(tmp_path / "out"), "--with-http"])
     assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "out").glob("0*.html"))) == len(notebook_paths())
+    assert sorted(p.name for p in (tmp_path / "out").glob("0*.html")) == sorted(
+        f"{p.stem}.html" for p in notebook_paths())
+    assert 'href="05_http_replay.html"' in (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     # The capture log holds every callback's body: it must not outlive the report.
     assert list(scratch.glob("webhook-audit-capture-*")) == []
 

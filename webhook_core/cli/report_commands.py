@@ -18,8 +18,13 @@ __all__ = ["generate_command", "report_command"]
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Folder for one HTML page per notebook and index.html.")
-def report_command(dataset: Path, out_dir: Path) -> None:
-    """Run every notebook on DATASET and write a self-contained HTML report (charts work offline)."""
+@click.option("--with-http", is_flag=True,
+              help="Also run notebook 05: the reference receiver answering the captured callbacks over HTTP.")
+def report_command(dataset: Path, out_dir: Path, with_http: bool) -> None:
+    """Run notebooks 01-04 on DATASET and write a self-contained HTML report (charts work offline).
+
+    Notebook 05 (the receiver over HTTP) joins with --with-http.
+    """
     from webhook_core.report.build import build_report
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
@@ -32,7 +37,7 @@ def report_command(dataset: Path, out_dir: Path) -> None:
                 stderr.print(f"[{index + 1}/{total}] {name}" if index < total else "writing index.html",
                              highlight=False)
 
-        pages = build_report(dataset, out_dir, progress=advance)
+        pages = build_report(dataset, out_dir, with_http=with_http, progress=advance)
     for page in pages:
         stdout.print(f"wrote {page.html}", highlight=False)
     stdout.print(f"open {out_dir / 'index.html'}", highlight=False)

@@ -1,10 +1,12 @@
-"""``webhook-audit report``: run every notebook against a dataset and write self-contained HTML.
+"""``webhook-audit report``: run the notebooks against a dataset and write self-contained HTML.
 
 Each notebook is executed with papermill (the dataset path injected after its
 ``parameters`` cell), exported by nbconvert with its PNG charts embedded, and
-linked from an ``index.html``. The pages load nothing from the network: scripts
-that nbconvert's template would fetch from a CDN (MathJax, require.js) are not
-written, since the notebooks use neither.
+linked from an ``index.html``. Notebook 05 (the receiver over HTTP) joins only on
+request (``with_http``): it checks the live side more than the dataset, and nbval
+runs it as a test anyway. The pages load nothing from the network: scripts that
+nbconvert's template would fetch from a CDN (MathJax, require.js) are not written,
+since the notebooks use neither.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from nbconvert import HTMLExporter
 from webhook_core import exceptions
 from webhook_core.exceptions import ReportError
 
-__all__ = ["NOTEBOOKS_DIR", "ReportPage", "build_report", "notebook_paths"]
+__all__ = ["HTTP_NOTEBOOK", "NOTEBOOKS_DIR", "ReportPage", "build_report", "notebook_paths", "report_notebooks"]
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent / "notebooks"
+HTTP_NOTEBOOK = "05_http_replay.ipynb"
 
 #: ``progress(notebook_name, index, total)`` is called before each notebook runs.
 ReportProgress = Callable[[str, int, int], None]
@@ -51,9 +54,18 @@ def notebook_paths(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
     return paths
 
 
+def report_notebooks(*, with_http: bool = False, folder: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The notebooks ``build_report`` runs: all but the HTTP one unless ``with_http``."""
+    return [p for p in notebook_paths(folder) if with_http or p.name != HTTP_NOTEBOOK]
+
+
 def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Path] | None = None,
-                 progress: ReportProgress | None = None, timeout_s: int = 1800) -> list[ReportPage]:
-    """Execute each notebook on ``dataset`` and write ``out_dir/NN_name.html`` and ``out_dir/index.html``."""
+                 with_http: bool = False, progress: ReportProgress | None = None,
+                 timeout_s: int = 1800) -> list[ReportPage]:
+    """Execute each notebook on ``dataset`` and write ``out_dir/NN_name.html`` and ``out_dir/index.html``.
+
+    ``notebooks`` defaults to ``report_notebooks(with_http=with_http)``.
+    """
     dataset = Path(dataset).resolve()
     if not dataset.is_dir():
         raise ReportError(f"{dataset}: not a folder; a dataset is a folder with webhooks.json, dispatches.* "
@@ -61,7 +73,7 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "executed").mkdir(exist_ok=True)
-    paths = notebooks if notebooks is not None else notebook_paths()
+    paths = notebooks if notebooks is not None else report_notebooks(with_http=with_http)
     exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True)
     pages = []
     for index, path in enumerate(paths):
