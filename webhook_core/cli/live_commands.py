@@ -20,14 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from webhook_core.cli.errors import user_errors
 from webhook_core.cli.output import print_frame, print_load_report, say, stderr, write_frame
 from webhook_core.exceptions import ReceiverError
-from webhook_core.live.receiver import (
-    DEFAULT_LIMITS,
-    DEFAULT_MAX_BODY_BYTES,
-    ConnectionLimits,
-    Receiver,
-    ReceiverConfig,
-    server_config,
-)
+from webhook_core.live.connections import DEFAULT_LIMITS, ConnectionLimits, server_config
+from webhook_core.live.receiver import DEFAULT_MAX_BODY_BYTES, Receiver, ReceiverConfig
 from webhook_core.live.replayhttp import (
     Attempt,
     PlannedRequest,

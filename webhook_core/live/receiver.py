@@ -12,9 +12,8 @@ Other paths: ``POST /admin/waiting-webhooks`` registers a waiting webhook
 (``Authorization: Bearer TOKEN``), ``GET /admin/health`` says the receiver is up.
 Everything else is a 404 with the same body. Design and guarantees: docs/http.md.
 
-Under uvicorn it runs with :func:`server_config`: uvicorn's h11 protocol with
-connection limits (:class:`ConnectionLimits`: header, body and idle timeouts and
-a bound on open connections), so slow or silent clients cannot hold it.
+``serve`` runs it under uvicorn with the connection limits of ``live/connections.py``,
+so slow or silent clients cannot hold it.
 """
 
 from __future__ import annotations
@@ -22,24 +21,26 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import math
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
-
-import h11
-import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from typing import Any
 
 from webhook_core.audit.online import matcher_from_tables
 from webhook_core.domain import NOT_FOUND_BODY, OK_BODY
 from webhook_core.exceptions import CaptureLogError, ReceiverError
 from webhook_core.live.capturelog import CaptureLog, LoggedCallback, read_callbacks, read_registrations
-from webhook_core.live.wire import ADMIN_PREFIX, HEALTH_PATH, REGISTER_PATH, REPLAY_CLOCK_HEADER, REPLAY_ID_HEADER
+from webhook_core.live.wire import (
+    ADMIN_PREFIX,
+    HEALTH_PATH,
+    REGISTER_PATH,
+    REPLAY_CLOCK_HEADER,
+    REPLAY_ID_HEADER,
+    json_error,
+)
 from webhook_core.load.dataset import Dataset, connect, load_dataset
 from webhook_core.rules.matching import OnlineMatcher, WaitingWebhook
 from webhook_core.rules.requests import CapturedRequest
@@ -47,13 +48,10 @@ from webhook_core.rules.settings import WebhookVersions, parse_timestamp
 from webhook_core.timeutil import iso_utc
 
 __all__ = [
-    "DEFAULT_LIMITS",
     "DEFAULT_MAX_BODY_BYTES",
-    "ConnectionLimits",
     "Receiver",
     "ReceiverConfig",
     "StartReport",
-    "server_config",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -74,11 +72,7 @@ def _json(document: dict[str, Any]) -> bytes:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _error(status: int, message: str) -> bytes:
-    return _json({"code": status, "message": message})
-
-
-_UNAVAILABLE = _error(503, "capture log unavailable; the receiver stopped answering callbacks")
+_UNAVAILABLE = json_error(503, "capture log unavailable; the receiver stopped answering callbacks")
 _CLOSE = (b"connection", b"close")
 
 
@@ -100,35 +94,6 @@ class ReceiverConfig:
         if self.max_body_bytes < 0:
             raise ReceiverError("--max-body-bytes must be 0 or more")
         object.__setattr__(self, "prefix", prefix)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLimits:
-    """How long a client may take, and how many connections may be open (seconds; docs/http.md).
-
-    ``header_timeout``: from the connection's opening (or, on a kept-alive
-    connection, the next request's first byte) to the end of the request's
-    headers. ``body_timeout``: from the end of the headers to the end of the body.
-    ``idle_timeout``: a kept-alive connection waiting for its next request. A
-    connection past one is closed without an answer; one over ``max_connections``
-    is answered 503 and closed.
-    """
-
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    idle_timeout: float = 5.0
-    max_connections: int = 512
-
-    def __post_init__(self) -> None:
-        for name in ("header_timeout", "body_timeout", "idle_timeout"):
-            value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise ReceiverError(f"--{name.replace('_', '-')} must be a finite number of seconds above 0")
-        if self.max_connections < 1:
-            raise ReceiverError("--max-connections must be 1 or more")
-
-
-DEFAULT_LIMITS = ConnectionLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +226,7 @@ class Receiver:
         malformed = _malformed(scope)
         if path.startswith(ADMIN_PREFIX):
             if malformed is not None:
-                await _respond(send, 400, _error(400, malformed), [_CLOSE])
+                await _respond(send, 400, json_error(400, malformed), [_CLOSE])
                 return
             await self._admin(scope, receive, send, path)
         else:
@@ -310,12 +275,12 @@ class Receiver:
         judged = False
         note: str | None = None
         if isinstance(body, _TooLarge):
-            status, answer = 413, _error(413, f"request body over the limit of {self.config.max_body_bytes} bytes")
+            status, answer = 413, json_error(413, f"request body over the limit of {self.config.max_body_bytes} bytes")
             note = f"body of {body.describe()} over the {self.config.max_body_bytes}-byte limit: not kept, not judged"
         elif malformed is not None:
-            status, answer, note = 400, _error(400, malformed), f"refused: {malformed}: not judged"
+            status, answer, note = 400, json_error(400, malformed), f"refused: {malformed}: not judged"
         elif refusal is not None:
-            status, answer, note = refusal[0], _error(*refusal), "refused: not judged"
+            status, answer, note = refusal[0], json_error(*refusal), "refused: not judged"
         elif not self._routed(path):
             status, answer, note = 404, NOT_FOUND_BODY, f"outside {self.config.prefix or ''}/: not judged"
         else:
@@ -324,10 +289,10 @@ class Receiver:
                 status = self.matcher.match(request).status_code
                 answer, judged = (OK_BODY if status == 200 else NOT_FOUND_BODY), True
             except ValueError as exc:  # replay clock: this lead's callbacks arrived out of order
-                status, answer, note = 409, _error(409, str(exc)), "refused: out of order for its lead"
+                status, answer, note = 409, json_error(409, str(exc)), "refused: out of order for its lead"
             except Exception:  # a bug; the matcher changes no state before it could raise
                 traceback.print_exc(file=sys.stderr)
-                status, answer, note = 500, _error(500, "internal error"), "internal error: not judged"
+                status, answer, note = 500, json_error(500, "internal error"), "internal error: not judged"
         tail = {"response_status": status, "response_body": answer.decode("utf-8")}
         if note is not None:  # refused before judging: replayed as such, not judged again (semantics.md, I3)
             tail["note"] = note
@@ -405,23 +370,23 @@ class Receiver:
         headers = [(n.decode("latin-1"), v.decode("utf-8", "replace")) for n, v in scope["headers"]]
         token = self.config.admin_token
         if not token:
-            await _respond(send, 403, _error(403, "the admin endpoint is off: start serve with --admin-token "
+            await _respond(send, 403, json_error(403, "the admin endpoint is off: start serve with --admin-token "
                                                   "or WEBHOOK_AUDIT_ADMIN_TOKEN"))
             return
         given = _header(headers, "authorization")
         scheme, _, credential = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(), token.encode()):
-            await _respond(send, 401, _error(401, "send Authorization: Bearer <admin token>"),
+            await _respond(send, 401, json_error(401, "send Authorization: Bearer <admin token>"),
                            [(b"www-authenticate", b"Bearer")])
             return
         if method != "POST":
-            await _respond(send, 405, _error(405, "POST a waiting webhook"), [(b"allow", b"POST")])
+            await _respond(send, 405, json_error(405, "POST a waiting webhook"), [(b"allow", b"POST")])
             return
         body = await self._read_body(receive, headers)
         if body is None:
             return
         if isinstance(body, _TooLarge):
-            await _respond(send, 413, _error(413, f"over the limit of {self.config.max_body_bytes} bytes"))
+            await _respond(send, 413, json_error(413, f"over the limit of {self.config.max_body_bytes} bytes"))
             return
         if self.log.failed:
             await _respond(send, 503, _UNAVAILABLE)
@@ -436,7 +401,7 @@ class Receiver:
             waiting = self._parse_registration(document, default_created_at=default)
         except (ValueError, RecursionError) as exc:
             message = str(exc) if isinstance(exc, _RegistrationError) else "body is not valid JSON"
-            await _respond(send, 400, _error(400, message))
+            await _respond(send, 400, json_error(400, message))
             return
         existing = self.matcher.waiting(waiting.conversion_id)  # from the dataset or registered here
         if existing is not None and _fields(existing)[:-1] == _fields(waiting)[:-1]:  # a retry: same lead
@@ -450,12 +415,12 @@ class Receiver:
         if version is None:
             reason = ("unknown webhook_id (not in webhooks.json)" if waiting.webhook_id not in
                       self.webhooks.webhook_ids else "webhook has no version live at created_at")
-            await _respond(send, 400, _error(400, reason))
+            await _respond(send, 400, json_error(400, reason))
             return
         try:
             self.matcher.register(waiting)
         except ValueError:
-            await _respond(send, 409, _error(409, f"conversion_id {waiting.conversion_id!r} is already registered"))
+            await _respond(send, 409, json_error(409, f"conversion_id {waiting.conversion_id!r} is already registered"))
             return
         record = {name: getattr(waiting, name) for name in _REGISTRATION_FIELDS[:-1]}
         record["created_at"] = iso_utc(waiting.created_at)
@@ -567,94 +532,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-# ---------------------------------------------------------------------- the HTTP server
-
-_BUSY = _error(503, "too many open connections; try again later")
-_BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: "
-                  + str(len(_BUSY)).encode("ascii") + b"\r\nconnection: close\r\n\r\n" + _BUSY)
-
-
-class _GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with :class:`ConnectionLimits`.
-
-    uvicorn times out only a kept-alive connection after an answer: a client that
-    sends its headers or body a byte at a time, or nothing at all, would hold its
-    connection forever. Each connection here is always in one phase — headers,
-    body, the app's turn, idle — and every phase but the app's has a deadline,
-    armed once when the phase begins (so trickling bytes does not extend it).
-    """
-
-    limits: ClassVar[ConnectionLimits] = DEFAULT_LIMITS
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._phase = ""
-        self._deadline: asyncio.TimerHandle | None = None
-        super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
-            # Answer, stop writing, and drop what the client sends until it closes: closing at
-            # once with its request unread would reset the connection and lose the 503.
-            transport.write(_BUSY_RESPONSE)
-            if transport.can_write_eof():
-                transport.write_eof()
-            self._enter("refused", self.limits.header_timeout)
-            return
-        self._watch()
-
-    def data_received(self, data: bytes) -> None:
-        if self._phase == "refused":
-            return
-        super().data_received(data)
-        self._watch()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._watch()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._enter("closed", None)
-        super().connection_lost(exc)
-
-    def _watch(self) -> None:
-        if self.transport.is_closing():
-            self._enter("closed", None)
-            return
-        state = self.conn.their_state
-        if state is h11.SEND_BODY:
-            self._enter("body", self.limits.body_timeout)
-        elif state is not h11.IDLE:
-            self._enter("app", None)  # the request is complete: the rest is the receiver's work
-        elif self._phase in ("", "headers") or self.conn.trailing_data[0]:
-            self._enter("headers", self.limits.header_timeout)
-        else:
-            self._enter("idle", self.limits.idle_timeout)
-
-    def _enter(self, phase: str, seconds: float | None) -> None:
-        if phase == self._phase:
-            return
-        self._phase = phase
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        if seconds is not None:
-            self._deadline = self.loop.call_later(seconds, self._expire)
-
-    def _expire(self) -> None:
-        # Mid-body, the app's receive() then reports a disconnect: nothing is answered or logged.
-        self._deadline = None
-        if not self.transport.is_closing():
-            self.transport.close()
-
-
-def server_config(app: Receiver, limits: ConnectionLimits = DEFAULT_LIMITS) -> uvicorn.Config:
-    """The uvicorn configuration ``serve`` runs ``app`` with."""
-    chosen = limits
-
-    class GuardedH11Protocol(_GuardedH11Protocol):
-        limits = chosen
-
-    return uvicorn.Config(
-        app, http=GuardedH11Protocol, lifespan="off", access_log=False, log_level="warning", server_header=False,
-        # uvicorn's own keep-alive timer, never before ours (it takes whole seconds).
-        timeout_keep_alive=max(1, math.ceil(limits.idle_timeout)), timeout_graceful_shutdown=10)

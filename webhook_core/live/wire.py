@@ -6,7 +6,9 @@ here means neither end imports the other. The answers' bodies are domain values 
 
 from __future__ import annotations
 
-__all__ = ["ADMIN_PREFIX", "HEALTH_PATH", "REGISTER_PATH", "REPLAY_CLOCK_HEADER", "REPLAY_ID_HEADER"]
+import json
+
+__all__ = ["ADMIN_PREFIX", "HEALTH_PATH", "REGISTER_PATH", "REPLAY_CLOCK_HEADER", "REPLAY_ID_HEADER", "json_error"]
 
 #: With ``--replay-clock``: the request's ``received_at`` (ISO 8601).
 REPLAY_CLOCK_HEADER = "x-replay-received-at"
@@ -16,3 +18,8 @@ REPLAY_ID_HEADER = "x-replay-request-id"
 ADMIN_PREFIX = "/admin/"
 REGISTER_PATH = "/admin/waiting-webhooks"
 HEALTH_PATH = "/admin/health"
+
+
+def json_error(status: int, message: str) -> bytes:
+    """The body of every answer but 200 and the callbacks' 404: ``{"code":…,"message":…}``, compact UTF-8."""
+    return json.dumps({"code": status, "message": message}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
