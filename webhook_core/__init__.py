@@ -14,10 +14,13 @@ from webhook_core.analysis.rates import disagreements, rates
 from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve, wait_summary
 from webhook_core.analysis.timeline import lead_timeline
 from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
+from webhook_core.audit.audit import Audit, open_audit
 from webhook_core.audit.online import callbacks_from_table, matcher_from_tables
 from webhook_core.audit.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, ReplayResult, replay
 from webhook_core.domain import NOT_FOUND_BODY, OK_BODY, REASONS_404, LeadState, MatchedBy, Outcome
 from webhook_core.exceptions import (
+    AuditDatabaseError,
+    AuditDatabaseLockedError,
     CaptureLogError,
     ConfigError,
     DatasetError,
@@ -47,6 +50,9 @@ __all__ = [
     "NOT_FOUND_BODY",
     "OK_BODY",
     "REASONS_404",
+    "Audit",
+    "AuditDatabaseError",
+    "AuditDatabaseLockedError",
     "BodyKind",
     "CaptureLogError",
     "CapturedRequest",
@@ -87,6 +93,7 @@ __all__ = [
     "load_webhooks",
     "matcher_from_tables",
     "near_misses",
+    "open_audit",
     "pairing_validation",
     "parse_location",
     "parse_request",

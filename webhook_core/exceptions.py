@@ -9,7 +9,9 @@ Hierarchy::
     ├── ConfigError            webhooks.json (or a settings object) is invalid
     │   └── LocationError      a location string such as "json.data.ref" is malformed
     ├── DatasetError           a dataset folder or one of its files is unusable
-    │   └── MissingFileError   a required file is absent
+    │   ├── MissingFileError   a required file is absent
+    │   └── AuditDatabaseError not an audit database, or one of another schema version
+    │       └── AuditDatabaseLockedError  another process has the audit database open for writing
     ├── ReplayError            replay options do not fit the data (e.g. --timeout for an unknown webhook)
     ├── ReportError            a report notebook failed (names the notebook and cell)
     ├── CaptureLogError        the live capture log cannot be opened, read back or written
@@ -23,6 +25,8 @@ go to the quarantine table and loading goes on.
 from __future__ import annotations
 
 __all__ = [
+    "AuditDatabaseError",
+    "AuditDatabaseLockedError",
     "CaptureLogError",
     "ConfigError",
     "DatasetError",
@@ -77,6 +81,14 @@ class DatasetError(WebhookAuditError):
 
 class MissingFileError(DatasetError):
     """A required dataset file does not exist."""
+
+
+class AuditDatabaseError(DatasetError):
+    """A file given as an audit database that is not one webhook-audit can read (docs/audit-database.md)."""
+
+
+class AuditDatabaseLockedError(AuditDatabaseError):
+    """Another process holds the audit database's write lock, so it cannot be opened read-only now."""
 
 
 class ReplayError(WebhookAuditError):

@@ -30,7 +30,7 @@ from webhook_core.rules.keys import keys_fingerprint, keys_sql
 from webhook_core.rules.settings import WebhookVersions
 from webhook_core.timeutil import to_us
 
-__all__ = ["CALLBACK_COLUMNS", "CALLBACK_ORDER", "LEAD_COLUMNS", "ReplayResult", "replay"]
+__all__ = ["CALLBACK_COLUMNS", "CALLBACK_ORDER", "LEAD_COLUMNS", "REPLAY_LEADS_SQL", "ReplayResult", "replay"]
 
 CALLBACK_COLUMNS = (
     "request_id", "received_at", "webhook_id", "conversion_id", "external_id", "advertiser_id",
@@ -115,6 +115,21 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     return ReplayResult(con, resolved_end)
 
 
+#: Each lead with the settings it was dispatched under (``replay_versions``): a temporary table, so an
+#: audit database opened read-only rebuilds it (``webhook_core.audit.audit.open_audit``) for the analyses.
+REPLAY_LEADS_SQL = """
+    CREATE OR REPLACE TEMP TABLE replay_leads AS
+    SELECT d."row", d.lead_id, d.conversion_id, d.advertiser_id, d.external_id, d.webhook_id, d.created_at,
+           epoch_us(d.created_at) AS created_us, v.wait AS waits,
+           CASE WHEN v.wait AND v.timeout_us IS NOT NULL THEN epoch_us(d.created_at) + v.timeout_us END AS deadline_us
+    FROM dispatches d
+    JOIN replay_versions v
+      ON v.webhook_id = d.webhook_id
+     AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(d.created_at))
+     AND (v.active_to_us IS NULL OR epoch_us(d.created_at) < v.active_to_us);
+"""
+
+
 def _keys_loaded(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> bool:
     """Whether the loader computed the callbacks' keys (``keep_requests=False``), for these settings."""
     row = con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'callback_keys'").fetchone()
@@ -154,15 +169,7 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
     not_found = quote_literal(NOT_FOUND_BODY.decode())
     return f"""
     {make_parsed}
-    CREATE OR REPLACE TEMP TABLE replay_leads AS
-    SELECT d."row", d.lead_id, d.conversion_id, d.advertiser_id, d.external_id, d.webhook_id, d.created_at,
-           epoch_us(d.created_at) AS created_us, v.wait AS waits,
-           CASE WHEN v.wait AND v.timeout_us IS NOT NULL THEN epoch_us(d.created_at) + v.timeout_us END AS deadline_us
-    FROM dispatches d
-    JOIN replay_versions v
-      ON v.webhook_id = d.webhook_id
-     AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(d.created_at))
-     AND (v.active_to_us IS NULL OR epoch_us(d.created_at) < v.active_to_us);
+    {REPLAY_LEADS_SQL}
     {release}
 
     -- Conversion IDs are unique among leads (Q3): a callback's conversion ID names at most one lead.

@@ -32,7 +32,7 @@ def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None
                     observation_end: datetime | None) -> None:
     """Match rate, 404 rate and 404s by reason, lead states, and agreement with production's answers."""
     with user_errors():
-        con, _ = replayed(dataset, observation_end)
+        con = replayed(dataset, observation_end).con
         key = "webhook_id" if by == "webhook" else "advertiser_id"
         frame = rates(con, by=key, per_day=per_day)  # type: ignore[arg-type]
         shown = frame.copy()
@@ -65,7 +65,7 @@ def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None
 def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime | None) -> None:
     """Time to first callback per webhook, Kaplan-Meier (leads still waiting count as censored)."""
     with user_errors():
-        con, _ = replayed(dataset, observation_end)
+        con = replayed(dataset, observation_end).con
         curve = capture_curve(con)
         summary = wait_summary(con)
         shown = summary.copy()
@@ -100,8 +100,9 @@ def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: flo
         raise click.BadParameter(f"{candidates!r}: write positive seconds separated by commas, e.g. 5,30,300",
                                  param_hint="'--candidates'") from None
     with user_errors():
-        con, loaded = replayed(dataset, observation_end)
-        frame = timeout_whatifs(con, loaded.webhooks, values, target)
+        audit = replayed(dataset, observation_end)
+        con, webhooks = audit.con, audit.webhooks
+        frame = timeout_whatifs(con, webhooks, values, target)
         chosen = frame[frame.recommended][["webhook_id", "current_timeout_s", "timeout_s", "capture_rate",
                                            "mean_block_s"]]
         rows = []
@@ -132,10 +133,11 @@ def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: flo
 def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | None) -> None:
     """Check Lead ID pairing: where each identifier is found, where else it hides, and near-misses."""
     with user_errors():
-        con, loaded = replayed(dataset, observation_end)
-        validation = pairing_validation(con, loaded.webhooks)
-        found = discover_locations(con, loaded.webhooks)
-        misses = near_misses(con, loaded.webhooks)
+        audit = replayed(dataset, observation_end)
+        con, webhooks = audit.con, audit.webhooks
+        validation = pairing_validation(con, webhooks)
+        found = discover_locations(con, webhooks)
+        misses = near_misses(con, webhooks)
         shown = validation[(validation.present > 0) | (validation.source == "pairing")].copy()
         shown["precision"] = shown["precision"].map(percent)
         print_table(shown.itertuples(index=False, name=None), list(shown.columns),
@@ -163,7 +165,7 @@ def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | N
 def timeline_command(dataset: Path, lead: str, out_file: Path | None, observation_end: datetime | None) -> None:
     """One lead's waiting webhook, deadline and every callback resolved to it (LEAD: lead or conversion ID)."""
     with user_errors():
-        con, _ = replayed(dataset, observation_end)
+        con = replayed(dataset, observation_end).con
         frame = lead_timeline(con, lead)
         shown = frame[["time", "event", "outcome", "status_code", "recorded_status", "request_id", "method",
                        "url", "body", "detail"]]

@@ -3,6 +3,7 @@ command starts with."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import click
 import duckdb
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from webhook_core.audit.audit import Audit, open_audit
 from webhook_core.audit.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, replay
+from webhook_core.audit.schema import AUDIT_META, write_meta
 from webhook_core.cli.errors import user_errors
 from webhook_core.cli.output import export, print_load_report, print_outcomes, print_table, stderr, stdout
 from webhook_core.cli.params import MemorySize, TimeoutOption, Timestamp
@@ -41,7 +44,8 @@ DUCKDB_SHARE = 0.8
 @click.option("--observation-end", type=Timestamp(), default=None,
               help="Judge lead states as of this time (default: the latest timestamp in the data).")
 @click.option("--database", type=click.Path(path_type=Path), default=None,
-              help="Keep the loaded tables and results in this DuckDB file (default: in memory).")
+              help="Keep the loaded tables and results in this DuckDB file, an audit database the analysis "
+                   "commands read in place of DATASET (default: in memory).")
 @click.option("--memory-limit", type=MemorySize(), default=None, metavar="SIZE",
               help="Memory budget of the whole process, e.g. 4GB or 4GiB. DuckDB is given "
                    f"{DUCKDB_SHARE:.0%} of it (the rest is Python's) and spills to disk beyond that.")
@@ -50,7 +54,8 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, parquet_versi
                    timeouts: tuple[tuple[str | None, float], ...], observation_end: datetime | None,
                    database: Path | None, memory_limit: int | None, temp_dir: Path | None) -> None:
     """Replay DATASET's captured callbacks and write one outcome per callback and per lead."""
-    with user_errors():
+    # The connection is closed before the error is reported: a --database left open would hold its lock.
+    with user_errors(), contextlib.ExitStack() as cleanup:
         if out_dir.exists() and not out_dir.is_dir():
             raise click.ClickException(f"{out_dir}: --out must be a folder, and this is a file")
         if timeouts and (dataset / "webhooks.json").is_file():
@@ -58,6 +63,10 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, parquet_versi
         duckdb_limit = None if memory_limit is None else f"{int(memory_limit * DUCKDB_SHARE) // 1024**2}MiB"
         con = connect(str(database) if database else ":memory:", memory_limit=duckdb_limit,
                       temp_directory=str(temp_dir) if temp_dir else None)
+        cleanup.callback(con.close)
+        # A database's facts describe its tables only once this run has written them all: a run that
+        # fails midway must not leave an earlier run's audit_meta vouching for half-replaced tables.
+        con.execute(f"DROP TABLE IF EXISTS {AUDIT_META}")
         # Without --database only the replay reads the callbacks: keep just what it judges them by.
         loaded = load_with_progress(con, dataset, keep_requests=database is not None)
         print_load_report(loaded)
@@ -77,6 +86,10 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, parquet_versi
             export(con, "SELECT * FROM load_report ORDER BY table_name DESC",
                     out_dir / f"load_report.{file_format}", file_format, version),
         ]
+        if database is not None:
+            write_meta(con, dataset=str(dataset.resolve()),
+                       webhooks_json=(dataset / "webhooks.json").read_text(encoding="utf-8"),
+                       observation_end=result.observation_end, timeouts=dict(timeouts))
         print_outcomes(result.outcome_counts())
         end = result.observation_end.isoformat() if result.observation_end else "-"
         stdout.print(f"Lead states as of {end}:")
@@ -91,13 +104,16 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, parquet_versi
             stdout.print(f"wrote {path}")
 
 
-def replayed(dataset: Path, observation_end: datetime | None = None) -> tuple[duckdb.DuckDBPyConnection, Dataset]:
+def replayed(dataset: Path, observation_end: datetime | None = None) -> Audit:
+    """DATASET as the analysis commands take it: an audit database file, or a folder to load and replay."""
+    if dataset.is_file():
+        return open_audit(dataset, observation_end=observation_end)
     con = connect()
     loaded = load_with_progress(con, dataset)
     print_load_report(loaded)
     with stderr.status("Replaying…"):
-        replay(con, loaded.webhooks, observation_end=observation_end)
-    return con, loaded
+        result = replay(con, loaded.webhooks, observation_end=observation_end)
+    return Audit(con, loaded.webhooks, result.observation_end, dataset, read_only=False)
 
 
 def load_with_progress(con: duckdb.DuckDBPyConnection, dataset: Path, *, keep_requests: bool = True) -> Dataset:

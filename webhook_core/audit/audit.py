@@ -1,0 +1,113 @@
+"""One way in for every analysis: a dataset folder (loaded and replayed in memory) or an audit database
+written by ``webhook-audit replay --database`` (opened read-only). The tables the analyses read are the
+same either way (docs/audit-database.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from webhook_core.audit.replay import REPLAY_LEADS_SQL, replay
+from webhook_core.audit.schema import SCHEMA_VERSION, read_meta
+from webhook_core.exceptions import AuditDatabaseError, AuditDatabaseLockedError
+from webhook_core.load.dataset import Dataset, connect, load_dataset
+from webhook_core.rules.settings import WebhookVersions, parse_webhooks
+from webhook_core.timeutil import to_us
+
+__all__ = ["Audit", "Loader", "open_audit"]
+
+#: Loads a dataset folder into a connection (the CLI's shows progress and prints the load report).
+Loader = Callable[[duckdb.DuckDBPyConnection, Path], Dataset]
+
+_WRITE_ONE = "write one with: webhook-audit replay DATASET --out DIR --database FILE"
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """The replay's tables on ``con``, the webhook settings they were judged by, and where they came from."""
+
+    con: duckdb.DuckDBPyConnection
+    webhooks: WebhookVersions
+    observation_end: datetime | None
+    source: Path
+    read_only: bool
+
+
+def open_audit(path: str | Path, *, observation_end: datetime | None = None, load: Loader | None = None) -> Audit:
+    """A dataset folder, loaded and replayed in memory, or an audit database file, opened read-only.
+
+    ``observation_end`` applies to a dataset folder; a database was replayed as of its own, and another
+    one is an :class:`AuditDatabaseError` (replaying again is what would honour it).
+    """
+    path = Path(path)
+    if not path.is_file():  # a folder, or nothing: load_dataset names what is missing
+        con = connect()
+        loaded = (load or _load)(con, path)
+        result = replay(con, loaded.webhooks, observation_end=observation_end)
+        return Audit(con, loaded.webhooks, result.observation_end, path, read_only=False)
+    con = _connect_read_only(path)
+    try:
+        audit = _from_database(con, path)
+        if observation_end is not None and (audit.observation_end is None
+                                            or to_us(audit.observation_end) != to_us(observation_end)):
+            stored = audit.observation_end.isoformat() if audit.observation_end else "none"
+            raise AuditDatabaseError(f"replayed as of {stored}, not --observation-end {observation_end.isoformat()}; "
+                                     "replay the dataset again with that --observation-end and --database",
+                                     path=str(path))
+    except BaseException:
+        con.close()
+        raise
+    return audit
+
+
+def _load(con: duckdb.DuckDBPyConnection, folder: Path) -> Dataset:
+    return load_dataset(con, folder, required=("dispatches", "callbacks"))
+
+
+def _connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "Could not set lock" in text or "Conflicting lock" in text:
+            raise AuditDatabaseLockedError("the audit database is open for writing by another process; "
+                                           "wait for it to finish", path=str(path)) from exc
+        if "not a valid DuckDB database" in text:
+            raise AuditDatabaseError("not a dataset folder nor an audit database (not a DuckDB file); give the "
+                                     "dataset folder, or write an audit database with: webhook-audit replay "
+                                     "DATASET --out DIR --database FILE", path=str(path)) from exc
+        raise
+    # The session settings of load.dataset.prepare; its macros are in the file already (and a read-only
+    # database cannot take them again).
+    con.execute("SET TimeZone = 'UTC'")
+    with contextlib.suppress(duckdb.InvalidInputException):
+        con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def _from_database(con: duckdb.DuckDBPyConnection, path: Path) -> Audit:
+    meta = read_meta(con)
+    if meta is None:
+        raise AuditDatabaseError(f"not an audit database (no audit_meta table); {_WRITE_ONE}", path=str(path))
+    found = meta.get("schema_version", "")
+    if found != str(SCHEMA_VERSION):
+        raise AuditDatabaseError(f"audit database schema version {found or '(none)'}, this webhook-audit reads "
+                                 f"version {SCHEMA_VERSION}; replay the dataset again with --database",
+                                 path=str(path))
+    webhooks = parse_webhooks(json.loads(meta["webhooks_json"]), source=f"{path}: audit_meta.webhooks_json")
+    # The settings the outcomes were judged by: a what-if replay's timeouts, not webhooks.json's.
+    timeouts: dict[str | None, float] = {key or None: value for key, value in json.loads(meta["timeouts"]).items()}
+    if timeouts:
+        webhooks = webhooks.with_timeouts(timeouts)
+    end = datetime.fromisoformat(meta["observation_end"]) if meta["observation_end"] else None
+    # The replay keeps its leads (with the settings each was dispatched under) in a temporary table;
+    # temporary tables live beside a read-only database, so the analyses get theirs back.
+    con.execute(REPLAY_LEADS_SQL)
+    return Audit(con, webhooks, end, path, read_only=True)
