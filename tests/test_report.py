@@ -8,6 +8,7 @@ may reach the proxy (nothing would leave the machine). CI installs Chromium
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,9 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 
+from webhook_core.audit.audit import open_audit
+from webhook_core.audit.schema import read_meta
 from webhook_core.cli import cli
 from webhook_core.exceptions import ReportError
 from webhook_core.report import build
@@ -79,10 +83,75 @@ def test_report_pages_are_self_contained(report: Path) -> None:
         assert text.count("data:image/png;base64,") >= 1, f"{page.name}: no embedded chart"
 
 
-def test_report_runs_notebooks_on_the_given_dataset(report: Path) -> None:
-    executed = json.loads((report / "executed" / "01_load_and_replay.ipynb").read_text(encoding="utf-8"))
-    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
-    assert len(injected) == 1 and str(SAMPLE.resolve()) in "".join(injected[0]["source"])
+def _injected(executed: Path) -> str:
+    notebook = json.loads(executed.read_text(encoding="utf-8"))
+    injected = [c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1
+    return "".join(injected[0]["source"])
+
+
+def _checked_outputs(out: Path) -> dict[str, list[str]]:
+    """The text of each executed notebook's nbval-check-output cells: the figures the pages show."""
+    figures = {}
+    for executed in sorted((out / "executed").glob("*.ipynb")):
+        notebook = json.loads(executed.read_text(encoding="utf-8"))
+        figures[executed.name] = ["".join("".join(o.get("text", "")) for o in c["outputs"])
+                                  for c in notebook["cells"] if "nbval-check-output" in c["metadata"].get("tags", [])]
+    return figures
+
+
+def test_report_replays_the_dataset_once_into_its_folder_and_runs_the_notebooks_on_that(report: Path) -> None:
+    database = report / build.AUDIT_DATABASE
+    audit = open_audit(database)
+    try:
+        assert audit.read_only and (read_meta(audit.con) or {}).get("dataset") == str(SAMPLE.resolve())
+    finally:
+        audit.con.close()
+    for executed in (report / "executed").glob("*.ipynb"):
+        assert f"DATASET = {json.dumps(str(database.resolve()))}" in _injected(executed), executed.name
+
+
+@pytest.fixture(scope="module")
+def report_from_database(report: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str]]:
+    database = report / build.AUDIT_DATABASE
+    before = hashlib.sha256(database.read_bytes()).hexdigest()
+    out = tmp_path_factory.mktemp("report-from-database")
+    # DuckDB lets other processes open a file another holds only read-only: a notebook that opened the
+    # database to write (or replayed into it) would fail on this lock.
+    held = duckdb.connect(str(database), read_only=True)
+    try:
+        result = CliRunner().invoke(cli, ["report", str(database), "--out", str(out)])
+    finally:
+        held.close()
+    assert result.exit_code == 0, result.output
+    yield out, before, hashlib.sha256(database.read_bytes()).hexdigest()
+
+
+def test_report_on_an_audit_database_shows_the_same_figures_and_leaves_it_alone(
+        report: Path, report_from_database: tuple[Path, str, str]) -> None:
+    out, before, after = report_from_database
+    assert after == before
+    assert not (out / build.AUDIT_DATABASE).exists()
+    figures = _checked_outputs(out)
+    assert sorted(figures) == sorted(p.name for p in (report / "executed").glob("*.ipynb"))
+    assert all(figures.values()) and figures == _checked_outputs(report)
+    for executed in (out / "executed").glob("*.ipynb"):
+        assert f"DATASET = {json.dumps(str((report / build.AUDIT_DATABASE).resolve()))}" in _injected(executed), \
+            executed.name
+
+
+def test_report_with_http_on_a_database_whose_folder_is_gone_is_one_line(tmp_path: Path) -> None:
+    folder = shutil.copytree(SAMPLE, tmp_path / "dataset")
+    database = tmp_path / "audit.duckdb"
+    replayed = CliRunner().invoke(cli, ["replay", str(folder), "--out", str(tmp_path / "replay"),
+                                        "--database", str(database)])
+    assert replayed.exit_code == 0, replayed.output
+    shutil.rmtree(folder)
+    result = CliRunner().invoke(cli, ["report", str(database), "--out", str(tmp_path / "out"), "--with-http"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {database}: {HTTP_NOTEBOOK} sends the dataset's callbacks to the receiver, and the folder this "
+        "audit database was replayed from is not there; give the dataset folder")
 
 
 def test_report_names_the_notebook_and_cell_that_broke(tmp_path: Path) -> None:

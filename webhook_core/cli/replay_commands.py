@@ -13,8 +13,8 @@ import duckdb
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from webhook_core.audit.audit import Audit, open_audit
+from webhook_core.audit.database import write_audit_database
 from webhook_core.audit.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, replay
-from webhook_core.audit.schema import AUDIT_META, write_meta
 from webhook_core.cli.errors import user_errors
 from webhook_core.cli.output import export, print_load_report, print_outcomes, print_table, stderr, stdout
 from webhook_core.cli.params import MemorySize, TimeoutOption, Timestamp
@@ -64,16 +64,17 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, parquet_versi
         con = connect(str(database) if database else ":memory:", memory_limit=duckdb_limit,
                       temp_directory=str(temp_dir) if temp_dir else None)
         cleanup.callback(con.close)
-        # A database's facts describe its tables only once this run has written them all: a run that
-        # fails midway must not leave an earlier run's audit_meta vouching for half-replaced tables.
-        con.execute(f"DROP TABLE IF EXISTS {AUDIT_META}")
-        # Without --database only the replay reads the callbacks: keep just what it judges them by.
-        loaded = load_with_progress(con, dataset, keep_requests=database is not None)
-        print_load_report(loaded)
-        with stderr.status("Replaying…"):
-            # Without --database nothing reads the inputs after the replay: let it free their memory.
-            result = replay(con, loaded.webhooks, timeouts=dict(timeouts), observation_end=observation_end,
-                            release_inputs=database is None)
+        if database is not None:
+            loaded, result = write_audit_database(con, dataset, load=_load_and_print, timeouts=dict(timeouts),
+                                                  observation_end=observation_end)
+        else:
+            # Without --database only the replay reads the callbacks: keep just what it judges them by.
+            loaded = load_with_progress(con, dataset, keep_requests=False)
+            print_load_report(loaded)
+            with stderr.status("Replaying…"):
+                # Nothing reads the inputs after the replay: let it free their memory.
+                result = replay(con, loaded.webhooks, timeouts=dict(timeouts), observation_end=observation_end,
+                                release_inputs=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         version = int(parquet_version)
         written = [
@@ -86,10 +87,6 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, parquet_versi
             export(con, "SELECT * FROM load_report ORDER BY table_name DESC",
                     out_dir / f"load_report.{file_format}", file_format, version),
         ]
-        if database is not None:
-            write_meta(con, dataset=str(dataset.resolve()),
-                       webhooks_json=(dataset / "webhooks.json").read_text(encoding="utf-8"),
-                       observation_end=result.observation_end, timeouts=dict(timeouts))
         print_outcomes(result.outcome_counts())
         end = result.observation_end.isoformat() if result.observation_end else "-"
         stdout.print(f"Lead states as of {end}:")
@@ -114,6 +111,12 @@ def replayed(dataset: Path, observation_end: datetime | None = None) -> Audit:
     with stderr.status("Replaying…"):
         result = replay(con, loaded.webhooks, observation_end=observation_end)
     return Audit(con, loaded.webhooks, result.observation_end, dataset, read_only=False)
+
+
+def _load_and_print(con: duckdb.DuckDBPyConnection, dataset: Path) -> Dataset:
+    loaded = load_with_progress(con, dataset)
+    print_load_report(loaded)
+    return loaded
 
 
 def load_with_progress(con: duckdb.DuckDBPyConnection, dataset: Path, *, keep_requests: bool = True) -> Dataset:

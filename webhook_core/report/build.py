@@ -1,7 +1,8 @@
 """``webhook-audit report``: run the notebooks against a dataset and write self-contained HTML.
 
-Each notebook is executed with papermill (the dataset path injected after its
-``parameters`` cell), exported by nbconvert with its PNG charts embedded, and
+A dataset folder is loaded and replayed once, into ``out_dir/audit.duckdb``; an audit database is
+used as given. Each notebook is executed with papermill (the database's path injected as ``DATASET``
+after its ``parameters`` cell) and opens it read-only, exported by nbconvert with its PNG charts embedded, and
 linked from an ``index.html``. Notebook 05 (the receiver over HTTP) joins only on
 request (``with_http``): it checks the live side more than the dataset, and nbval
 runs it as a test anyway. The pages load nothing from the network: scripts that
@@ -22,12 +23,19 @@ import papermill
 from nbconvert import HTMLExporter
 
 from webhook_core import exceptions
+from webhook_core.audit.audit import open_audit
+from webhook_core.audit.database import write_audit_database
+from webhook_core.audit.schema import read_meta
 from webhook_core.exceptions import ReportError
+from webhook_core.load.dataset import connect
 
-__all__ = ["HTTP_NOTEBOOK", "NOTEBOOKS_DIR", "ReportPage", "build_report", "notebook_paths", "report_notebooks"]
+__all__ = ["AUDIT_DATABASE", "HTTP_NOTEBOOK", "NOTEBOOKS_DIR", "ReportPage", "build_report", "notebook_paths",
+           "report_notebooks"]
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent / "notebooks"
 HTTP_NOTEBOOK = "05_http_replay.ipynb"
+#: The audit database a report on a dataset folder writes beside its pages: the tables they were computed from.
+AUDIT_DATABASE = "audit.duckdb"
 
 #: ``progress(notebook_name, index, total)`` is called before each notebook runs.
 ReportProgress = Callable[[str, int, int], None]
@@ -64,23 +72,30 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
                  timeout_s: int = 1800) -> list[ReportPage]:
     """Execute each notebook on ``dataset`` and write ``out_dir/NN_name.html`` and ``out_dir/index.html``.
 
-    ``notebooks`` defaults to ``report_notebooks(with_http=with_http)``.
+    ``dataset`` is a dataset folder, replayed once into ``out_dir/audit.duckdb``, or an audit database
+    (``webhook-audit replay --database``). ``notebooks`` defaults to ``report_notebooks(with_http=with_http)``.
     """
     dataset = Path(dataset).resolve()
-    if not dataset.is_dir():
+    if not dataset.exists():
         raise ReportError(f"{dataset}: not a folder; a dataset is a folder with webhooks.json, dispatches.* "
                           "and callbacks.*")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "executed").mkdir(exist_ok=True)
     paths = notebooks if notebooks is not None else report_notebooks(with_http=with_http)
+    database, folder = _audit_database(dataset, out)
+    if folder is None and any(p.name == HTTP_NOTEBOOK for p in paths):
+        raise ReportError(f"{dataset}: {HTTP_NOTEBOOK} sends the dataset's callbacks to the receiver, and the folder "
+                          "this audit database was replayed from is not there; give the dataset folder")
     exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True)
     pages = []
     for index, path in enumerate(paths):
         if progress is not None:
             progress(path.name, index, len(paths))
         executed = out / "executed" / path.name
-        _execute(path, executed, dataset, timeout_s)
+        # The receiver of notebook 05 reads the dataset folder itself; the others read the audit database.
+        source = folder if path.name == HTTP_NOTEBOOK and folder is not None else database
+        _execute(path, executed, source, timeout_s)
         notebook = nbformat.read(executed, as_version=4)
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": path.stem}})
         page = out / f"{path.stem}.html"
@@ -91,6 +106,28 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
         progress("index.html", len(paths), len(paths))
     (out / "index.html").write_text(_index(pages, dataset), encoding="utf-8")
     return pages
+
+
+def _audit_database(dataset: Path, out: Path) -> tuple[Path, Path | None]:
+    """The database the notebooks read (``dataset`` itself, or ``out/audit.duckdb`` replayed from it) and
+    the dataset folder, if there is one."""
+    if dataset.is_file():
+        # Not an audit database, or of another version: the library's one-line error before any notebook runs.
+        con = open_audit(dataset).con
+        try:
+            meta = read_meta(con) or {}
+        finally:
+            con.close()
+        replayed_from = Path(meta.get("dataset", ""))
+        return dataset, replayed_from if meta.get("dataset") and replayed_from.is_dir() else None
+    database = out / AUDIT_DATABASE
+    # Every notebook opens the database read-only: one replay serves them all, and none can alter it.
+    con = connect(str(database))
+    try:
+        write_audit_database(con, dataset)
+    finally:
+        con.close()
+    return database, dataset
 
 
 def _execute(path: Path, executed: Path, dataset: Path, timeout_s: int) -> None:
