@@ -76,6 +76,23 @@ def test_report_runs_the_http_notebook_only_when_asked(with_http: bool, tmp_path
     assert re.findall(r'href="([^"]+)\.html"', index) == [Path(name).stem for name in expected]
 
 
+def test_report_given_a_relative_out_folder_injects_paths_the_notebooks_find(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # papermill runs each notebook in the notebooks' own folder: a path relative to the user's folder
+    # would name nothing there (`report data/sample --out reports`, README command 1).
+    injected: list[Path] = []
+
+    def record(path: Path, executed: Path, dataset: Path, timeout_s: int) -> None:
+        injected.append(dataset)
+        shutil.copy(path, executed)
+
+    monkeypatch.setattr(build, "_execute", record)
+    monkeypatch.chdir(tmp_path)
+    build_report(SAMPLE, "reports", with_http=True)
+    assert injected and all(path.is_absolute() and path.exists() for path in injected), injected
+    assert (tmp_path / "reports" / "audit.duckdb").resolve() in injected
+
+
 def test_report_pages_are_self_contained(report: Path) -> None:
     for page in report.glob("0*.html"):
         text = page.read_text(encoding="utf-8")

@@ -120,7 +120,8 @@ def _audit_database(dataset: Path, out: Path) -> tuple[Path, Path | None]:
             con.close()
         replayed_from = Path(meta.get("dataset", ""))
         return dataset, replayed_from if meta.get("dataset") and replayed_from.is_dir() else None
-    database = out / AUDIT_DATABASE
+    # Absolute: papermill runs each notebook in the notebooks' folder, not the caller's.
+    database = (out / AUDIT_DATABASE).resolve()
     # Every notebook opens the database read-only: one replay serves them all, and none can alter it.
     con = connect(str(database))
     try:
