@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from lifelines import KaplanMeierFitter
 
-from webhook_core import ReplayError, WebhookVersions, connect, load_dataset, parse_webhooks, replay
+from webhook_core import Audit, ReplayError, connect, load_dataset, replay
 from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
 from webhook_core.analysis.rates import disagreements, rates
 from webhook_core.analysis.survival import CURVE_COLUMNS, Z_95, capture_curve, wait_summary
@@ -41,7 +41,6 @@ T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 DAY1 = pd.Timestamp("2024-05-01")
 DAY2 = pd.Timestamp("2024-05-02")
 GENERATED_SEEDS = (11, 12)
-Replayed = tuple[duckdb.DuckDBPyConnection, WebhookVersions]  # a replayed connection and its settings
 
 
 # --------------------------------------------------------------------------- helpers
@@ -79,10 +78,11 @@ def call(request_id: str, token: str, query: str = "", *, at: float | str = 1.0,
     return row
 
 
-def replayed(con: duckdb.DuckDBPyConnection, folder: Path, **options: Any) -> WebhookVersions:
+def replayed(con: duckdb.DuckDBPyConnection, folder: Path, **options: Any) -> Audit:
+    """``folder`` loaded into ``con`` and replayed with ``options``, as the analyses take it."""
     loaded = load_dataset(con, folder)
-    replay(con, loaded.webhooks, **options)
-    return loaded.webhooks
+    result = replay(con, loaded.webhooks, **options)
+    return Audit(con, loaded.webhooks, result.observation_end or None, Path(folder), read_only=False)
 
 
 def records(frame: pd.DataFrame) -> list[Row]:
@@ -108,11 +108,9 @@ def assert_rows(actual: list[Row], expected: list[Row]) -> None:
 
 
 @pytest.fixture(scope="module")
-def sample() -> Iterator[Replayed]:
-    connection = connect()
-    webhooks = replayed(connection, SAMPLE)
-    yield connection, webhooks
-    connection.close()
+def sample() -> Iterator[Audit]:
+    with replayed(connect(), SAMPLE) as audit:
+        yield audit
 
 
 @pytest.fixture(scope="module")
@@ -123,26 +121,23 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 
 
 @pytest.fixture(scope="module")
-def generated_replays(generated: dict[int, Path]) -> Iterator[dict[int, Replayed]]:
+def generated_replays(generated: dict[int, Path]) -> Iterator[dict[int, Audit]]:
     """Each generated dataset loaded and replayed once (the analyses only read the replay's tables)."""
     cases = {seed: replayed_dataset(folder) for seed, folder in generated.items()}
     yield cases
-    for con, _ in cases.values():
-        con.close()
+    for audit in cases.values():
+        audit.close()
 
 
 def module_case(factory: pytest.TempPathFactory, name: str, webhooks: list[Row], leads: list[Row],
-                callbacks: list[Row], **options: Any) -> Iterator[duckdb.DuckDBPyConnection]:
+                callbacks: list[Row], **options: Any) -> Iterator[Audit]:
     """A hand-built dataset replayed once per module (the analysis functions only read the replay's tables)."""
-    connection = connect()
-    replayed(connection, write_dataset(factory.mktemp(name), webhooks, leads, callbacks), **options)
-    yield connection
-    connection.close()
+    with replayed(connect(), write_dataset(factory.mktemp(name), webhooks, leads, callbacks), **options) as audit:
+        yield audit
 
 
-def replayed_dataset(folder: Path) -> Replayed:
-    connection = connect()
-    return connection, replayed(connection, folder)
+def replayed_dataset(folder: Path, **options: Any) -> Audit:
+    return replayed(connect(), folder, **options)
 
 
 # =========================================================================== rates
@@ -208,25 +203,25 @@ def keyed(frame: pd.DataFrame, by: str) -> list[Row]:
 
 
 @pytest.fixture(scope="module")
-def rates_con(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+def rates_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audit]:
     yield from module_case(tmp_path_factory, "rates", RATES_WEBHOOKS, RATES_LEADS, RATES_CALLBACKS)
 
 
-def test_rates_outcomes_of_the_hand_built_dataset_are_as_designed(rates_con: duckdb.DuckDBPyConnection) -> None:
+def test_rates_outcomes_of_the_hand_built_dataset_are_as_designed(rates_audit: Audit) -> None:
     # The premise of every rates test below: each callback got the outcome its comment says.
-    outcomes = dict(rates_con.execute("SELECT request_id, outcome FROM callback_outcomes").fetchall())
+    outcomes = dict(rates_audit.con.execute("SELECT request_id, outcome FROM callback_outcomes").fetchall())
     assert outcomes == {
         "r1": "matched", "r2": "duplicate", "r3": "late", "r4": "not_found", "r5": "no_identifiers",
         "r6": "interim", "r7": "wrong_webhook", "r8": "unknown_token", "r9": "early", "r10": "matched",
         "r11": "matched", "r12": "interim",
     }
-    states = dict(rates_con.execute("SELECT lead_id, state FROM lead_outcomes").fetchall())
+    states = dict(rates_audit.con.execute("SELECT lead_id, state FROM lead_outcomes").fetchall())
     assert states == {"L1": "received", "L2": "timed_out", "L3": "timed_out", "L4": "received",
                       "L5": "waiting", "L6": "received", "L7": "timed_out"}
 
 
-def test_rates_per_webhook_with_all_row(rates_con: duckdb.DuckDBPyConnection) -> None:
-    frame = rates(rates_con)
+def test_rates_per_webhook_with_all_row(rates_audit: Audit) -> None:
+    frame = rates(rates_audit)
     assert list(frame.columns) == [
         "webhook_id", "callbacks", "matched", "interim", "answered_404", "match_rate", "rate_404",
         *[f"404_{r}" for r in REASONS_404], "leads", "received", "timed_out", "waiting",
@@ -244,8 +239,8 @@ def test_rates_per_webhook_with_all_row(rates_con: duckdb.DuckDBPyConnection) ->
     ])
 
 
-def test_rates_per_advertiser_groups_webhooks_of_one_advertiser(rates_con: duckdb.DuckDBPyConnection) -> None:
-    frame = rates(rates_con, by="advertiser_id")
+def test_rates_per_advertiser_groups_webhooks_of_one_advertiser(rates_audit: Audit) -> None:
+    frame = rates(rates_audit, by="advertiser_id")
     assert frame.columns[0] == "advertiser_id"
     assert_rows(keyed(frame, "advertiser_id"), [
         rate_row("(unknown)", callbacks=1, unknown_token=1, recorded=1, agree=1),
@@ -259,8 +254,8 @@ def test_rates_per_advertiser_groups_webhooks_of_one_advertiser(rates_con: duckd
     ])
 
 
-def test_rates_per_day_callbacks_by_received_day_leads_by_created_day(rates_con: duckdb.DuckDBPyConnection) -> None:
-    frame = rates(rates_con, per_day=True)
+def test_rates_per_day_callbacks_by_received_day_leads_by_created_day(rates_audit: Audit) -> None:
+    frame = rates(rates_audit, per_day=True)
     assert list(frame.columns[:2]) == ["webhook_id", "day"]
     rows = keyed(frame, "webhook_id")
     for row in rows:
@@ -281,8 +276,8 @@ def test_rates_per_day_callbacks_by_received_day_leads_by_created_day(rates_con:
     assert_rows(rows, [row for _, row in expected])
 
 
-def test_rates_per_day_by_advertiser(rates_con: duckdb.DuckDBPyConnection) -> None:
-    rows = keyed(rates(rates_con, by="advertiser_id", per_day=True), "advertiser_id")
+def test_rates_per_day_by_advertiser(rates_audit: Audit) -> None:
+    rows = keyed(rates(rates_audit, by="advertiser_id", per_day=True), "advertiser_id")
     assert [(r["key"], pd.Timestamp(r["day"])) for r in rows] == [
         ("(unknown)", DAY1), ("A", DAY1), ("A", DAY2), ("B", DAY1), ("B", DAY2)]
     assert_rows(rows[1:3], [
@@ -292,8 +287,8 @@ def test_rates_per_day_by_advertiser(rates_con: duckdb.DuckDBPyConnection) -> No
     ])
 
 
-def test_rates_match_plus_interim_plus_404_shares_sum_to_one(sample: Replayed) -> None:
-    frame = rates(sample[0])
+def test_rates_match_plus_interim_plus_404_shares_sum_to_one(sample: Audit) -> None:
+    frame = rates(sample)
     share = frame.match_rate + frame.interim / frame.callbacks + frame.rate_404
     assert np.allclose(share, 1.0, rtol=0, atol=1e-12)
     assert (frame.answered_404 == frame[[f"404_{r}" for r in REASONS_404]].sum(axis=1)).all()
@@ -302,34 +297,32 @@ def test_rates_match_plus_interim_plus_404_shares_sum_to_one(sample: Replayed) -
 
 
 @pytest.mark.parametrize("by", ["webhook_id", "advertiser_id"])
-def test_rates_per_day_rows_add_up_to_the_overall_rows(sample: Replayed, by: str) -> None:
-    con = sample[0]
+def test_rates_per_day_rows_add_up_to_the_overall_rows(sample: Audit, by: str) -> None:
     counts = ["callbacks", "matched", "interim", "answered_404", *[f"404_{r}" for r in REASONS_404],
               "leads", "received", "timed_out", "waiting", "recorded", "agree", "disagree"]
-    overall: pd.DataFrame = rates(con, by=by).set_index(by)[counts]  # type: ignore[arg-type]
-    per_day: pd.DataFrame = rates(con, by=by, per_day=True).groupby(by)[counts].sum()  # type: ignore[arg-type]
+    overall: pd.DataFrame = rates(sample, by=by).set_index(by)[counts]  # type: ignore[arg-type]
+    per_day: pd.DataFrame = rates(sample, by=by, per_day=True).groupby(by)[counts].sum()  # type: ignore[arg-type]
     assert list(overall.loc["(all)"]) == list(per_day.sum(axis=0))
     pd.testing.assert_frame_equal(overall.drop(index="(all)").astype("int64"), per_day.astype("int64"),
                                   check_names=False)
 
 
-def test_rates_sample_all_row_counts_every_callback_and_lead(sample: Replayed) -> None:
-    con = sample[0]
-    total = rates(con).set_index("webhook_id").loc["(all)"]
-    callbacks, recorded = con.execute(
+def test_rates_sample_all_row_counts_every_callback_and_lead(sample: Audit) -> None:
+    total = rates(sample).set_index("webhook_id").loc["(all)"]
+    callbacks, recorded = sample.con.execute(
         "SELECT count(*), count(recorded_status) FROM callback_outcomes").fetchone()  # type: ignore[misc]
     assert (total.callbacks, total.recorded) == (callbacks, recorded) == (3537, 3537)
     assert total.leads == 3000
 
 
-def test_rates_rejects_an_unknown_grouping(con: duckdb.DuckDBPyConnection) -> None:
+def test_rates_rejects_an_unknown_grouping(rates_audit: Audit) -> None:
     with pytest.raises(ValueError, match=r"^by must be 'webhook_id' or 'advertiser_id', not 'advertiser'$"):
-        rates(con, by="advertiser")  # type: ignore[arg-type]
+        rates(rates_audit, by="advertiser")  # type: ignore[arg-type]
 
 
 def test_disagreements_lists_exactly_the_callbacks_where_recorded_differs(
-        rates_con: duckdb.DuckDBPyConnection) -> None:
-    frame = disagreements(rates_con)
+        rates_audit: Audit) -> None:
+    frame = disagreements(rates_audit)
     assert list(frame.columns) == ["request_id", "received_at", "webhook_id", "token", "conversion_id",
                                    "external_id", "lead_id", "outcome", "model_status", "recorded_status"]
     got = [(r["request_id"], r["webhook_id"], r["outcome"], r["lead_id"], r["model_status"], r["recorded_status"])
@@ -343,13 +336,13 @@ def test_disagreements_lists_exactly_the_callbacks_where_recorded_differs(
 
 
 def test_disagreements_equals_every_recorded_row_that_differs_on_sample(
-        sample: Replayed) -> None:
-    con = sample[0]
-    outcomes = con.execute("SELECT request_id, status_code, recorded_status FROM callback_outcomes ORDER BY ord").df()
+        sample: Audit) -> None:
+    outcomes = sample.con.execute(
+        "SELECT request_id, status_code, recorded_status FROM callback_outcomes ORDER BY ord").df()
     differ = outcomes[outcomes.recorded_status.notna() & (outcomes.recorded_status != outcomes.status_code)]
-    frame = disagreements(con)
+    frame = disagreements(sample)
     assert frame.request_id.tolist() == differ.request_id.tolist()
-    assert len(frame) == rates(con).set_index("webhook_id").loc["(all)", "disagree"]
+    assert len(frame) == rates(sample).set_index("webhook_id").loc["(all)", "disagree"]
 
 
 # =========================================================================== Kaplan–Meier
@@ -397,16 +390,16 @@ def exponential_greenwood(survival: float, greenwood: float) -> tuple[float, flo
 
 
 @pytest.fixture(scope="module")
-def km_con(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+def km_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audit]:
     yield from module_case(tmp_path_factory, "km", KM_WEBHOOKS, KM_LEADS, KM_CALLBACKS, observation_end=KM_END)
 
 
-def test_km_curve_columns(km_con: duckdb.DuckDBPyConnection) -> None:
-    assert tuple(capture_curve(km_con).columns) == CURVE_COLUMNS
+def test_km_curve_columns(km_audit: Audit) -> None:
+    assert tuple(capture_curve(km_audit).columns) == CURVE_COLUMNS
 
 
-def test_km_ties_between_events_and_censoring_at_the_same_t(km_con: duckdb.DuckDBPyConnection) -> None:
-    curve = capture_curve(km_con)
+def test_km_ties_between_events_and_censoring_at_the_same_t(km_audit: Audit) -> None:
+    curve = capture_curve(km_audit)
     rows = records(curve[curve.webhook_id == "wh-k"])
     s10 = Fraction(6, 7)                 # 7 at risk at 10 (the lead censored at 10 is still at risk), 1 event
     s20 = s10 * Fraction(3, 5)           # 5 at risk (K1, K3 left at 10), 2 events
@@ -422,8 +415,8 @@ def test_km_ties_between_events_and_censoring_at_the_same_t(km_con: duckdb.DuckD
     assert_rows(rows, expected)
 
 
-def test_km_every_lead_answered_reaches_one_and_band_is_that_point(km_con: duckdb.DuckDBPyConnection) -> None:
-    curve = capture_curve(km_con)
+def test_km_every_lead_answered_reaches_one_and_band_is_that_point(km_audit: Audit) -> None:
+    curve = capture_curve(km_audit)
     rows = records(curve[curve.webhook_id == "wh-all"])
     low, high = exponential_greenwood(2 / 3, 1 / (3 * 2))
     assert_rows(rows, [
@@ -432,19 +425,19 @@ def test_km_every_lead_answered_reaches_one_and_band_is_that_point(km_con: duckd
     ])
 
 
-def test_km_no_lead_answered_has_no_curve_rows(km_con: duckdb.DuckDBPyConnection) -> None:
-    curve = capture_curve(km_con)
+def test_km_no_lead_answered_has_no_curve_rows(km_audit: Audit) -> None:
+    curve = capture_curve(km_audit)
     assert set(curve.webhook_id) == {"wh-k", "wh-all", "wh-late-first"}
 
 
-def test_km_late_first_callback_is_an_event_at_its_time(km_con: duckdb.DuckDBPyConnection) -> None:
-    curve = capture_curve(km_con)
+def test_km_late_first_callback_is_an_event_at_its_time(km_audit: Audit) -> None:
+    curve = capture_curve(km_audit)
     assert_rows(records(curve[curve.webhook_id == "wh-late-first"]),
                 [{"t_s": 7.0, "at_risk": 1, "events": 1, "captured": 1.0, "ci_low": 1.0, "ci_high": 1.0}])
 
 
-def test_wait_summary_counts_quantiles_and_observed_percentiles(km_con: duckdb.DuckDBPyConnection) -> None:
-    rows = records(wait_summary(km_con))
+def test_wait_summary_counts_quantiles_and_observed_percentiles(km_audit: Audit) -> None:
+    rows = records(wait_summary(km_audit))
     answered_k = np.array([10.0, 20.0, 20.0, 40.0])
     answered_all = np.array([1.0, 2.0, 2.0])
     assert_rows(rows, [
@@ -482,8 +475,8 @@ def test_wait_summary_km_p50_when_captured_is_exactly_one_half(dataset: MakeData
                                                                con: duckdb.DuckDBPyConnection) -> None:
     leads = [lead(f"M{i}", f"CM{i}", "wh-m", "M") for i in range(1, 5)]
     calls = [call(f"m{i}", "wh-m", f"pcid=CM{i}", at=i) for i in range(1, 5)]
-    replayed(con, dataset([webhook("wh-m", "M", wait=True)], leads, calls))
-    row = records(wait_summary(con))[0]
+    audit = replayed(con, dataset([webhook("wh-m", "M", wait=True)], leads, calls))
+    row = records(wait_summary(audit))[0]
     assert (row["km_p50_s"], row["km_p90_s"]) == (2.0, 4.0)
 
 
@@ -512,10 +505,10 @@ def durations(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["webhook_id", "t", "event"])
 
 
-def assert_matches_lifelines(con: duckdb.DuckDBPyConnection, data: pd.DataFrame | None = None) -> None:
-    """capture_curve against lifelines fed ``data`` (webhook_id, t, event), by default ``durations(con)``."""
-    curve = capture_curve(con)
-    data = durations(con) if data is None else data
+def assert_matches_lifelines(audit: Audit, data: pd.DataFrame | None = None) -> None:
+    """capture_curve against lifelines fed ``data`` (webhook_id, t, event), by default ``durations(audit.con)``."""
+    curve = capture_curve(audit)
+    data = durations(audit.con) if data is None else data
     assert set(curve.webhook_id) == set(data[data.event].webhook_id)
     for webhook_id, group in data.groupby("webhook_id"):
         fitter = KaplanMeierFitter().fit(group.t.to_numpy(), group.event.to_numpy())
@@ -532,9 +525,9 @@ def assert_matches_lifelines(con: duckdb.DuckDBPyConnection, data: pd.DataFrame 
         np.testing.assert_allclose(mine.ci_high.to_numpy(), 1 - band.iloc[:, 0].to_numpy(), rtol=1e-9, atol=0)
 
 
-def assert_quantiles_exact(con: duckdb.DuckDBPyConnection, data: pd.DataFrame | None = None) -> None:
-    summary = wait_summary(con).set_index("webhook_id")
-    data = durations(con) if data is None else data
+def assert_quantiles_exact(audit: Audit, data: pd.DataFrame | None = None) -> None:
+    summary = wait_summary(audit).set_index("webhook_id")
+    data = durations(audit.con) if data is None else data
     for webhook_id, group in data.groupby("webhook_id"):
         t, e = group.t.to_numpy(), group.event.to_numpy()
         row = summary.loc[webhook_id]
@@ -551,32 +544,29 @@ def assert_quantiles_exact(con: duckdb.DuckDBPyConnection, data: pd.DataFrame | 
         assert (row.leads, row.answered, row.censored) == (len(t), int(e.sum()), int((~e).sum()))
 
 
-def test_km_curve_equals_lifelines_on_sample(sample: Replayed) -> None:
-    assert_matches_lifelines(sample[0])
+def test_km_curve_equals_lifelines_on_sample(sample: Audit) -> None:
+    assert_matches_lifelines(sample)
 
 
 @pytest.mark.parametrize("seed", GENERATED_SEEDS, ids=[f"seed-{s}" for s in GENERATED_SEEDS])
-def test_km_curve_equals_lifelines_on_generated(generated_replays: dict[int, Replayed], seed: int) -> None:
-    assert_matches_lifelines(generated_replays[seed][0])
+def test_km_curve_equals_lifelines_on_generated(generated_replays: dict[int, Audit], seed: int) -> None:
+    assert_matches_lifelines(generated_replays[seed])
 
 
 def test_km_curve_equals_lifelines_with_an_earlier_observation_end() -> None:
-    con = connect()
-    replayed(con, SAMPLE, observation_end=datetime(2026, 11, 5, 12, tzinfo=UTC))
-    assert_matches_lifelines(con)
-    con.close()
+    with replayed(connect(), SAMPLE, observation_end=datetime(2026, 11, 5, 12, tzinfo=UTC)) as audit:
+        assert_matches_lifelines(audit)
 
 
-def test_wait_summary_km_quantiles_exact_on_sample(sample: Replayed) -> None:
-    assert_quantiles_exact(sample[0])
+def test_wait_summary_km_quantiles_exact_on_sample(sample: Audit) -> None:
+    assert_quantiles_exact(sample)
 
 
 def test_wait_summary_counts_and_observed_percentiles_on_sample(
-        sample: Replayed) -> None:
-    con = sample[0]
-    summary = wait_summary(con).set_index("webhook_id")
-    final = capture_curve(con).groupby("webhook_id").captured.max()
-    data = durations(con)
+        sample: Audit) -> None:
+    summary = wait_summary(sample).set_index("webhook_id")
+    final = capture_curve(sample).groupby("webhook_id").captured.max()
+    data = durations(sample.con)
     for webhook_id, group in data.groupby("webhook_id"):
         answered = group.t[group.event].to_numpy()
         row = summary.loc[webhook_id]
@@ -627,12 +617,12 @@ def test_km_equals_lifelines_with_tied_event_and_censoring_times(tmp_path: Path,
     assert (ties["any"] & ~ties["all"]).sum() >= 5  # times at which one lead is answered and another censored
     con = connect()
     try:
-        replayed(con, folder, observation_end=moment(TIED_END_S))
+        audit = replayed(con, folder, observation_end=moment(TIED_END_S))
         by_lead = ["webhook_id", "t", "event"]
         assert durations(con).sort_values(by_lead, ignore_index=True).equals(
             planted.sort_values(by_lead, ignore_index=True))
-        assert_matches_lifelines(con, planted)
-        assert_quantiles_exact(con, planted)
+        assert_matches_lifelines(audit, planted)
+        assert_quantiles_exact(audit, planted)
     finally:
         con.close()
 
@@ -642,13 +632,11 @@ def test_km_equals_lifelines_with_tied_event_and_censoring_times(tmp_path: Path,
 
 def assert_whatifs_equal_separate_replays(folder: Path, candidates: tuple[float, ...],
                                           observation_end: datetime | None = None,
-                                          replayed_case: Replayed | None = None) -> None:
+                                          replayed_case: Audit | None = None) -> None:
     """``timeout_whatifs`` on ``replayed_case`` (default: a replay of ``folder``) vs a replay per candidate."""
-    con, webhooks = replayed_case or replayed_dataset(folder)
-    if observation_end is not None:
-        replay(con, webhooks, observation_end=observation_end)
-    frame = timeout_whatifs(con, webhooks, candidates)
-    waiting = sorted({v.webhook_id for v in webhooks.versions if v.wait})
+    audit = replayed_case or replayed_dataset(folder, observation_end=observation_end)
+    frame = timeout_whatifs(audit, candidates)
+    waiting = sorted({v.webhook_id for v in audit.webhooks.versions if v.wait})
     assert sorted(frame.webhook_id.unique()) == waiting
     assert sorted(frame.timeout_s.unique()) == sorted(candidates)
     # A fresh connection, loaded once, replayed again for every candidate (replay replaces its tables).
@@ -671,7 +659,7 @@ def assert_whatifs_equal_separate_replays(folder: Path, candidates: tuple[float,
                 (row.webhook_id, timeout)
     fresh.close()
     if replayed_case is None:
-        con.close()
+        audit.close()
 
 
 def test_whatifs_equal_separate_replays_on_sample() -> None:
@@ -685,7 +673,7 @@ def test_whatifs_equal_separate_replays_on_sample_with_an_earlier_observation_en
 
 @pytest.mark.parametrize("seed", GENERATED_SEEDS, ids=[f"seed-{s}" for s in GENERATED_SEEDS])
 def test_whatifs_equal_separate_replays_on_generated(generated: dict[int, Path],
-                                                     generated_replays: dict[int, Replayed], seed: int) -> None:
+                                                     generated_replays: dict[int, Audit], seed: int) -> None:
     assert_whatifs_equal_separate_replays(generated[seed], (5.0, 12.5, 60.0, 3600.0),
                                           replayed_case=generated_replays[seed])
 
@@ -713,10 +701,9 @@ TIMEOUT_CALLBACKS = [
 
 
 @pytest.fixture(scope="module")
-def timeout_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
-    for con in module_case(tmp_path_factory, "timeouts", TIMEOUT_WEBHOOKS, TIMEOUT_LEADS, TIMEOUT_CALLBACKS,
-                           observation_end=TIMEOUT_END):
-        yield con, parse_webhooks(TIMEOUT_WEBHOOKS, source="webhooks.json")
+def timeout_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audit]:
+    yield from module_case(tmp_path_factory, "timeouts", TIMEOUT_WEBHOOKS, TIMEOUT_LEADS, TIMEOUT_CALLBACKS,
+                           observation_end=TIMEOUT_END)
 
 
 @pytest.mark.parametrize(("target", "recommended"), [
@@ -726,9 +713,8 @@ def timeout_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]
     pytest.param(0.4, 5.0, id="target-0.4-needs-0.3"),
 ])
 def test_whatifs_hand_built_figures_and_recommendation(
-        timeout_case: Replayed, target: float, recommended: float) -> None:
-    con, webhooks = timeout_case
-    frame = timeout_whatifs(con, webhooks, [300, 5, 60, 30, 30], target=target)
+        timeout_case: Audit, target: float, recommended: float) -> None:
+    frame = timeout_whatifs(timeout_case, [300, 5, 60, 30, 30], target=target)
     assert frame.timeout_s.tolist() == [5.0, 30.0, 60.0, 300.0]  # sorted, duplicates dropped
     # ever answered (by the end, no timeout): TA, TB, TE, TF.
     assert_rows(records(frame), [
@@ -759,18 +745,16 @@ def test_whatifs_hand_built_equal_separate_replays(dataset: MakeDataset) -> None
 
 
 def test_whatifs_capture_rate_with_huge_timeout_is_one_and_received_equals_ever_answered(
-        sample: Replayed) -> None:
-    con, webhooks = sample
-    frame = timeout_whatifs(con, webhooks, [1e8])
+        sample: Audit) -> None:
+    frame = timeout_whatifs(sample, [1e8])
     assert (frame.received == frame.ever_answered).all()
     assert (frame.capture_rate == 1.0).all()
     assert (frame.late == 0).all()
 
 
 def test_whatifs_no_recommendation_when_no_candidate_reaches_the_target(
-        timeout_case: Replayed) -> None:
-    con, webhooks = timeout_case
-    frame = timeout_whatifs(con, webhooks, [1, 2], target=0.9)  # nothing answered before 3 s
+        timeout_case: Audit) -> None:
+    frame = timeout_whatifs(timeout_case, [1, 2], target=0.9)  # nothing answered before 3 s
     assert frame.recommended.tolist() == [False, False]
     assert frame.km_captured.tolist() == [0.0, 0.0]
 
@@ -781,8 +765,8 @@ def test_whatifs_only_webhooks_that_wait_and_current_timeout(dataset: MakeDatase
     leads = [lead("X1", "CX1", "wh-x", "X"), lead("Y1", "CY1", "wh-y", "Y"), lead("Z1", "CZ1", "wh-z", "Z")]
     calls = [call("x", "wh-x", "pcid=CX1", at=2), call("y", "wh-y", "pcid=CY1", at=4),
              call("z", "wh-z", "pcid=CZ1", at=6)]
-    webhooks = replayed(con, dataset(hooks, leads, calls))
-    frame = timeout_whatifs(con, webhooks, [10])
+    audit = replayed(con, dataset(hooks, leads, calls))
+    frame = timeout_whatifs(audit, [10])
     assert records(frame[["webhook_id", "current_timeout_s", "matched", "received"]]) == [
         {"webhook_id": "wh-x", "current_timeout_s": 12.5, "matched": 1, "received": 1},
         {"webhook_id": "wh-y", "current_timeout_s": None, "matched": 1, "received": 1},
@@ -793,8 +777,8 @@ def test_whatifs_current_timeout_is_the_latest_versions(dataset: MakeDataset, co
     hooks = [webhook("wh-v", "V", wait=True, timeout_s=90, active_from=ts(50)),
              webhook("wh-v", "V", wait=True, timeout_s=30, active_to=ts(50))]
     leads = [lead("V1", "CV1", "wh-v", "V"), lead("V2", "CV2", "wh-v", "V", at=60)]
-    webhooks = replayed(con, dataset(hooks, leads, [call("v", "wh-v", "pcid=CV2", at=70)]))
-    assert timeout_whatifs(con, webhooks, [10]).current_timeout_s.tolist() == [90.0]
+    audit = replayed(con, dataset(hooks, leads, [call("v", "wh-v", "pcid=CV2", at=70)]))
+    assert timeout_whatifs(audit, [10]).current_timeout_s.tolist() == [90.0]
 
 
 def test_whatifs_recommendation_follows_the_first_callback_even_when_interim(
@@ -805,8 +789,8 @@ def test_whatifs_recommendation_follows_the_first_callback_even_when_interim(
     leads = [lead(f"I{n}", f"CI{n}", "wh-i", "I") for n in range(4)]
     calls = [call(f"i{n}a", "wh-i", f"pcid=CI{n}&status=pending", at=2) for n in range(4)]
     calls += [call(f"i{n}b", "wh-i", f"pcid=CI{n}&status=approved", at=100) for n in range(4)]
-    webhooks = replayed(con, dataset(hooks, leads, calls))
-    frame = timeout_whatifs(con, webhooks, [5, 300], target=0.95)
+    audit = replayed(con, dataset(hooks, leads, calls))
+    frame = timeout_whatifs(audit, [5, 300], target=0.95)
     chosen = frame[frame.recommended]
     assert chosen.timeout_s.tolist() == [5.0]
     assert chosen.capture_rate.tolist() == [0.0]
@@ -821,18 +805,16 @@ def test_whatifs_recommendation_follows_the_first_callback_even_when_interim(
     pytest.param([5], 0.0, "target must be in (0, 1]", id="target-zero"),
     pytest.param([5], 1.5, "target must be in (0, 1]", id="target-above-one"),
 ])
-def test_whatifs_reject_bad_arguments(timeout_case: Replayed,
+def test_whatifs_reject_bad_arguments(timeout_case: Audit,
                                       candidates: list[float], target: float, message: str) -> None:
-    con, webhooks = timeout_case
     with pytest.raises(ValueError) as caught:
-        timeout_whatifs(con, webhooks, candidates, target)
+        timeout_whatifs(timeout_case, candidates, target)
     assert str(caught.value) == message
 
 
-def test_whatifs_reject_an_infinite_candidate(timeout_case: Replayed) -> None:
-    con, webhooks = timeout_case
+def test_whatifs_reject_an_infinite_candidate(timeout_case: Audit) -> None:
     with pytest.raises(ValueError, match="candidate timeouts must be"):
-        timeout_whatifs(con, webhooks, [5, float("inf")])
+        timeout_whatifs(timeout_case, [5, float("inf")])
 
 
 def test_blocking_webhooks_flags_waiting_without_timeout_with_never_answered_leads(
@@ -849,19 +831,18 @@ def test_blocking_webhooks_flags_waiting_without_timeout_with_never_answered_lea
         lead("T1", "CT1", "wh-timeout", "T"), lead("A1", "CA1", "wh-always", "A"), lead("N1", "CN1", "wh-nowait", "N"),
     ]
     calls = [call("b1", "wh-block", "pcid=CB1", at=3), call("a1", "wh-always", "pcid=CA1", at=4)]
-    replayed(con, dataset(hooks, leads, calls), observation_end=moment(100))
+    audit = replayed(con, dataset(hooks, leads, calls), observation_end=moment(100))
     # B2 (created at 20) has waited longest by the end: 80 s.
-    assert records(blocking_webhooks(con)) == [
+    assert records(blocking_webhooks(audit)) == [
         {"webhook_id": "wh-block", "leads": 3, "never_answered": 2, "longest_block_s": 80.0},
     ]
 
 
 def test_blocking_webhooks_on_sample_is_the_webhook_waiting_without_timeout(
-        sample: Replayed) -> None:
-    con, _ = sample
-    frame = blocking_webhooks(con)
+        sample: Audit) -> None:
+    frame = blocking_webhooks(sample)
     assert frame.webhook_id.tolist() == ["wh-refco"]  # the only one that waits without a timeout
-    never = con.execute("""SELECT count(*) FROM lead_outcomes
+    never = sample.con.execute("""SELECT count(*) FROM lead_outcomes
                            WHERE webhook_id = 'wh-refco' AND first_callback_s IS NULL""").fetchone()
     assert frame.never_answered.tolist() == [never[0]]  # type: ignore[index]
 
@@ -912,14 +893,13 @@ PAIRING_CALLBACKS = [
 
 
 @pytest.fixture(scope="module")
-def pairing_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
-    for con in module_case(tmp_path_factory, "pairing", PAIRING_WEBHOOKS, PAIRING_LEADS, PAIRING_CALLBACKS):
-        yield con, parse_webhooks(PAIRING_WEBHOOKS, source="webhooks.json")
+def pairing_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audit]:
+    yield from module_case(tmp_path_factory, "pairing", PAIRING_WEBHOOKS, PAIRING_LEADS, PAIRING_CALLBACKS)
 
 
 def test_pairing_outcomes_of_the_hand_built_dataset_are_as_designed(
-        pairing_case: Replayed) -> None:
-    outcomes = dict(pairing_case[0].execute("SELECT request_id, outcome FROM callback_outcomes").fetchall())
+        pairing_case: Audit) -> None:
+    outcomes = dict(pairing_case.con.execute("SELECT request_id, outcome FROM callback_outcomes").fetchall())
     assert outcomes == {
         "p1": "matched", "p2": "no_identifiers", "p3": "no_identifiers", "p4": "matched", "p5": "wrong_webhook",
         "p6": "matched", "p7": "not_found", "p8": "no_identifiers", "h1": "matched",
@@ -936,9 +916,8 @@ def validation_row(location: str, identifier: str, source: str, callbacks: int, 
 
 
 def test_pairing_validation_rows_for_a_webhook_with_a_pairing_rule(
-        pairing_case: Replayed) -> None:
-    con, webhooks = pairing_case
-    frame = pairing_validation(con, webhooks)
+        pairing_case: Audit) -> None:
+    frame = pairing_validation(pairing_case)
     assert list(frame.columns) == ["webhook_id", "identifier", "location", "source", "callbacks", "present",
                                    "resolves_here", "resolves_elsewhere", "precision"]
     rows = records(frame[frame.webhook_id == "wh-p"])
@@ -961,9 +940,8 @@ def test_pairing_validation_rows_for_a_webhook_with_a_pairing_rule(
 
 
 def test_pairing_validation_configured_header_location_is_read_ignoring_case(
-        pairing_case: Replayed) -> None:
-    con, webhooks = pairing_case
-    frame = pairing_validation(con, webhooks)
+        pairing_case: Audit) -> None:
+    frame = pairing_validation(pairing_case)
     rows = records(frame[(frame.webhook_id == "wh-h") & (frame.identifier == "conversion_id")])
     assert_rows(rows, [
         validation_row("header.x-ref", "conversion_id", "pairing", 1, present=1, here=1),
@@ -974,9 +952,8 @@ def test_pairing_validation_configured_header_location_is_read_ignoring_case(
 
 
 def test_discover_locations_finds_unmapped_keys_headers_and_array_paths(
-        pairing_case: Replayed) -> None:
-    con, webhooks = pairing_case
-    frame = discover_locations(con, webhooks)
+        pairing_case: Audit) -> None:
+    frame = discover_locations(pairing_case)
     assert list(frame.columns) == ["webhook_id", "identifier", "location", "support", "present", "precision",
                                    "configured_as", "unmapped"]
     rows = records(frame[frame.webhook_id == "wh-p"])
@@ -996,18 +973,16 @@ def test_discover_locations_finds_unmapped_keys_headers_and_array_paths(
     ]
 
 
-def test_discover_locations_min_support(pairing_case: Replayed) -> None:
-    con, webhooks = pairing_case
-    assert discover_locations(con, webhooks, min_support=2).empty
+def test_discover_locations_min_support(pairing_case: Audit) -> None:
+    assert discover_locations(pairing_case, min_support=2).empty
 
 
 NEAR_MISS_ORDER = ["trim", "case_fold", "url_decode", "leading_zeros", "numeric", "unmapped_location"]
 
 
 def test_near_misses_each_transform_rescues_exactly_its_own_case(
-        pairing_case: Replayed) -> None:
-    con, webhooks = pairing_case
-    frame = near_misses(con, webhooks)
+        pairing_case: Audit) -> None:
+    frame = near_misses(pairing_case)
     assert list(frame.columns) == ["webhook_id", "transform", "not_found", "no_identifiers", "rescued",
                                    "rescued_share"]
     rows = records(frame[frame.webhook_id == "wh-n"])
@@ -1027,17 +1002,16 @@ def test_near_misses_each_transform_rescues_exactly_its_own_case(
 def test_near_misses_only_one_transform_rescues_each_case(
         dataset: MakeDataset, con: duckdb.DuckDBPyConnection, request_id: str, transform: str) -> None:
     calls = [c for c in PAIRING_CALLBACKS if c["request_id"] == request_id]
-    webhooks = replayed(con, dataset(PAIRING_WEBHOOKS, PAIRING_LEADS, calls))
-    frame = near_misses(con, webhooks)
+    audit = replayed(con, dataset(PAIRING_WEBHOOKS, PAIRING_LEADS, calls))
+    frame = near_misses(audit)
     rescued = frame[frame.rescued > 0]
     assert rescued["transform"].tolist() == [transform]
     assert rescued["rescued"].tolist() == [1]
 
 
 def test_near_misses_on_a_webhook_with_unmapped_locations(
-        pairing_case: Replayed) -> None:
-    con, webhooks = pairing_case
-    frame = near_misses(con, webhooks)
+        pairing_case: Audit) -> None:
+    frame = near_misses(pairing_case)
     rows = records(frame[frame.webhook_id == "wh-p"])
     # p7 (E600) is not_found and nothing rescues it; p2, p3 and p8 carry a conversion ID where nothing reads it.
     assert_rows(rows, [{"transform": t, "not_found": 1, "no_identifiers": 3,
@@ -1051,9 +1025,9 @@ def test_near_misses_external_id_with_a_wrong_advertiser_is_not_rescued(dataset:
                                                                         con: duckdb.DuckDBPyConnection) -> None:
     hooks = [webhook("wh-e", "E", wait=True)]
     leads = [lead("E1", "CE1", "wh-e", "E", external_id="X9")]
-    webhooks = replayed(con, dataset(hooks, leads, [call("e", "wh-e", "external_id=X9&advertiser_id=OTHER", at=5)]))
+    audit = replayed(con, dataset(hooks, leads, [call("e", "wh-e", "external_id=X9&advertiser_id=OTHER", at=5)]))
     assert con.execute("SELECT outcome FROM callback_outcomes").fetchall() == [("not_found",)]
-    frame = near_misses(con, webhooks)
+    frame = near_misses(audit)
     assert frame["rescued"].tolist() == [0] * len(NEAR_MISS_ORDER)
 
 
@@ -1082,12 +1056,12 @@ TIMELINE_CALLBACKS = [
 
 
 @pytest.fixture(scope="module")
-def timeline_con(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+def timeline_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audit]:
     yield from module_case(tmp_path_factory, "timeline", TIMELINE_WEBHOOKS, TIMELINE_LEADS, TIMELINE_CALLBACKS)
 
 
-def test_timeline_events_in_order(timeline_con: duckdb.DuckDBPyConnection) -> None:
-    frame = lead_timeline(timeline_con, "TL1")
+def test_timeline_events_in_order(timeline_audit: Audit) -> None:
+    frame = lead_timeline(timeline_audit, "TL1")
     assert list(frame.columns) == ["time", "event", "outcome", "status_code", "recorded_status", "request_id",
                                    "method", "url", "headers", "body", "detail"]
     got = [(r["time"], r["event"], r["outcome"], r["status_code"], r["recorded_status"], r["request_id"],
@@ -1107,17 +1081,17 @@ def test_timeline_events_in_order(timeline_con: duckdb.DuckDBPyConnection) -> No
     assert frame.method[frame.request_id == "m"].tolist() == ["POST"]
 
 
-def test_timeline_received_state_stands_where_the_wait_finished(timeline_con: duckdb.DuckDBPyConnection) -> None:
+def test_timeline_received_state_stands_where_the_wait_finished(timeline_audit: Audit) -> None:
     """W1: the state event of a received lead is placed at finished_at, right after the matched callback."""
-    frame = lead_timeline(timeline_con, "TL1")
+    frame = lead_timeline(timeline_audit, "TL1")
     events = list(zip(frame.event, frame.outcome, strict=True))
     received = events.index(("received", None))
     assert events[received - 1] == ("callback", "matched")
     assert frame.time.iloc[received] == moment(5)
 
 
-def test_timeline_timed_out_lead(timeline_con: duckdb.DuckDBPyConnection) -> None:
-    frame = lead_timeline(timeline_con, "TL2")
+def test_timeline_timed_out_lead(timeline_audit: Audit) -> None:
+    frame = lead_timeline(timeline_audit, "TL2")
     got = [(r["time"], r["event"], r["outcome"], r["detail"]) for r in records(frame)]
     assert got == [
         (moment(0), "created", None, "waiting webhook CT2 on wh-tl"),
@@ -1127,9 +1101,9 @@ def test_timeline_timed_out_lead(timeline_con: duckdb.DuckDBPyConnection) -> Non
     ]
 
 
-def test_timeline_by_conversion_id_equals_by_lead_id(timeline_con: duckdb.DuckDBPyConnection) -> None:
-    pd.testing.assert_frame_equal(lead_timeline(timeline_con, "CT1"), lead_timeline(timeline_con, "TL1"))
-    assert lead_timeline(timeline_con, "CD2").detail.iloc[0] == "waiting webhook CD2 on wh-other"
+def test_timeline_by_conversion_id_equals_by_lead_id(timeline_audit: Audit) -> None:
+    pd.testing.assert_frame_equal(lead_timeline(timeline_audit, "CT1"), lead_timeline(timeline_audit, "TL1"))
+    assert lead_timeline(timeline_audit, "CD2").detail.iloc[0] == "waiting webhook CD2 on wh-other"
 
 
 @pytest.mark.parametrize(("lead_key", "message"), [
@@ -1138,9 +1112,9 @@ def test_timeline_by_conversion_id_equals_by_lead_id(timeline_con: duckdb.DuckDB
     pytest.param("DUP", "'DUP' names 2 waiting webhooks (one lead sent to several webhooks); give its conversion_id",
                  id="lead-on-two-webhooks"),
 ])
-def test_timeline_error_text(timeline_con: duckdb.DuckDBPyConnection, lead_key: str, message: str) -> None:
+def test_timeline_error_text(timeline_audit: Audit, lead_key: str, message: str) -> None:
     with pytest.raises(ReplayError) as caught:
-        lead_timeline(timeline_con, lead_key)
+        lead_timeline(timeline_audit, lead_key)
     assert str(caught.value) == message
 
 
@@ -1208,49 +1182,49 @@ def outcome_count(con: duckdb.DuckDBPyConnection, where: str) -> int:
     pytest.param("copy-paste", "webhook_id = 'wh-retry' AND outcome = 'wrong_webhook'", id="wrong-webhook"),
     pytest.param("retry-duplicates", "webhook_id = 'wh-retry' AND outcome = 'duplicate'", id="wh-retry-duplicate"),
 ])
-def test_generate_profile_behaviour_shows_after_replay(sample: Replayed,
+def test_generate_profile_behaviour_shows_after_replay(sample: Audit,
                                                        behaviour: str, where: str) -> None:
-    assert outcome_count(sample[0], where) > 0, behaviour
+    assert outcome_count(sample.con, where) > 0, behaviour
 
 
-def test_generate_slowbank_gap_has_only_unknown_tokens(sample: Replayed) -> None:
-    outcomes = {o for (o,) in sample[0].execute("""
+def test_generate_slowbank_gap_has_only_unknown_tokens(sample: Audit) -> None:
+    outcomes = {o for (o,) in sample.con.execute("""
         SELECT DISTINCT outcome FROM callback_outcomes
         WHERE token = 'wh-slowbank' AND received_at >= '2026-11-05T12:00:00Z'
           AND received_at < '2026-11-05T12:30:00Z'""").fetchall()}
     assert outcomes == {"unknown_token"}
 
 
-def test_generate_retry_has_duplicate_storms(sample: Replayed) -> None:
-    (storms,) = sample[0].execute("""
+def test_generate_retry_has_duplicate_storms(sample: Audit) -> None:
+    (storms,) = sample.con.execute("""
         SELECT count(*) FROM (SELECT lead_id FROM callback_outcomes
                               WHERE webhook_id = 'wh-retry' AND outcome IN ('duplicate', 'late')
                               GROUP BY lead_id HAVING count(*) >= 3)""").fetchone()  # type: ignore[misc]
     assert storms > 0
 
 
-def test_generate_nightly_does_not_wait(sample: Replayed) -> None:
-    states = {s for (s,) in sample[0].execute(
+def test_generate_nightly_does_not_wait(sample: Audit) -> None:
+    states = {s for (s,) in sample.con.execute(
         "SELECT DISTINCT state FROM lead_outcomes WHERE webhook_id = 'wh-nightly'").fetchall()}
     assert "timed_out" not in states
-    assert outcome_count(sample[0], "webhook_id = 'wh-nightly' AND outcome = 'late'") == 0
+    assert outcome_count(sample.con, "webhook_id = 'wh-nightly' AND outcome = 'late'") == 0
 
 
-def test_generate_extonly_not_found_rescued_by_near_misses(sample: Replayed) -> None:
-    frame = near_misses(*sample).set_index(["webhook_id", "transform"])
+def test_generate_extonly_not_found_rescued_by_near_misses(sample: Audit) -> None:
+    frame = near_misses(sample).set_index(["webhook_id", "transform"])
     for transform in ("trim", "case_fold", "leading_zeros"):
         assert int(frame.loc[("wh-extonly", transform), "rescued"]) > 0, transform  # type: ignore[arg-type]
 
 
 def test_generate_refco_unmapped_reference_key_is_discovered(
-        sample: Replayed) -> None:
-    found = discover_locations(*sample)
+        sample: Audit) -> None:
+    found = discover_locations(sample)
     flagged = found[found.unmapped & (found.webhook_id == "wh-refco")]
     assert flagged.location.tolist() == ["json.data.reference"]
 
 
-def test_generate_disagreements_are_the_planted_incidents(sample: Replayed) -> None:
-    frame = disagreements(sample[0])
+def test_generate_disagreements_are_the_planted_incidents(sample: Audit) -> None:
+    frame = disagreements(sample)
     duplicate_day = (frame.received_at >= pd.Timestamp("2026-11-06", tz="UTC")) & \
         (frame.received_at < pd.Timestamp("2026-11-07", tz="UTC"))
     bug = duplicate_day & (frame.outcome == "duplicate") & (frame.recorded_status == 200) & (frame.model_status == 404)

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
-from webhook_core import WebhookVersions, connect, load_dataset, replay
+from webhook_core import Audit, open_audit
 from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
 from webhook_core.analysis.rates import rates
 from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve
@@ -75,13 +75,10 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def small_library(small: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, WebhookVersions]]:
+def small_library(small: Path) -> Iterator[Audit]:
     """The same dataset replayed in-process: what the commands' files must equal."""
-    con = connect()
-    loaded = load_dataset(con, small)
-    replay(con, loaded.webhooks)
-    yield con, loaded.webhooks
-    con.close()
+    with open_audit(small) as audit:
+        yield audit
 
 
 def invoke(*args: str | Path) -> Result:
@@ -216,13 +213,13 @@ def test_summary_per_day(small: Path) -> None:
     pytest.param((), "webhook_id", False, id="by-webhook"),
     pytest.param(("--by", "advertiser", "--per-day"), "advertiser_id", True, id="by-advertiser-per-day"),
 ])
-def test_summary_out_csv_equals_rates(small: Path, small_library: tuple[duckdb.DuckDBPyConnection, Any],
+def test_summary_out_csv_equals_rates(small: Path, small_library: Audit,
                                       tmp_path: Path, options: tuple[str, ...], by: str, per_day: bool) -> None:
     out = tmp_path / "x.csv"
     result = invoke("summary", small, *options, "--out", out)
     assert result.exit_code == 0, result.output
     assert lines(result.stdout)[-1] == f"wrote {out}"
-    expected = rates(small_library[0], by=by, per_day=per_day)  # type: ignore[arg-type]
+    expected = rates(small_library, by=by, per_day=per_day)  # type: ignore[arg-type]
     written = read_file(out)
     if per_day:
         written["day"] = pd.to_datetime(written["day"])
@@ -244,8 +241,7 @@ def test_summary_on_sample_reports_the_disagreements(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- wait-times
 
 
-def test_wait_times_out_parquet_columns_and_values(small: Path, small_library: tuple[duckdb.DuckDBPyConnection, Any],
-                                                   tmp_path: Path) -> None:
+def test_wait_times_out_parquet_columns_and_values(small: Path, small_library: Audit, tmp_path: Path) -> None:
     out = tmp_path / "x.parquet"
     result = invoke("wait-times", small, "--out", out)
     assert result.exit_code == 0, result.output
@@ -256,7 +252,7 @@ def test_wait_times_out_parquet_columns_and_values(small: Path, small_library: t
     written = read_file(out)
     assert list(written.columns) == ["webhook_id", "t_s", "at_risk", "events", "captured", "ci_low", "ci_high"]
     assert tuple(written.columns) == CURVE_COLUMNS
-    assert_same_table(written, capture_curve(small_library[0]))
+    assert_same_table(written, capture_curve(small_library))
 
 
 def test_wait_times_at_risk_is_an_integer_column(small: Path, tmp_path: Path) -> None:
@@ -270,14 +266,11 @@ def test_wait_times_at_risk_is_an_integer_column(small: Path, tmp_path: Path) ->
 # --------------------------------------------------------------------------- timeouts
 
 
-def test_timeouts_out_csv_equals_timeout_whatifs(small: Path, small_library: tuple[duckdb.DuckDBPyConnection,
-                                                                                   WebhookVersions],
-                                                 tmp_path: Path) -> None:
+def test_timeouts_out_csv_equals_timeout_whatifs(small: Path, small_library: Audit, tmp_path: Path) -> None:
     out = tmp_path / "x.csv"
     result = invoke("timeouts", small, "--out", out, "--candidates", "5,30", "--target", "0.9")
     assert result.exit_code == 0, result.output
-    con, webhooks = small_library
-    expected = timeout_whatifs(con, webhooks, [5, 30], 0.9)
+    expected = timeout_whatifs(small_library, [5, 30], 0.9)
     assert_same_table(read_file(out), expected)
     printed = lines(result.stdout)
     assert "Recommended timeouts (target 90% of the answers that come)" in printed
@@ -294,11 +287,8 @@ def test_timeouts_on_sample_out_parquet_equals_timeout_whatifs(tmp_path: Path) -
     out = tmp_path / "t.parquet"
     result = invoke("timeouts", SAMPLE, "--out", out, "--candidates", "10,60,300")
     assert result.exit_code == 0, result.output
-    con = connect()
-    loaded = load_dataset(con, SAMPLE)
-    replay(con, loaded.webhooks)
-    expected = timeout_whatifs(con, loaded.webhooks, [10, 60, 300])
-    con.close()
+    with open_audit(SAMPLE) as audit:
+        expected = timeout_whatifs(audit, [10, 60, 300])
     assert_same_table(read_file(out), expected)
     rows = {r[0]: r for r in cells(result.stdout) if r[0].startswith("wh-")}
     assert rows["wh-fastpay"][:3] == ["wh-fastpay", "30.0 s", "60.0 s"]
@@ -330,9 +320,7 @@ def test_timeouts_target_outside_zero_one_is_a_usage_error(small: Path, tmp_path
 # --------------------------------------------------------------------------- pairing
 
 
-def test_pairing_out_parquet_writes_three_files(small: Path, small_library: tuple[duckdb.DuckDBPyConnection,
-                                                                                 WebhookVersions],
-                                                tmp_path: Path) -> None:
+def test_pairing_out_parquet_writes_three_files(small: Path, small_library: Audit, tmp_path: Path) -> None:
     out = tmp_path / "pairs" / "x.parquet"
     result = invoke("pairing", small, "--out", out)
     assert result.exit_code == 0, result.output
@@ -340,10 +328,9 @@ def test_pairing_out_parquet_writes_three_files(small: Path, small_library: tupl
     misses = tmp_path / "pairs" / "x.near_misses.parquet"
     assert sorted(p.name for p in out.parent.iterdir()) == ["x.discovered.parquet", "x.near_misses.parquet",
                                                            "x.parquet"]
-    con, webhooks = small_library
-    assert_same_table(read_file(out), pairing_validation(con, webhooks))
-    assert_same_table(read_file(discovered), discover_locations(con, webhooks))
-    assert_same_table(read_file(misses), near_misses(con, webhooks))
+    assert_same_table(read_file(out), pairing_validation(small_library))
+    assert_same_table(read_file(discovered), discover_locations(small_library))
+    assert_same_table(read_file(misses), near_misses(small_library))
     printed = lines(result.stdout)
     assert ("proposal: wh-b carries conversion_id in json.ref (1 callbacks, precision 100.0%), which no pairing "
             "rule reads") in printed

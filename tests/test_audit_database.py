@@ -2,7 +2,9 @@
 
 Every analysis command run on the database must print and write exactly what it prints and writes run on
 the dataset folder (less the load report, which only a load prints), without changing the file; the
-database's mistakes (not one, another schema version, locked by a writer) are one line each.
+database's mistakes (not one, another schema version, locked by a writer) are one line each. The database
+holds exactly the tables and views ``webhook_core.audit.schema`` names, and the analyses name them only
+through it.
 """
 
 from __future__ import annotations
@@ -14,19 +16,22 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
+import webhook_core.analysis
+from webhook_core.analysis.pairing import near_misses, pairing_validation
 from webhook_core.audit.audit import open_audit
 from webhook_core.audit.replay import CALLBACK_COLUMNS, CALLBACK_ORDER
-from webhook_core.audit.schema import SCHEMA_VERSION
+from webhook_core.audit.schema import SCHEMA_VERSION, STORED
 from webhook_core.cli import cli
 from webhook_core.rules.settings import load_webhooks
 from webhook_core.synth.generate import generate
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LOAD_REPORT = re.compile(r"^\S+: read [\d,]+ = loaded [\d,]+ \+ quarantined [\d,]+$")
-HOW_TO_WRITE = "write one with: webhook-audit replay DATASET --out DIR --database FILE"
+HOW_TO_WRITE = "write one with: webhook-audit replay DATASET --database FILE"
 
 
 def run(*args: object) -> Result:
@@ -68,6 +73,18 @@ def test_replay_writes_the_schema_version_and_the_runs_facts(audited: tuple[Path
     assert meta["observation_end"] == latest[0].isoformat()
     assert meta["timeouts"] == "{}"
     assert {"created_at", "package_version"} <= set(meta)
+
+
+def test_the_schema_module_names_every_table_and_view(audited: tuple[Path, Path]) -> None:
+    _, database = audited
+    with duckdb.connect(str(database), read_only=True) as con:
+        held = con.execute("""
+            SELECT table_name, 'table' FROM duckdb_tables() WHERE NOT internal AND schema_name = 'main'
+            UNION ALL
+            SELECT view_name, 'view' FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'
+            ORDER BY 1, 2
+        """).fetchall()
+    assert held == sorted(STORED.items())
 
 
 def _lead_with_callbacks(database: Path) -> str:
@@ -118,6 +135,23 @@ def test_two_read_only_opens_at_once(audited: tuple[Path, Path]) -> None:
         second.con.close()
 
 
+def test_two_audits_of_one_database_answer_pairing_at_once(audited: tuple[Path, Path]) -> None:
+    """Pairing's table of request values is a temporary table: one per connection, beside a read-only file,
+    built once per audit and read by each of its reports."""
+    folder, database = audited
+    with open_audit(folder) as loaded:
+        expected = pairing_validation(loaded), near_misses(loaded)
+    assert not expected[0].empty and not expected[1].empty
+    with open_audit(database) as first:
+        validation = pairing_validation(first)
+        pd.testing.assert_frame_equal(near_misses(first), expected[1])
+        with open_audit(database) as second:
+            pd.testing.assert_frame_equal(near_misses(second), expected[1])
+            pd.testing.assert_frame_equal(pairing_validation(second), expected[0])
+            pd.testing.assert_frame_equal(pairing_validation(first), expected[0])
+    pd.testing.assert_frame_equal(validation, expected[0])
+
+
 def test_a_folder_and_its_database_open_alike(audited: tuple[Path, Path]) -> None:
     folder, database = audited
     loaded, stored = open_audit(folder), open_audit(database)
@@ -166,8 +200,8 @@ def test_a_file_that_is_not_a_duckdb_database(tmp_path: Path) -> None:
     result = run("summary", bogus)
     assert result.exit_code == 1
     assert result.stderr == (f"Error: {bogus}: not a dataset folder nor an audit database (not a DuckDB file); "
-                             "give the dataset folder, or write an audit database with: webhook-audit replay "
-                             "DATASET --out DIR --database FILE\n")
+                             "give the dataset folder, or write one with: webhook-audit replay DATASET "
+                             "--database FILE\n")
 
 
 def test_a_duckdb_file_without_audit_meta(tmp_path: Path) -> None:
@@ -221,3 +255,21 @@ def test_a_database_open_for_writing(audited: tuple[Path, Path], tmp_path: Path)
     assert result.exit_code == 1
     assert result.stderr == (f"Error: {busy}: the audit database is open for writing by another process; "
                              "wait for it to finish\n")
+
+
+def literal_table_names(source: str) -> set[str]:
+    """The stored tables and views, and the replay's own temporary ``replay_leads``, that ``source`` reads
+    in SQL by a literal name."""
+    return {name for name in (*STORED, "replay_leads")
+            if re.search(rf"\b(FROM|JOIN)\s+{re.escape(name)}\b", source, re.IGNORECASE)}
+
+
+def test_no_analysis_names_a_table_by_a_literal() -> None:
+    """The analyses read the audit's tables by the names of webhook_core.audit.schema, where a table's name
+    lives, and never the replay's temporary ``replay_leads``, which an opened database does not hold."""
+    assert literal_table_names("FROM callback_outcomes o\n  join replay_leads l") == {"callback_outcomes",
+                                                                                     "replay_leads"}
+    modules = sorted(Path(webhook_core.analysis.__file__).parent.glob("*.py"))
+    assert "rates.py" in [m.name for m in modules]
+    named = {m.name: literal_table_names(m.read_text(encoding="utf-8")) for m in modules}
+    assert {module: names for module, names in named.items() if names} == {}

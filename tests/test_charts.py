@@ -21,12 +21,9 @@ from datasets import write_dataset
 
 
 @pytest.fixture(scope="module")
-def sample() -> Iterator[tuple[duckdb.DuckDBPyConnection, wc.Dataset]]:
-    con = wc.connect()
-    loaded = wc.load_dataset(con, "data/sample")
-    wc.replay(con, loaded.webhooks)
-    yield con, loaded
-    con.close()
+def sample() -> Iterator[wc.Audit]:
+    with wc.open_audit("data/sample") as audit:
+        yield audit
 
 
 def _encodings(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -48,23 +45,25 @@ def _titles(spec: dict[str, Any]) -> set[str]:
             if isinstance(channel, dict) and isinstance(channel.get("title"), str)}
 
 
-def build_all(con: duckdb.DuckDBPyConnection, loaded: wc.Dataset) -> dict[str, alt.TopLevelMixin]:
-    result = wc.replay(con, loaded.webhooks)
+def build_all(con: duckdb.DuckDBPyConnection, webhooks: wc.WebhookVersions,
+              source: Path) -> dict[str, alt.TopLevelMixin]:
+    result = wc.replay(con, webhooks)
+    audit = wc.Audit(con, webhooks, result.observation_end or None, source, read_only=False)
     return {
         "outcome": charts.outcome_chart(result.outcome_counts()),
-        "rates": charts.rates_chart(rates(con)),
-        "reasons": charts.reasons_chart(rates(con)),
-        "daily": charts.daily_rates_chart(rates(con, per_day=True)),
-        "disagreement": charts.disagreement_chart(disagreements(con)),
-        "km": charts.km_chart(capture_curve(con)),
-        "tradeoff": charts.timeout_tradeoff_chart(timeout_whatifs(con, loaded.webhooks)),
-        "discovery": charts.discovery_chart(discover_locations(con, loaded.webhooks)),
-        "near_miss": charts.near_miss_chart(near_misses(con, loaded.webhooks)),
+        "rates": charts.rates_chart(rates(audit)),
+        "reasons": charts.reasons_chart(rates(audit)),
+        "daily": charts.daily_rates_chart(rates(audit, per_day=True)),
+        "disagreement": charts.disagreement_chart(disagreements(audit)),
+        "km": charts.km_chart(capture_curve(audit)),
+        "tradeoff": charts.timeout_tradeoff_chart(timeout_whatifs(audit)),
+        "discovery": charts.discovery_chart(discover_locations(audit)),
+        "near_miss": charts.near_miss_chart(near_misses(audit)),
     }
 
 
-def test_every_chart_has_a_title_and_axis_titles_with_units(sample: Any) -> None:
-    for name, chart in build_all(*sample).items():
+def test_every_chart_has_a_title_and_axis_titles_with_units(sample: wc.Audit) -> None:
+    for name, chart in build_all(sample.con, sample.webhooks, sample.source).items():
         spec = chart.to_dict()
         assert spec.get("title"), name
         titles = _titles(spec)
@@ -75,8 +74,8 @@ def test_every_chart_has_a_title_and_axis_titles_with_units(sample: Any) -> None
                     assert encoding[channel].get("title"), f"{name}: {channel} has no title"
 
 
-def test_km_chart_draws_the_band_and_a_log_time_axis(sample: Any) -> None:
-    spec = charts.km_chart(capture_curve(sample[0])).to_dict()
+def test_km_chart_draws_the_band_and_a_log_time_axis(sample: wc.Audit) -> None:
+    spec = charts.km_chart(capture_curve(sample)).to_dict()
     layers = spec["layer"]
     assert [layer["mark"]["type"] for layer in layers] == ["area", "line"]
     band = layers[0]["encoding"]
@@ -86,17 +85,16 @@ def test_km_chart_draws_the_band_and_a_log_time_axis(sample: Any) -> None:
     assert "(s, log scale)" in x["title"]
 
 
-def test_outcome_chart_uses_one_colour_per_outcome_in_rule_order(sample: Any) -> None:
-    counts = wc.replay(sample[0], sample[1].webhooks).outcome_counts()
+def test_outcome_chart_uses_one_colour_per_outcome_in_rule_order(sample: wc.Audit) -> None:
+    counts = wc.replay(sample.con, sample.webhooks).outcome_counts()
     spec = charts.outcome_chart(counts).to_dict()
     color = spec["encoding"]["color"]
     assert color["scale"]["domain"] == [o.value for o in wc.Outcome]
     assert color["scale"]["range"] == [charts.OUTCOME_COLORS[o.value] for o in wc.Outcome]
 
 
-def test_tradeoff_chart_marks_current_and_recommended(sample: Any) -> None:
-    con, loaded = sample
-    whatifs = timeout_whatifs(con, loaded.webhooks, [5, 30, 60, 900])
+def test_tradeoff_chart_marks_current_and_recommended(sample: wc.Audit) -> None:
+    whatifs = timeout_whatifs(sample, [5, 30, 60, 900])
     chart = charts.timeout_tradeoff_chart(whatifs)
     data = chart.data
     marks = dict(zip(zip(data.webhook_id, data.timeout_s, strict=True), data["mark"], strict=True))
@@ -146,9 +144,8 @@ def test_km_chart_starts_each_curve_at_zero_so_a_single_step_shows() -> None:
     assert line["encoding"]["order"]["field"] == "step"
 
 
-def test_tradeoff_chart_leaves_out_webhooks_never_answered(sample: Any) -> None:
-    con, loaded = sample
-    whatifs = timeout_whatifs(con, loaded.webhooks, [5, 30])
+def test_tradeoff_chart_leaves_out_webhooks_never_answered(sample: wc.Audit) -> None:
+    whatifs = timeout_whatifs(sample, [5, 30])
     silent = whatifs[whatifs.webhook_id == "wh-fastpay"].assign(webhook_id="wh-silent", ever_answered=0,
                                                                  capture_rate=float("nan"))
     import pandas as pd
@@ -167,7 +164,7 @@ def test_every_chart_builds_from_empty_tables(tmp_path: Path) -> None:
                              "response_status": 404}])
     con = wc.connect()
     loaded = wc.load_dataset(con, folder)
-    built = build_all(con, loaded)
+    built = build_all(con, loaded.webhooks, folder)
     assert len(built["km"].data) == len(built["tradeoff"].data) == 0
     for name, chart in built.items():
         assert chart.to_dict()["$schema"], name

@@ -359,6 +359,27 @@ def test_missing_dataset(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_replay_needs_out_or_database(audit_dataset: Path) -> None:
+    assert_usage_error(invoke("replay", audit_dataset), "give --out DIR for the outcome files, --database FILE for "
+                                                         "an audit database, or both")
+
+
+def test_replay_database_alone_writes_the_audit_database_and_no_files(audit_dataset: Path, tmp_path: Path) -> None:
+    database = tmp_path / "audit.duckdb"
+    result = invoke("replay", audit_dataset, "--database", database)
+    assert result.exit_code == 0, result.output
+    assert lines(result.stdout)[-1] == f"wrote {database}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.duckdb", "dataset"]
+    assert invoke("summary", database).exit_code == 0
+
+
+def test_analysis_command_on_a_missing_path_names_both_things_it_takes(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    assert_user_error(invoke("summary", missing),
+                      f"{missing}: no such folder or file; give a dataset folder (webhooks.json, dispatches.*, "
+                      "callbacks.*) or an audit database (webhook-audit replay DATASET --database FILE)")
+
+
 def test_missing_webhooks_json(audit_dataset: Path, tmp_path: Path) -> None:
     (audit_dataset / "webhooks.json").unlink()
     result = invoke("replay", audit_dataset, "--out", tmp_path / "out", "--timeout", "wh-a=5")
@@ -512,10 +533,6 @@ def test_bad_option_value_is_a_usage_error(audit_dataset: Path, tmp_path: Path, 
     result = invoke("replay", audit_dataset, "--out", tmp_path / "out", option, value)
     assert_usage_error(result, message)
     assert not (tmp_path / "out").exists()
-
-
-def test_missing_out_option(audit_dataset: Path) -> None:
-    assert_usage_error(invoke("replay", audit_dataset), "Missing option '--out'.")
 
 
 @pytest.mark.parametrize("options", [

@@ -32,7 +32,7 @@ import pytest
 import respx
 from click.testing import CliRunner
 
-from webhook_core import NOT_FOUND_BODY, connect, load_dataset, replay
+from webhook_core import NOT_FOUND_BODY, connect, load_dataset, open_audit
 from webhook_core.analysis.rates import rates
 from webhook_core.cli import cli
 from webhook_core.domain import OK_BODY, REASONS_404
@@ -624,13 +624,8 @@ def test_the_capture_log_replays_to_the_receivers_answers_refusals_included(refu
 
 
 def test_the_summary_counts_only_judged_callbacks_in_rates_and_agreement(refusals: Refusals) -> None:
-    con = connect()
-    try:
-        loaded = load_dataset(con, refusals.folder)
-        replay(con, loaded.webhooks)
-        overall = rates(con).set_index("webhook_id").loc["(all)"]
-    finally:
-        con.close()
+    with open_audit(refusals.folder) as audit:
+        overall = rates(audit).set_index("webhook_id").loc["(all)"]
     judged = [row for row in REFUSALS_SCRIPT if row[5] != "refused"]
     assert (overall.callbacks, overall.recorded, overall.agree, overall.disagree) == (
         len(judged), len(judged), len(judged), 0)

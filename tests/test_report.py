@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,8 +194,40 @@ def test_report_on_a_missing_dataset_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["report", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        f"Error: {tmp_path / 'nope'}: not a folder; a dataset is a folder with webhooks.json, dispatches.* "
-        "and callbacks.*")
+        f"Error: {tmp_path / 'nope'}: no such folder or file; give a dataset folder (webhooks.json, dispatches.*, "
+        "callbacks.*) or an audit database (webhook-audit replay DATASET --database FILE)")
+
+
+def test_report_whose_audit_database_another_process_holds_is_one_line(tmp_path: Path) -> None:
+    """A notebook still open on an earlier report's database holds its lock: say so, do not trace back."""
+    out = tmp_path / "out"
+    out.mkdir()
+    held = out / build.AUDIT_DATABASE
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('open', flush=True); "
+                               "sys.stdin.read()", str(held)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        result = CliRunner().invoke(cli, ["report", str(SAMPLE), "--out", str(out)])
+    finally:
+        holder.communicate("", timeout=30)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {held.resolve()}: the report's audit database is open in another process (a notebook or command "
+        "reading an earlier report); close it, or give another --out")
+    assert "Traceback" not in result.output
+
+
+def test_report_memory_limit_reaches_the_replay_and_every_notebook(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["report", str(SAMPLE), "--out", str(tmp_path), "--memory-limit", "1GiB",
+                                      "--temp-dir", str(tmp_path / "spill")])
+    assert result.exit_code == 0, result.output
+    for executed in (tmp_path / "executed").glob("*.ipynb"):
+        injected = _injected(executed)
+        # DuckDB gets its share of the process's budget, as in replay --memory-limit.
+        assert 'MEMORY_LIMIT = "819MiB"' in injected, executed.name
+        assert f"TEMP_DIRECTORY = {json.dumps(str((tmp_path / 'spill').resolve()))}" in injected, executed.name
 
 
 def _at(seconds: float) -> str:

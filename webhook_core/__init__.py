@@ -15,6 +15,7 @@ from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve, wait_su
 from webhook_core.analysis.timeline import lead_timeline
 from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
 from webhook_core.audit.audit import Audit, open_audit
+from webhook_core.audit.database import write_audit_database
 from webhook_core.audit.online import callbacks_from_table, matcher_from_tables
 from webhook_core.audit.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, ReplayResult, replay
 from webhook_core.domain import NOT_FOUND_BODY, OK_BODY, REASONS_404, LeadState, MatchedBy, Outcome
@@ -103,4 +104,5 @@ __all__ = [
     "timeout_whatifs",
     "token_of",
     "wait_summary",
+    "write_audit_database",
 ]

@@ -24,14 +24,15 @@ lower case.
 
 from __future__ import annotations
 
-import duckdb
 import pandas as pd
 
+from webhook_core.audit.audit import Audit
+from webhook_core.audit.schema import CALLBACK_OUTCOMES, CALLBACKS, DISPATCHES
 from webhook_core.quoting import quote_literal
 from webhook_core.rules.extraction import STANDARD_NAMES
 from webhook_core.rules.settings import IDENTIFIERS, WebhookVersions
 
-__all__ = ["NEAR_MISS_TRANSFORMS", "discover_locations", "near_misses", "pairing_validation", "request_values"]
+__all__ = ["NEAR_MISS_TRANSFORMS", "discover_locations", "near_misses", "pairing_validation"]
 
 #: Transform name → (SQL applied to the callback's value, SQL applied to the lead's key); ``{}`` is the column.
 NEAR_MISS_TRANSFORMS = {
@@ -43,38 +44,40 @@ NEAR_MISS_TRANSFORMS = {
 }
 
 
-def request_values(con: duckdb.DuckDBPyConnection) -> None:
-    """Write ``request_values(seq, webhook_id, location, value)``: every value of every live callback.
+#: ``(seq, webhook_id, location, value)``: every value of every live callback, a temporary table of
+#: this module's own (beside a read-only database too).
+_REQUEST_VALUES = "pairing_request_values"
 
-    Built once per replay (``replay()`` drops it) and shared by the three reports below.
-    """
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'request_values'").fetchone()
-    if exists is not None and exists[0]:
+
+def _request_values(audit: Audit) -> None:
+    """Write :data:`_REQUEST_VALUES` once per audit; the three reports below share it."""
+    if audit.cache.get(_REQUEST_VALUES):
         return
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE request_values AS
+    audit.con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {_REQUEST_VALUES} AS
         WITH live AS (
             SELECT c.seq, o.webhook_id, c.url, c.headers, c.body, o.body_kind
-            FROM callbacks c JOIN callback_outcomes o USING (seq)
+            FROM {CALLBACKS} c JOIN {CALLBACK_OUTCOMES} o USING (seq)
             WHERE o.webhook_id IS NOT NULL
         ),
         query_values AS (
             SELECT seq, webhook_id, 'query.' || p.k AS location, p.v AS value, p.pos AS pos
             FROM (SELECT seq, webhook_id,
                          unnest(list_transform(wa_parse_pairs(wa_query(url)),
-                                               lambda x, i: {'k': x.k, 'v': x.v, 'pos': i})) AS p
+                                               lambda x, i: {{'k': x.k, 'v': x.v, 'pos': i}})) AS p
                   FROM live)
         ),
         form_values AS (
             SELECT seq, webhook_id, 'form.' || p.k, p.v, p.pos
             FROM (SELECT seq, webhook_id,
-                         unnest(list_transform(wa_parse_pairs(body), lambda x, i: {'k': x.k, 'v': x.v, 'pos': i})) AS p
+                         unnest(list_transform(wa_parse_pairs(body),
+                                               lambda x, i: {{'k': x.k, 'v': x.v, 'pos': i}})) AS p
                   FROM live WHERE body_kind = 'form')
         ),
         header_values AS (
             SELECT seq, webhook_id, 'header.' || wa_ascii_lower(h.name), h.value, h.pos
             FROM (SELECT seq, webhook_id,
-                         unnest(list_transform(headers, lambda x, i: {'name': x.name, 'value': x.value, 'pos': i}))
+                         unnest(list_transform(headers, lambda x, i: {{'name': x.name, 'value': x.value, 'pos': i}}))
                              AS h
                   FROM live)
         ),
@@ -94,6 +97,7 @@ def request_values(con: duckdb.DuckDBPyConnection) -> None:
         WHERE value IS NOT NULL AND value <> ''
         GROUP BY seq, webhook_id, location
     """)
+    audit.cache[_REQUEST_VALUES] = True
 
 
 def _expected_locations(webhooks: WebhookVersions) -> str:
@@ -115,21 +119,23 @@ def _expected_locations(webhooks: WebhookVersions) -> str:
         for (w, i, loc), (src, rank) in rows.items())
 
 
-_LEAD_KEYS = """
-    SELECT webhook_id, 'conversion_id' AS identifier, conversion_id AS k FROM dispatches
+_LEAD_KEYS = f"""
+    SELECT webhook_id, 'conversion_id' AS identifier, conversion_id AS k FROM {DISPATCHES}
     UNION ALL
-    SELECT webhook_id, 'external_id', external_id FROM dispatches WHERE external_id IS NOT NULL
+    SELECT webhook_id, 'external_id', external_id FROM {DISPATCHES} WHERE external_id IS NOT NULL
     UNION ALL
-    SELECT DISTINCT webhook_id, 'advertiser_id', advertiser_id FROM dispatches
+    SELECT DISTINCT webhook_id, 'advertiser_id', advertiser_id FROM {DISPATCHES}
 """
 
 
-def pairing_validation(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> pd.DataFrame:
-    request_values(con)
-    return con.execute(f"""
-        WITH expected(webhook_id, identifier, location, source, rank) AS (VALUES {_expected_locations(webhooks)}),
+def pairing_validation(audit: Audit) -> pd.DataFrame:
+    """Per webhook, identifier and location the replay reads: callbacks, values there, and where they lead."""
+    _request_values(audit)
+    return audit.con.execute(f"""
+        WITH expected(webhook_id, identifier, location, source, rank) AS (
+            VALUES {_expected_locations(audit.webhooks)}),
         per_webhook AS (
-            SELECT webhook_id, count(*) AS callbacks FROM callback_outcomes
+            SELECT webhook_id, count(*) AS callbacks FROM {CALLBACK_OUTCOMES}
             WHERE webhook_id IS NOT NULL GROUP BY webhook_id
         ),
         keys AS ({_LEAD_KEYS}),
@@ -139,7 +145,7 @@ def pairing_validation(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions
                                                  AND k.k = v.value) AS here,
                    EXISTS (SELECT 1 FROM keys k WHERE k.webhook_id <> e.webhook_id AND k.identifier = e.identifier
                                                  AND k.k = v.value) AS elsewhere
-            FROM expected e JOIN request_values v ON v.webhook_id = e.webhook_id AND v.location = e.location
+            FROM expected e JOIN {_REQUEST_VALUES} v ON v.webhook_id = e.webhook_id AND v.location = e.location
         )
         SELECT e.webhook_id, e.identifier, e.location, e.source, coalesce(p.callbacks, 0) AS callbacks,
                count(f.seq) AS present,
@@ -154,17 +160,17 @@ def pairing_validation(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions
     """).df()
 
 
-def discover_locations(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
-                       min_support: int = 1) -> pd.DataFrame:
+def discover_locations(audit: Audit, *, min_support: int = 1) -> pd.DataFrame:
     """Locations whose values name this webhook's leads, best supported first per webhook and identifier."""
-    request_values(con)
-    return con.execute(f"""
-        WITH expected(webhook_id, identifier, location, source, rank) AS (VALUES {_expected_locations(webhooks)}),
+    _request_values(audit)
+    return audit.con.execute(f"""
+        WITH expected(webhook_id, identifier, location, source, rank) AS (
+            VALUES {_expected_locations(audit.webhooks)}),
         keys AS ({_LEAD_KEYS}),
-        carried AS (SELECT webhook_id, location, count(*) AS present FROM request_values GROUP BY ALL),
+        carried AS (SELECT webhook_id, location, count(*) AS present FROM {_REQUEST_VALUES} GROUP BY ALL),
         hits AS (
             SELECT v.webhook_id, k.identifier, v.location, count(DISTINCT v.seq) AS support
-            FROM request_values v
+            FROM {_REQUEST_VALUES} v
             JOIN (SELECT DISTINCT webhook_id, identifier, k FROM keys WHERE identifier <> 'advertiser_id') k
               ON k.webhook_id = v.webhook_id AND k.k = v.value
             GROUP BY ALL
@@ -180,14 +186,14 @@ def discover_locations(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions
     """).df()
 
 
-def near_misses(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> pd.DataFrame:
+def near_misses(audit: Audit) -> pd.DataFrame:
     """Per webhook and transform: ``not_found`` / ``no_identifiers`` callbacks it would rescue.
 
     An external ID only names a lead together with the callback's advertiser ID (M3),
     here as in the replay. ``unmapped_location`` counts values at locations the replay
     does *not* read for that identifier.
     """
-    request_values(con)
+    _request_values(audit)
     branches = []
     for name, (value_sql, key_sql) in NEAR_MISS_TRANSFORMS.items():
         # An equi-join on the transformed value: a hash join, never misses × leads.
@@ -198,31 +204,33 @@ def near_misses(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> pd
               ON l.webhook_id = m.webhook_id AND l.identifier = m.identifier AND l.tk = m.tv
             WHERE m.v <> l.k AND (m.identifier = 'conversion_id' OR l.advertiser_id = m.advertiser_id)""")
     union = " UNION ALL ".join(branches)
-    return con.execute(f"""
+    return audit.con.execute(f"""
         WITH keys AS ({_LEAD_KEYS}),
         keyed_leads AS (
-            SELECT webhook_id, advertiser_id, 'conversion_id' AS identifier, conversion_id AS k FROM dispatches
+            SELECT webhook_id, advertiser_id, 'conversion_id' AS identifier, conversion_id AS k FROM {DISPATCHES}
             UNION ALL
-            SELECT webhook_id, advertiser_id, 'external_id', external_id FROM dispatches WHERE external_id IS NOT NULL
+            SELECT webhook_id, advertiser_id, 'external_id', external_id FROM {DISPATCHES}
+            WHERE external_id IS NOT NULL
         ),
-        expected(webhook_id, identifier, location, source, rank) AS (VALUES {_expected_locations(webhooks)}),
+        expected(webhook_id, identifier, location, source, rank) AS (
+            VALUES {_expected_locations(audit.webhooks)}),
         candidates AS (
-            SELECT seq, webhook_id, outcome FROM callback_outcomes
+            SELECT seq, webhook_id, outcome FROM {CALLBACK_OUTCOMES}
             WHERE outcome IN ('not_found', 'no_identifiers')
         ),
         misses AS (
             SELECT seq, webhook_id, 'conversion_id' AS identifier, conversion_id AS v, advertiser_id
-            FROM callback_outcomes WHERE outcome = 'not_found' AND conversion_id IS NOT NULL
+            FROM {CALLBACK_OUTCOMES} WHERE outcome = 'not_found' AND conversion_id IS NOT NULL
             UNION ALL
             SELECT seq, webhook_id, 'external_id', external_id, advertiser_id
-            FROM callback_outcomes WHERE outcome = 'not_found' AND external_id IS NOT NULL
+            FROM {CALLBACK_OUTCOMES} WHERE outcome = 'not_found' AND external_id IS NOT NULL
         ),
         rescued AS (
             {union}
             UNION ALL
             SELECT DISTINCT c.seq, c.webhook_id, 'unmapped_location'
             FROM candidates c
-            JOIN request_values v ON v.seq = c.seq
+            JOIN {_REQUEST_VALUES} v ON v.seq = c.seq
             JOIN keys k ON k.webhook_id = c.webhook_id AND k.k = v.value AND k.identifier <> 'advertiser_id'
             WHERE NOT EXISTS (SELECT 1 FROM expected e WHERE e.webhook_id = c.webhook_id
                                                         AND e.identifier = k.identifier AND e.location = v.location)

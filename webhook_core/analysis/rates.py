@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import duckdb
 import pandas as pd
 
+from webhook_core.audit.audit import Audit
 from webhook_core.audit.replay import CALLBACK_ORDER
+from webhook_core.audit.schema import CALLBACK_OUTCOMES, DISPATCHES, LEAD_OUTCOMES, REPLAY_VERSIONS
 from webhook_core.domain import REASONS_404, Outcome
 from webhook_core.quoting import quote_identifier
 
@@ -40,10 +41,10 @@ def _keyed_callbacks(by: Grouping) -> str:
     key = f"coalesce({column}, '{_UNKNOWN}')"
     return f"""
         SELECT {key} AS key, c.*
-        FROM callback_outcomes c
+        FROM {CALLBACK_OUTCOMES} c
         LEFT JOIN (SELECT webhook_id,
                           arg_max(advertiser_id, coalesce(active_from_us, -9223372036854775808)) AS advertiser_id
-                   FROM replay_versions GROUP BY webhook_id) a ON a.webhook_id = c.webhook_id
+                   FROM {REPLAY_VERSIONS} GROUP BY webhook_id) a ON a.webhook_id = c.webhook_id
         WHERE c.outcome <> '{Outcome.REFUSED.value}'
     """
 
@@ -52,11 +53,11 @@ def _keyed_leads(by: Grouping) -> str:
     key = "l.webhook_id" if by == "webhook_id" else "d.advertiser_id"
     return f"""
         SELECT {key} AS key, l.*
-        FROM lead_outcomes l JOIN dispatches d ON d."row" = l."row"
+        FROM {LEAD_OUTCOMES} l JOIN {DISPATCHES} d ON d."row" = l."row"
     """
 
 
-def rates(con: duckdb.DuckDBPyConnection, *, by: Grouping = "webhook_id", per_day: bool = False) -> pd.DataFrame:
+def rates(audit: Audit, *, by: Grouping = "webhook_id", per_day: bool = False) -> pd.DataFrame:
     """One row per ``by`` value (and UTC day with ``per_day``), plus an ``(all)`` row when not per day."""
     if by not in ("webhook_id", "advertiser_id"):
         raise ValueError(f"by must be 'webhook_id' or 'advertiser_id', not {by!r}")
@@ -68,7 +69,7 @@ def rates(con: duckdb.DuckDBPyConnection, *, by: Grouping = "webhook_id", per_da
     group_clause = f"GROUP BY {totals}" if totals else f"GROUP BY {group}"
     key_select = "coalesce(key, '(all)') AS key" if not per_day else "key"
     column = quote_identifier(by)
-    frame = con.execute(f"""
+    frame = audit.con.execute(f"""
         WITH c AS (SELECT *{day_c} FROM ({_keyed_callbacks(by)})),
         l AS (SELECT *{day_l} FROM ({_keyed_leads(by)})),
         cb AS (
@@ -113,12 +114,12 @@ def rates(con: duckdb.DuckDBPyConnection, *, by: Grouping = "webhook_id", per_da
     return frame
 
 
-def disagreements(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+def disagreements(audit: Audit) -> pd.DataFrame:
     """Callbacks whose captured answer differs from the model's, in judging order."""
-    return con.execute(f"""
+    return audit.con.execute(f"""
         SELECT request_id, received_at, webhook_id, token, conversion_id, external_id, lead_id, outcome,
                status_code AS model_status, recorded_status
-        FROM callback_outcomes
+        FROM {CALLBACK_OUTCOMES}
         WHERE recorded_status IS NOT NULL AND recorded_status <> status_code
         ORDER BY {CALLBACK_ORDER}
     """).df()

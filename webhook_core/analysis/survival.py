@@ -20,8 +20,10 @@ itself, ``[1, 1]`` in ``captured``, as lifelines gives it.
 
 from __future__ import annotations
 
-import duckdb
 import pandas as pd
+
+from webhook_core.audit.audit import Audit
+from webhook_core.audit.schema import LEAD_OUTCOMES
 
 __all__ = ["CURVE_COLUMNS", "Z_95", "capture_curve", "wait_summary"]
 
@@ -30,11 +32,11 @@ Z_95 = 1.959963984540054
 
 CURVE_COLUMNS = ("webhook_id", "t_s", "at_risk", "events", "captured", "ci_low", "ci_high")
 
-_DURATIONS = """
+_DURATIONS = f"""
     SELECT webhook_id,
            coalesce(first_callback_s, (epoch_us(observation_end) - epoch_us(created_at)) / 1e6) AS t,
            first_callback_s IS NOT NULL AS event
-    FROM lead_outcomes
+    FROM {LEAD_OUTCOMES}
     WHERE created_at <= observation_end
 """
 
@@ -81,12 +83,12 @@ def capture_curve_sql(z: float = Z_95) -> str:
     """
 
 
-def capture_curve(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+def capture_curve(audit: Audit) -> pd.DataFrame:
     """Kaplan–Meier share of leads answered by ``t_s`` per webhook, one row per event time."""
-    return con.execute(capture_curve_sql()).df()
+    return audit.con.execute(capture_curve_sql()).df()
 
 
-def wait_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+def wait_summary(audit: Audit) -> pd.DataFrame:
     """Per webhook: answered and censored leads, Kaplan–Meier quantiles, and the biased plain percentiles.
 
     ``km_p50_s`` / ``km_p90_s`` are the first event times where ``captured`` reaches
@@ -94,7 +96,7 @@ def wait_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     plain percentiles over answered leads only: **biased low by censoring**, shown
     for comparison.
     """
-    return con.execute(f"""
+    return audit.con.execute(f"""
         WITH durations AS ({_DURATIONS}),
         curve AS ({capture_curve_sql()}),
         km AS (

@@ -7,15 +7,16 @@ request as captured.
 
 from __future__ import annotations
 
-import duckdb
 import pandas as pd
 
+from webhook_core.audit.audit import Audit
+from webhook_core.audit.schema import CALLBACK_OUTCOMES, CALLBACKS, LEAD_OUTCOMES
 from webhook_core.exceptions import ReplayError
 
 __all__ = ["lead_timeline"]
 
 
-def lead_timeline(con: duckdb.DuckDBPyConnection, lead: str) -> pd.DataFrame:
+def lead_timeline(audit: Audit, lead: str) -> pd.DataFrame:
     """Events for the lead whose ``lead_id`` or ``conversion_id`` is ``lead``, in time order.
 
     Rows: ``created`` (the waiting webhook), ``deadline`` (if its webhook waits with a
@@ -23,16 +24,17 @@ def lead_timeline(con: duckdb.DuckDBPyConnection, lead: str) -> pd.DataFrame:
     callback naming it from another webhook), and its state (W-rules): ``received`` at
     the instant the wait finished, or ``timed_out`` / ``waiting`` at the observation end.
     """
-    found = con.execute("""
-        SELECT "row" FROM lead_outcomes WHERE lead_id = $lead OR conversion_id = $lead ORDER BY "row"
+    con = audit.con
+    found = con.execute(f"""
+        SELECT "row" FROM {LEAD_OUTCOMES} WHERE lead_id = $lead OR conversion_id = $lead ORDER BY "row"
     """, {"lead": lead}).fetchall()
     if not found:
         raise ReplayError(f"no lead with lead_id or conversion_id {lead!r}")
     if len(found) > 1:
         raise ReplayError(f"{lead!r} names {len(found)} waiting webhooks (one lead sent to several webhooks); "
                           "give its conversion_id")
-    return con.execute("""
-        WITH lead AS (SELECT * FROM lead_outcomes WHERE "row" = $row),
+    return con.execute(f"""
+        WITH lead AS (SELECT * FROM {LEAD_OUTCOMES} WHERE "row" = $row),
         events AS (
             SELECT created_at AS "time", 0 AS step, 'created' AS event, NULL AS outcome, NULL AS status_code,
                    NULL AS recorded_status, NULL AS request_id, NULL AS method, NULL AS url,
@@ -48,7 +50,7 @@ def lead_timeline(con: duckdb.DuckDBPyConnection, lead: str) -> pd.DataFrame:
                    c.method, c.url, CAST(c.headers AS VARCHAR), c.body,
                    CASE WHEN o.outcome = 'wrong_webhook' THEN 'sent to ' || o.token || ', not to this lead''s webhook'
                         WHEN o.matched_by IS NOT NULL THEN 'paired by ' || o.matched_by END
-            FROM callback_outcomes o JOIN callbacks c USING (seq)
+            FROM {CALLBACK_OUTCOMES} o JOIN {CALLBACKS} c USING (seq)
             WHERE o.lead_row = $row
                OR (o.outcome = 'wrong_webhook' AND o.lead_id = (SELECT lead_id FROM lead)
                    AND o.conversion_id = (SELECT conversion_id FROM lead))

@@ -29,10 +29,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import duckdb
 import pandas as pd
 
 from webhook_core.analysis.survival import capture_curve_sql
+from webhook_core.audit.audit import Audit
+from webhook_core.audit.schema import CALLBACK_OUTCOMES, LEAD_OUTCOMES
 from webhook_core.quoting import quote_literal
 from webhook_core.rules.settings import WebhookSettings, WebhookVersions
 from webhook_core.timeutil import seconds_to_us
@@ -42,9 +43,9 @@ __all__ = ["DEFAULT_CANDIDATES", "blocking_webhooks", "timeout_whatifs"]
 DEFAULT_CANDIDATES = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 
 
-def timeout_whatifs(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions,
-                    candidates: Sequence[float] = DEFAULT_CANDIDATES, target: float = 0.95) -> pd.DataFrame:
-    """One row per waiting webhook and candidate; needs the replay's tables in ``con``."""
+def timeout_whatifs(audit: Audit, candidates: Sequence[float] = DEFAULT_CANDIDATES,
+                    target: float = 0.95) -> pd.DataFrame:
+    """One row per waiting webhook and candidate, from the audit's stored outcomes (no second replay)."""
     if not candidates:
         raise ValueError("give at least one candidate timeout")
     if any(not (c > 0 and math.isfinite(c)) for c in candidates):
@@ -54,15 +55,15 @@ def timeout_whatifs(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions,
     values = ", ".join(f"({float(c)!r}, {seconds_to_us(c)})" for c in sorted(set(candidates)))
     current = ", ".join(
         f"({quote_literal(v.webhook_id)}, {v.timeout_s if v.timeout_s is not None else 'NULL'})"
-        for v in _latest_versions(webhooks))
-    return con.execute(f"""
+        for v in _latest_versions(audit.webhooks))
+    return audit.con.execute(f"""
         WITH candidates(timeout_s, timeout_us) AS (VALUES {values}),
-        ends AS (SELECT max(epoch_us(observation_end)) AS end_us FROM lead_outcomes),
-        leads AS (SELECT * FROM replay_leads WHERE waits),
+        ends AS (SELECT max(epoch_us(observation_end)) AS end_us FROM {LEAD_OUTCOMES}),
+        leads AS (SELECT "row", webhook_id, epoch_us(created_at) AS created_us FROM {LEAD_OUTCOMES} WHERE waits),
         resolved AS (
             SELECT c.ord, c.lead_row, c.us, c.is_interim, c.us < l.created_us AS is_early, l.created_us,
                    l.webhook_id
-            FROM callback_outcomes c JOIN leads l ON l."row" = c.lead_row
+            FROM {CALLBACK_OUTCOMES} c JOIN leads l ON l."row" = c.lead_row
         ),
         crossed AS (
             SELECT r.*, k.timeout_s, r.us > r.created_us + k.timeout_us AS is_late
@@ -146,22 +147,22 @@ def timeout_whatifs(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions,
     """).df()
 
 
-def blocking_webhooks(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+def blocking_webhooks(audit: Audit) -> pd.DataFrame:
     """Webhooks that wait without a timeout while some leads never got an answer.
 
     The ping tree is blocked for each such lead; the platform warns against waiting
     without a timeout unless the advertiser always answers.
     """
-    return con.execute("""
-        SELECT l.webhook_id, count(*) AS leads,
-               count(*) FILTER (o.state = 'waiting' AND o.first_callback_s IS NULL) AS never_answered,
-               max((epoch_us(o.observation_end) - epoch_us(o.created_at)) / 1e6)
-                   FILTER (o.state = 'waiting' AND o.first_callback_s IS NULL) AS longest_block_s
-        FROM replay_leads l JOIN lead_outcomes o ON o."row" = l."row"
-        WHERE l.waits AND l.deadline_us IS NULL
-        GROUP BY l.webhook_id
-        HAVING count(*) FILTER (o.state = 'waiting' AND o.first_callback_s IS NULL) > 0
-        ORDER BY l.webhook_id
+    return audit.con.execute(f"""
+        SELECT webhook_id, count(*) AS leads,
+               count(*) FILTER (state = 'waiting' AND first_callback_s IS NULL) AS never_answered,
+               max((epoch_us(observation_end) - epoch_us(created_at)) / 1e6)
+                   FILTER (state = 'waiting' AND first_callback_s IS NULL) AS longest_block_s
+        FROM {LEAD_OUTCOMES}
+        WHERE waits AND deadline IS NULL
+        GROUP BY webhook_id
+        HAVING count(*) FILTER (state = 'waiting' AND first_callback_s IS NULL) > 0
+        ORDER BY webhook_id
     """).df()
 
 

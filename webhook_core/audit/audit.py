@@ -8,51 +8,73 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
-from webhook_core.audit.replay import REPLAY_LEADS_SQL, replay
+from webhook_core.audit.replay import replay
 from webhook_core.audit.schema import SCHEMA_VERSION, read_meta
-from webhook_core.exceptions import AuditDatabaseError, AuditDatabaseLockedError
+from webhook_core.exceptions import AuditDatabaseError, AuditDatabaseLockedError, MissingFileError
 from webhook_core.load.dataset import Dataset, connect, load_dataset
 from webhook_core.rules.settings import WebhookVersions, parse_webhooks
 from webhook_core.timeutil import to_us
 
-__all__ = ["Audit", "Loader", "open_audit"]
+__all__ = ["NOTHING_THERE", "Audit", "Loader", "open_audit"]
 
 #: Loads a dataset folder into a connection (the CLI's shows progress and prints the load report).
 Loader = Callable[[duckdb.DuckDBPyConnection, Path], Dataset]
 
-_WRITE_ONE = "write one with: webhook-audit replay DATASET --out DIR --database FILE"
+_WRITE_ONE = "write one with: webhook-audit replay DATASET --database FILE"
+#: What a path that names nothing gets, where a dataset folder or an audit database will do.
+NOTHING_THERE = ("no such folder or file; give a dataset folder (webhooks.json, dispatches.*, callbacks.*) "
+                 f"or an audit database ({_WRITE_ONE.removeprefix('write one with: ')})")
 
 
 @dataclass(frozen=True, slots=True)
 class Audit:
-    """The replay's tables on ``con``, the webhook settings they were judged by, and where they came from."""
+    """The replay's tables on ``con``, the webhook settings they were judged by, and where they came from.
+
+    Every analysis function takes one. The tables are named in ``webhook_core.audit.schema``.
+    """
 
     con: duckdb.DuckDBPyConnection
     webhooks: WebhookVersions
     observation_end: datetime | None
     source: Path
     read_only: bool
+    #: What an analysis computed once for this audit and shares between its reports, by the analysis's
+    #: own key (``pairing``: its temporary table of request values): an audit's tables never change.
+    cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Audit:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
-def open_audit(path: str | Path, *, observation_end: datetime | None = None, load: Loader | None = None) -> Audit:
+def open_audit(path: str | Path, *, observation_end: datetime | None = None, load: Loader | None = None,
+               memory_limit: str | None = None, temp_directory: str | None = None) -> Audit:
     """A dataset folder, loaded and replayed in memory, or an audit database file, opened read-only.
 
     ``observation_end`` applies to a dataset folder; a database was replayed as of its own, and another
-    one is an :class:`AuditDatabaseError` (replaying again is what would honour it).
+    one is an :class:`AuditDatabaseError` (replaying again is what would honour it). ``memory_limit``
+    (e.g. ``"3GiB"``) bounds DuckDB's buffer pool; beyond it DuckDB spills to ``temp_directory``.
     """
     path = Path(path)
-    if not path.is_file():  # a folder, or nothing: load_dataset names what is missing
-        con = connect()
+    if not path.exists():
+        raise MissingFileError(NOTHING_THERE, path=str(path))
+    if not path.is_file():  # a folder: load_dataset names what it lacks
+        con = connect(memory_limit=memory_limit, temp_directory=temp_directory)
         loaded = (load or _load)(con, path)
         result = replay(con, loaded.webhooks, observation_end=observation_end)
         return Audit(con, loaded.webhooks, result.observation_end, path, read_only=False)
-    con = _connect_read_only(path)
+    con = _connect_read_only(path, memory_limit=memory_limit, temp_directory=temp_directory)
     try:
         audit = _from_database(con, path)
         if observation_end is not None and (audit.observation_end is None
@@ -71,7 +93,8 @@ def _load(con: duckdb.DuckDBPyConnection, folder: Path) -> Dataset:
     return load_dataset(con, folder, required=("dispatches", "callbacks"))
 
 
-def _connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+def _connect_read_only(path: Path, *, memory_limit: str | None,
+                       temp_directory: str | None) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.IOException as exc:
@@ -81,14 +104,17 @@ def _connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
                                            "wait for it to finish", path=str(path)) from exc
         if "not a valid DuckDB database" in text:
             raise AuditDatabaseError("not a dataset folder nor an audit database (not a DuckDB file); give the "
-                                     "dataset folder, or write an audit database with: webhook-audit replay "
-                                     "DATASET --out DIR --database FILE", path=str(path)) from exc
+                                     f"dataset folder, or {_WRITE_ONE}", path=str(path)) from exc
         raise
     # The session settings of load.dataset.prepare; its macros are in the file already (and a read-only
     # database cannot take them again).
     con.execute("SET TimeZone = 'UTC'")
     with contextlib.suppress(duckdb.InvalidInputException):
         con.execute("SET enable_progress_bar = false")
+    if memory_limit is not None:
+        con.execute("SET memory_limit = ?", [memory_limit])
+    if temp_directory is not None:
+        con.execute("SET temp_directory = ?", [temp_directory])
     return con
 
 
@@ -107,7 +133,4 @@ def _from_database(con: duckdb.DuckDBPyConnection, path: Path) -> Audit:
     if timeouts:
         webhooks = webhooks.with_timeouts(timeouts)
     end = datetime.fromisoformat(meta["observation_end"]) if meta["observation_end"] else None
-    # The replay keeps its leads (with the settings each was dispatched under) in a temporary table;
-    # temporary tables live beside a read-only database, so the analyses get theirs back.
-    con.execute(REPLAY_LEADS_SQL)
     return Audit(con, webhooks, end, path, read_only=True)

@@ -21,6 +21,16 @@ from enum import Enum
 import duckdb
 import pandas as pd
 
+from webhook_core.audit.schema import (
+    CALLBACK_OUTCOME_ROWS,
+    CALLBACK_OUTCOMES,
+    CALLBACK_ROWS,
+    CALLBACKS,
+    DISPATCHES,
+    LEAD_OUTCOME_ROWS,
+    LEAD_OUTCOMES,
+    REPLAY_VERSIONS,
+)
 from webhook_core.domain import NOT_FOUND_BODY, LeadState, MatchedBy, Outcome
 from webhook_core.exceptions import ReplayError
 from webhook_core.load.schema import write_webhook_versions
@@ -30,7 +40,7 @@ from webhook_core.rules.keys import keys_fingerprint, keys_sql
 from webhook_core.rules.settings import WebhookVersions
 from webhook_core.timeutil import to_us
 
-__all__ = ["CALLBACK_COLUMNS", "CALLBACK_ORDER", "LEAD_COLUMNS", "REPLAY_LEADS_SQL", "ReplayResult", "replay"]
+__all__ = ["CALLBACK_COLUMNS", "CALLBACK_ORDER", "LEAD_COLUMNS", "ReplayResult", "replay"]
 
 CALLBACK_COLUMNS = (
     "request_id", "received_at", "webhook_id", "conversion_id", "external_id", "advertiser_id",
@@ -54,11 +64,11 @@ class ReplayResult:
 
     def callbacks(self) -> pd.DataFrame:
         return self.con.execute(
-            f"SELECT {', '.join(CALLBACK_COLUMNS)} FROM callback_outcomes ORDER BY {CALLBACK_ORDER}").df()
+            f"SELECT {', '.join(CALLBACK_COLUMNS)} FROM {CALLBACK_OUTCOMES} ORDER BY {CALLBACK_ORDER}").df()
 
     def leads(self) -> pd.DataFrame:
         return self.con.execute(
-            f"SELECT {', '.join(LEAD_COLUMNS)} FROM lead_outcomes ORDER BY \"row\"").df()
+            f"SELECT {', '.join(LEAD_COLUMNS)} FROM {LEAD_OUTCOMES} ORDER BY \"row\"").df()
 
     def outcome_counts(self) -> pd.DataFrame:
         """Callbacks per webhook (``(unknown)`` for unknown tokens) and outcome, wide."""
@@ -66,7 +76,7 @@ class ReplayResult:
         columns = ", ".join(f"count(*) FILTER (outcome = '{o}') AS {o}" for o in outcomes)
         return self.con.execute(f"""
             SELECT coalesce(webhook_id, '(unknown)') AS webhook_id, count(*) AS callbacks, {columns}
-            FROM callback_outcomes GROUP BY ALL ORDER BY webhook_id
+            FROM {CALLBACK_OUTCOMES} GROUP BY ALL ORDER BY webhook_id
         """).df()
 
 
@@ -89,11 +99,10 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     keys_loaded = _keys_loaded(con, webhooks)
     if timeouts:
         webhooks = webhooks.with_timeouts(timeouts)
-    write_webhook_versions(con, webhooks, table="replay_versions")
-    con.execute("DROP TABLE IF EXISTS request_values")  # pairing.py's values belong to one replay
+    write_webhook_versions(con, webhooks, table=REPLAY_VERSIONS)
     # A database written before the outcome tables became views holds them as tables.
-    for (name,) in con.execute("SELECT table_name FROM duckdb_tables() "
-                               "WHERE table_name IN ('callback_outcomes', 'lead_outcomes')").fetchall():
+    for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name IN (?, ?)",
+                               [CALLBACK_OUTCOMES, LEAD_OUTCOMES]).fetchall():
         con.execute(f"DROP TABLE {quote_identifier(name)}")
     # Every table written here carries its own order (ord, row): DuckDB need not keep insertion
     # order, which lets it stream and spill with far less memory on large inputs.
@@ -108,22 +117,22 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
             con.execute("DROP TABLE replay_leads")
     finally:
         con.execute(f"SET preserve_insertion_order = {bool(preserve)}")
-    end = con.execute("SELECT max(observation_end) FROM lead_outcomes").fetchone()
+    end = con.execute(f"SELECT max(observation_end) FROM {LEAD_OUTCOMES}").fetchone()
     resolved_end = observation_end
     if resolved_end is None and end is not None and end[0] is not None:
         resolved_end = end[0]
     return ReplayResult(con, resolved_end)
 
 
-#: Each lead with the settings it was dispatched under (``replay_versions``): a temporary table, so an
-#: audit database opened read-only rebuilds it (``webhook_core.audit.audit.open_audit``) for the analyses.
-REPLAY_LEADS_SQL = """
+#: Each lead with the settings it was dispatched under: the replay's own, a temporary table (what the
+#: analyses need of it, ``waits`` and ``deadline``, ``lead_outcomes`` carries).
+_REPLAY_LEADS_SQL = f"""
     CREATE OR REPLACE TEMP TABLE replay_leads AS
     SELECT d."row", d.lead_id, d.conversion_id, d.advertiser_id, d.external_id, d.webhook_id, d.created_at,
            epoch_us(d.created_at) AS created_us, v.wait AS waits,
            CASE WHEN v.wait AND v.timeout_us IS NOT NULL THEN epoch_us(d.created_at) + v.timeout_us END AS deadline_us
-    FROM dispatches d
-    JOIN replay_versions v
+    FROM {DISPATCHES} d
+    JOIN {REPLAY_VERSIONS} v
       ON v.webhook_id = d.webhook_id
      AND (v.active_from_us IS NULL OR v.active_from_us <= epoch_us(d.created_at))
      AND (v.active_to_us IS NULL OR epoch_us(d.created_at) < v.active_to_us);
@@ -145,9 +154,9 @@ def _keys_loaded(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions) -> b
 def _latest_us(con: duckdb.DuckDBPyConnection, keys_loaded: bool) -> int | None:
     """The default observation end: the latest timestamp in the data (W-rules)."""
     callbacks = ("SELECT max(us) FROM callback_keys" if keys_loaded
-                 else "SELECT max(epoch_us(received_at)) FROM callback_rows")
+                 else f"SELECT max(epoch_us(received_at)) FROM {CALLBACK_ROWS}")
     row = con.execute(f"""
-        SELECT max(t) FROM (SELECT max(epoch_us(created_at)) AS t FROM dispatches UNION ALL {callbacks})
+        SELECT max(t) FROM (SELECT max(epoch_us(created_at)) AS t FROM {DISPATCHES} UNION ALL {callbacks})
     """).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
@@ -158,18 +167,18 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
     # The loader may have computed the callbacks' keys already (load_dataset(keep_requests=False)).
     parsed = "callback_keys" if keys_loaded else "replay_parsed"
     make_parsed = "" if keys_loaded else f"""
-    CREATE OR REPLACE TEMP TABLE replay_parsed AS {keys_sql(webhooks, "callback_rows")};
+    CREATE OR REPLACE TEMP TABLE replay_parsed AS {keys_sql(webhooks, CALLBACK_ROWS)};
     """
     if keys_loaded:
         drop_parsed = "DROP TABLE callback_keys;" if release_inputs else ""
     else:
         drop_parsed = "DROP TABLE replay_parsed;"
-    release = ("DROP VIEW IF EXISTS callbacks; DROP TABLE IF EXISTS callback_rows; DROP TABLE dispatches;"
+    release = (f"DROP VIEW IF EXISTS {CALLBACKS}; DROP TABLE IF EXISTS {CALLBACK_ROWS}; DROP TABLE {DISPATCHES};"
                if release_inputs else "")
     not_found = quote_literal(NOT_FOUND_BODY.decode())
     return f"""
     {make_parsed}
-    {REPLAY_LEADS_SQL}
+    {_REPLAY_LEADS_SQL}
     {release}
 
     -- Conversion IDs are unique among leads (Q3): a callback's conversion ID names at most one lead.
@@ -229,7 +238,7 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
     GROUP BY lead_row;
 
     -- Stored: what is not a function of the other columns (narrow rows spill less on large inputs).
-    CREATE OR REPLACE TABLE callback_outcome_rows AS
+    CREATE OR REPLACE TABLE {CALLBACK_OUTCOME_ROWS} AS
     SELECT r.seq, r.request_id, r.us, r.webhook_id, r.token, r.conversion_id, r.external_id, r.advertiser_id,
            r.matched_by, r.lead_id,
            CAST(CASE
@@ -277,7 +286,7 @@ def _names(codes: dict[str, int]) -> str:
 
 #: The documented ``callback_outcomes`` over the stored rows.
 _CALLBACK_OUTCOMES_VIEW = f"""
-    CREATE OR REPLACE VIEW callback_outcomes AS
+    CREATE OR REPLACE VIEW {CALLBACK_OUTCOMES} AS
     SELECT {_ORD} AS ord, seq, request_id, make_timestamptz(us) AS received_at,
            webhook_id, token, conversion_id, external_id, advertiser_id,
            {_names(_MATCHED_BY)}[matched_by] AS matched_by, lead_id, {_names(_OUTCOME)}[outcome] AS outcome,
@@ -286,7 +295,7 @@ _CALLBACK_OUTCOMES_VIEW = f"""
            CASE WHEN outcome NOT IN ({_OUTCOME['matched']}, {_OUTCOME['interim']}, {_OUTCOME['refused']})
                 THEN {{not_found}} END AS response_body,
            wait_s, recorded_status, lead_row, us, is_interim, {_names(_BODY_KIND)}[body_kind] AS body_kind
-    FROM callback_outcome_rows;
+    FROM {CALLBACK_OUTCOME_ROWS};
 """
 
 
@@ -295,7 +304,7 @@ _STATE = _codes(LeadState)
 #: ``lead_outcome_rows`` (the state as a one-byte code, times in epoch microseconds) and the
 #: documented ``lead_outcomes`` over it; ``{end}`` is the observation end, SQL in epoch microseconds.
 _LEADS_SQL = f"""
-    CREATE OR REPLACE TABLE lead_outcome_rows AS
+    CREATE OR REPLACE TABLE {LEAD_OUTCOME_ROWS} AS
     SELECT l."row", l.lead_id, l.webhook_id, l.created_us,
            CAST(CASE
                WHEN p.finished_us <= {{end}} THEN {_STATE['received']}
@@ -303,14 +312,15 @@ _LEADS_SQL = f"""
                ELSE {_STATE['waiting']}
            END AS UTINYINT) AS state,
            CASE WHEN p.finished_us <= {{end}} THEN p.finished_us END AS finished_us,
-           coalesce(p.callbacks, 0) AS callbacks, p.first_us, l.conversion_id, l.deadline_us
+           coalesce(p.callbacks, 0) AS callbacks, p.first_us, l.conversion_id, l.deadline_us, l.waits
     FROM replay_leads l LEFT JOIN replay_lead_calls p ON p.lead_row = l."row";
     DROP TABLE replay_lead_calls;
 
-    CREATE OR REPLACE VIEW lead_outcomes AS
+    CREATE OR REPLACE VIEW {LEAD_OUTCOMES} AS
     SELECT "row", lead_id, webhook_id, make_timestamptz(created_us) AS created_at,
            {_names(_STATE)}[state] AS state, make_timestamptz(finished_us) AS finished_at,
            (finished_us - created_us) / 1e6 AS wait_s, callbacks, (first_us - created_us) / 1e6 AS first_callback_s,
-           conversion_id, make_timestamptz(deadline_us) AS deadline, make_timestamptz({{end}}) AS observation_end
-    FROM lead_outcome_rows;
+           conversion_id, make_timestamptz(deadline_us) AS deadline, make_timestamptz({{end}}) AS observation_end,
+           waits
+    FROM {LEAD_OUTCOME_ROWS};
 """

@@ -15,21 +15,36 @@ from importlib.metadata import PackageNotFoundError, version
 import duckdb
 
 __all__ = [
-    "AUDIT_META", "CALLBACKS", "CALLBACK_OUTCOMES", "DISPATCHES", "LEAD_OUTCOMES", "LOAD_REPORT", "QUARANTINE",
-    "REPLAY_VERSIONS", "SCHEMA_VERSION", "WEBHOOK_VERSIONS", "read_meta", "write_meta",
+    "AUDIT_META", "CALLBACKS", "CALLBACK_OUTCOMES", "CALLBACK_OUTCOME_ROWS", "CALLBACK_ROWS", "DISPATCHES",
+    "LEAD_OUTCOMES", "LEAD_OUTCOME_ROWS", "LOAD_REPORT", "QUARANTINE", "REPLAY_VERSIONS", "SCHEMA_VERSION",
+    "STORED", "WEBHOOK_VERSIONS", "read_meta", "write_meta",
 ]
 
-SCHEMA_VERSION = 1
+#: 2: ``lead_outcomes.waits``, so that no analysis reads the replay's temporary ``replay_leads``.
+SCHEMA_VERSION = 2
 
 AUDIT_META = "audit_meta"
+# Loaded (webhook_core/load/, which spells these names in its own SQL; tests/test_audit_database.py
+# checks that a database holds exactly the names of STORED).
 WEBHOOK_VERSIONS = "webhook_versions"
 DISPATCHES = "dispatches"
+CALLBACK_ROWS = "callback_rows"
 CALLBACKS = "callbacks"
 QUARANTINE = "quarantine"
 LOAD_REPORT = "load_report"
+# Replayed (webhook_core/audit/replay.py).
 REPLAY_VERSIONS = "replay_versions"
+CALLBACK_OUTCOME_ROWS = "callback_outcome_rows"
 CALLBACK_OUTCOMES = "callback_outcomes"
+LEAD_OUTCOME_ROWS = "lead_outcome_rows"
 LEAD_OUTCOMES = "lead_outcomes"
+
+#: Every table and view an audit database holds, as ``name: "table" | "view"``.
+STORED = {
+    AUDIT_META: "table", WEBHOOK_VERSIONS: "table", DISPATCHES: "table", CALLBACK_ROWS: "table",
+    CALLBACKS: "view", QUARANTINE: "table", LOAD_REPORT: "table", REPLAY_VERSIONS: "table",
+    CALLBACK_OUTCOME_ROWS: "table", CALLBACK_OUTCOMES: "view", LEAD_OUTCOME_ROWS: "table", LEAD_OUTCOMES: "view",
+}
 
 
 def write_meta(con: duckdb.DuckDBPyConnection, *, dataset: str, webhooks_json: str,

@@ -32,9 +32,9 @@ def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None
                     observation_end: datetime | None) -> None:
     """Match rate, 404 rate and 404s by reason, lead states, and agreement with production's answers."""
     with user_errors():
-        con = replayed(dataset, observation_end).con
+        audit = replayed(dataset, observation_end)
         key = "webhook_id" if by == "webhook" else "advertiser_id"
-        frame = rates(con, by=key, per_day=per_day)  # type: ignore[arg-type]
+        frame = rates(audit, by=key, per_day=per_day)  # type: ignore[arg-type]
         shown = frame.copy()
         shown["match_rate"] = shown["match_rate"].map(percent)
         shown["rate_404"] = shown["rate_404"].map(percent)
@@ -45,7 +45,7 @@ def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None
         shown = shown[columns].rename(columns={c: c.removeprefix("404_") for c in reasons})
         print_table(shown.itertuples(index=False, name=None), list(shown.columns),
                      title="Callbacks (rates) and 404s by reason; leads by state")
-        differ = disagreements(con)
+        differ = disagreements(audit)
         if len(differ):
             stdout.print(f"{len(differ):,} callbacks where production's recorded answer differs from the model "
                          "(first 10):", highlight=False)
@@ -65,9 +65,9 @@ def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None
 def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime | None) -> None:
     """Time to first callback per webhook, Kaplan-Meier (leads still waiting count as censored)."""
     with user_errors():
-        con = replayed(dataset, observation_end).con
-        curve = capture_curve(con)
-        summary = wait_summary(con)
+        audit = replayed(dataset, observation_end)
+        curve = capture_curve(audit)
+        summary = wait_summary(audit)
         shown = summary.copy()
         shown["captured_by_end"] = shown["captured_by_end"].map(percent)
         for column in ("km_p50_s", "km_p90_s", "observed_p50_s", "observed_p90_s", "observed_p99_s"):
@@ -101,8 +101,7 @@ def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: flo
                                  param_hint="'--candidates'") from None
     with user_errors():
         audit = replayed(dataset, observation_end)
-        con, webhooks = audit.con, audit.webhooks
-        frame = timeout_whatifs(con, webhooks, values, target)
+        frame = timeout_whatifs(audit, values, target)
         chosen = frame[frame.recommended][["webhook_id", "current_timeout_s", "timeout_s", "capture_rate",
                                            "mean_block_s"]]
         rows = []
@@ -117,7 +116,7 @@ def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: flo
                 rows.append((webhook_id, seconds(current), "none reaches the target", "", ""))
         print_table(rows, ["webhook_id", "current", "recommended", "capture_rate", "mean_block"],
                      title=f"Recommended timeouts (target {target:.0%} of the answers that come)")
-        blocked = blocking_webhooks(con)
+        blocked = blocking_webhooks(audit)
         for row in blocked.itertuples(index=False):
             stdout.print(f"warning: {row.webhook_id} waits without a timeout and {row.never_answered:,} of "
                          f"{row.leads:,} leads never got an answer: the ping tree is blocked for them "
@@ -134,10 +133,9 @@ def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | N
     """Check Lead ID pairing: where each identifier is found, where else it hides, and near-misses."""
     with user_errors():
         audit = replayed(dataset, observation_end)
-        con, webhooks = audit.con, audit.webhooks
-        validation = pairing_validation(con, webhooks)
-        found = discover_locations(con, webhooks)
-        misses = near_misses(con, webhooks)
+        validation = pairing_validation(audit)
+        found = discover_locations(audit)
+        misses = near_misses(audit)
         shown = validation[(validation.present > 0) | (validation.source == "pairing")].copy()
         shown["precision"] = shown["precision"].map(percent)
         print_table(shown.itertuples(index=False, name=None), list(shown.columns),
@@ -165,8 +163,8 @@ def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | N
 def timeline_command(dataset: Path, lead: str, out_file: Path | None, observation_end: datetime | None) -> None:
     """One lead's waiting webhook, deadline and every callback resolved to it (LEAD: lead or conversion ID)."""
     with user_errors():
-        con = replayed(dataset, observation_end).con
-        frame = lead_timeline(con, lead)
+        audit = replayed(dataset, observation_end)
+        frame = lead_timeline(audit, lead)
         shown = frame[["time", "event", "outcome", "status_code", "recorded_status", "request_id", "method",
                        "url", "body", "detail"]]
         print_table(shown.itertuples(index=False, name=None), list(shown.columns), title=f"Lead {lead}")

@@ -12,17 +12,19 @@ import click
 import duckdb
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from webhook_core.audit.audit import Audit, open_audit
+from webhook_core.audit.audit import NOTHING_THERE, Audit, open_audit
 from webhook_core.audit.database import write_audit_database
 from webhook_core.audit.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, replay
+from webhook_core.audit.schema import CALLBACK_OUTCOMES, LEAD_OUTCOMES, LOAD_REPORT, QUARANTINE
 from webhook_core.cli.errors import user_errors
 from webhook_core.cli.output import export, print_load_report, print_outcomes, print_table, stderr, stdout
 from webhook_core.cli.params import MemorySize, TimeoutOption, Timestamp
+from webhook_core.exceptions import MissingFileError
 from webhook_core.load.dataset import Dataset, connect, load_dataset
 from webhook_core.load.progress import ProgressCallback
 from webhook_core.rules.settings import load_webhooks
 
-__all__ = ["DUCKDB_SHARE", "load_with_progress", "replay_command", "replayed"]
+__all__ = ["DUCKDB_SHARE", "duckdb_memory_limit", "load_with_progress", "replay_command", "replayed"]
 
 #: The share of ``--memory-limit`` given to DuckDB's buffer pool. The process also holds the
 #: interpreter, its libraries and memory DuckDB allocates outside its pool: about 0.55 GiB
@@ -30,10 +32,16 @@ __all__ = ["DUCKDB_SHARE", "load_with_progress", "replay_command", "replayed"]
 DUCKDB_SHARE = 0.8
 
 
+def duckdb_memory_limit(process_budget: int | None) -> str | None:
+    """DuckDB's ``memory_limit`` for a process budget in bytes: its share, :data:`DUCKDB_SHARE`."""
+    return None if process_budget is None else f"{int(process_budget * DUCKDB_SHARE) // 1024**2}MiB"
+
+
 @click.command("replay")
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
-              help="Folder for callback_outcomes, lead_outcomes, quarantine and load_report.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for callback_outcomes, lead_outcomes, quarantine and load_report. "
+                   "Give --out, --database or both.")
 @click.option("--format", "file_format", type=click.Choice(["parquet", "csv"]), default="parquet",
               show_default=True, help="Output file format.")
 @click.option("--parquet-version", type=click.Choice(["1", "2"]), default="2", show_default=True,
@@ -45,23 +53,28 @@ DUCKDB_SHARE = 0.8
               help="Judge lead states as of this time (default: the latest timestamp in the data).")
 @click.option("--database", type=click.Path(path_type=Path), default=None,
               help="Keep the loaded tables and results in this DuckDB file, an audit database the analysis "
-                   "commands read in place of DATASET (default: in memory).")
+                   "commands and report read in place of DATASET (docs/audit-database.md).")
 @click.option("--memory-limit", type=MemorySize(), default=None, metavar="SIZE",
               help="Memory budget of the whole process, e.g. 4GB or 4GiB. DuckDB is given "
                    f"{DUCKDB_SHARE:.0%} of it (the rest is Python's) and spills to disk beyond that.")
 @click.option("--temp-dir", type=click.Path(path_type=Path), default=None, help="Where DuckDB spills.")
-def replay_command(dataset: Path, out_dir: Path, file_format: str, parquet_version: str,
+def replay_command(dataset: Path, out_dir: Path | None, file_format: str, parquet_version: str,
                    timeouts: tuple[tuple[str | None, float], ...], observation_end: datetime | None,
                    database: Path | None, memory_limit: int | None, temp_dir: Path | None) -> None:
-    """Replay DATASET's captured callbacks and write one outcome per callback and per lead."""
+    """Replay DATASET's captured callbacks and write one outcome per callback and per lead.
+
+    --out writes them as files; --database keeps them, with the loaded dataset, as an audit database.
+    """
+    if out_dir is None and database is None:
+        raise click.UsageError("give --out DIR for the outcome files, --database FILE for an audit database, "
+                               "or both")
     # The connection is closed before the error is reported: a --database left open would hold its lock.
     with user_errors(), contextlib.ExitStack() as cleanup:
-        if out_dir.exists() and not out_dir.is_dir():
+        if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
             raise click.ClickException(f"{out_dir}: --out must be a folder, and this is a file")
         if timeouts and (dataset / "webhooks.json").is_file():
             load_webhooks(dataset / "webhooks.json").with_timeouts(dict(timeouts))  # fail before a long load
-        duckdb_limit = None if memory_limit is None else f"{int(memory_limit * DUCKDB_SHARE) // 1024**2}MiB"
-        con = connect(str(database) if database else ":memory:", memory_limit=duckdb_limit,
+        con = connect(str(database) if database else ":memory:", memory_limit=duckdb_memory_limit(memory_limit),
                       temp_directory=str(temp_dir) if temp_dir else None)
         cleanup.callback(con.close)
         if database is not None:
@@ -75,36 +88,41 @@ def replay_command(dataset: Path, out_dir: Path, file_format: str, parquet_versi
                 # Nothing reads the inputs after the replay: let it free their memory.
                 result = replay(con, loaded.webhooks, timeouts=dict(timeouts), observation_end=observation_end,
                                 release_inputs=True)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        version = int(parquet_version)
-        written = [
-            export(con, f"SELECT {', '.join(CALLBACK_COLUMNS)} FROM callback_outcomes ORDER BY {CALLBACK_ORDER}",
-                    out_dir / f"callback_outcomes.{file_format}", file_format, version),
-            export(con, f"SELECT {', '.join(LEAD_COLUMNS)} FROM lead_outcomes ORDER BY \"row\"",
-                    out_dir / f"lead_outcomes.{file_format}", file_format, version),
-            export(con, "SELECT * FROM quarantine ORDER BY source_file, line",
-                    out_dir / f"quarantine.{file_format}", file_format, version),
-            export(con, "SELECT * FROM load_report ORDER BY table_name DESC",
-                    out_dir / f"load_report.{file_format}", file_format, version),
-        ]
+        written = [] if out_dir is None else _export_outcomes(con, out_dir, file_format, int(parquet_version))
         print_outcomes(result.outcome_counts())
         end = result.observation_end.isoformat() if result.observation_end else "-"
         stdout.print(f"Lead states as of {end}:")
-        print_table(con.execute("""
+        print_table(con.execute(f"""
             SELECT webhook_id, count(*) AS leads,
                    count(*) FILTER (state = 'received') AS received,
                    count(*) FILTER (state = 'timed_out') AS timed_out,
                    count(*) FILTER (state = 'waiting') AS waiting
-            FROM lead_outcomes GROUP BY webhook_id ORDER BY webhook_id
+            FROM {LEAD_OUTCOMES} GROUP BY webhook_id ORDER BY webhook_id
         """).fetchall(), ["webhook_id", "leads", "received", "timed_out", "waiting"])
-        for path in written:
+        for path in [*written, *([database] if database is not None else [])]:
             stdout.print(f"wrote {path}")
+
+
+def _export_outcomes(con: duckdb.DuckDBPyConnection, out_dir: Path, file_format: str, version: int) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        export(con, f"SELECT {', '.join(CALLBACK_COLUMNS)} FROM {CALLBACK_OUTCOMES} ORDER BY {CALLBACK_ORDER}",
+               out_dir / f"{CALLBACK_OUTCOMES}.{file_format}", file_format, version),
+        export(con, f"SELECT {', '.join(LEAD_COLUMNS)} FROM {LEAD_OUTCOMES} ORDER BY \"row\"",
+               out_dir / f"{LEAD_OUTCOMES}.{file_format}", file_format, version),
+        export(con, f"SELECT * FROM {QUARANTINE} ORDER BY source_file, line",
+               out_dir / f"{QUARANTINE}.{file_format}", file_format, version),
+        export(con, f"SELECT * FROM {LOAD_REPORT} ORDER BY table_name DESC",
+               out_dir / f"{LOAD_REPORT}.{file_format}", file_format, version),
+    ]
 
 
 def replayed(dataset: Path, observation_end: datetime | None = None) -> Audit:
     """DATASET as the analysis commands take it: an audit database file, or a folder to load and replay."""
     if dataset.is_file():
         return open_audit(dataset, observation_end=observation_end)
+    if not dataset.exists():
+        raise MissingFileError(NOTHING_THERE, path=str(dataset))
     con = connect()
     loaded = load_with_progress(con, dataset)
     print_load_report(loaded)

@@ -9,6 +9,8 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from webhook_core.cli.errors import user_errors
 from webhook_core.cli.output import stderr, stdout
+from webhook_core.cli.params import MemorySize
+from webhook_core.cli.replay_commands import DUCKDB_SHARE, duckdb_memory_limit
 from webhook_core.synth.generate import generate
 
 __all__ = ["generate_command", "report_command"]
@@ -20,10 +22,16 @@ __all__ = ["generate_command", "report_command"]
               help="Folder for one HTML page per notebook and index.html.")
 @click.option("--with-http", is_flag=True,
               help="Also run notebook 05: the reference receiver answering the captured callbacks over HTTP.")
-def report_command(dataset: Path, out_dir: Path, with_http: bool) -> None:
+@click.option("--memory-limit", type=MemorySize(), default=None, metavar="SIZE",
+              help="Memory budget of the replay and of each notebook, e.g. 4GiB. DuckDB is given "
+                   f"{DUCKDB_SHARE:.0%} of it and spills to disk beyond that.")
+@click.option("--temp-dir", type=click.Path(path_type=Path), default=None, help="Where DuckDB spills.")
+def report_command(dataset: Path, out_dir: Path, with_http: bool, memory_limit: int | None,
+                   temp_dir: Path | None) -> None:
     """Run notebooks 01-04 on DATASET and write a self-contained HTML report (charts work offline).
 
-    Notebook 05 (the receiver over HTTP) joins with --with-http.
+    DATASET is a dataset folder, replayed once into OUT/audit.duckdb, or an audit database
+    (webhook-audit replay --database). Notebook 05 (the receiver over HTTP) joins with --with-http.
     """
     from webhook_core.report.build import build_report
 
@@ -37,7 +45,9 @@ def report_command(dataset: Path, out_dir: Path, with_http: bool) -> None:
                 stderr.print(f"[{index + 1}/{total}] {name}" if index < total else "writing index.html",
                              highlight=False)
 
-        pages = build_report(dataset, out_dir, with_http=with_http, progress=advance)
+        pages = build_report(dataset, out_dir, with_http=with_http, progress=advance,
+                             memory_limit=duckdb_memory_limit(memory_limit),
+                             temp_directory=None if temp_dir is None else str(temp_dir.resolve()))
     for page in pages:
         stdout.print(f"wrote {page.html}", highlight=False)
     stdout.print(f"open {out_dir / 'index.html'}", highlight=False)

@@ -18,15 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import nbformat
 import papermill
 from nbconvert import HTMLExporter
 
 from webhook_core import exceptions
-from webhook_core.audit.audit import open_audit
+from webhook_core.audit.audit import NOTHING_THERE, open_audit
 from webhook_core.audit.database import write_audit_database
 from webhook_core.audit.schema import read_meta
-from webhook_core.exceptions import ReportError
+from webhook_core.exceptions import AuditDatabaseLockedError, ReportError
 from webhook_core.load.dataset import connect
 
 __all__ = ["AUDIT_DATABASE", "HTTP_NOTEBOOK", "NOTEBOOKS_DIR", "ReportPage", "build_report", "notebook_paths",
@@ -69,21 +70,24 @@ def report_notebooks(*, with_http: bool = False, folder: Path = NOTEBOOKS_DIR) -
 
 def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Path] | None = None,
                  with_http: bool = False, progress: ReportProgress | None = None,
-                 timeout_s: int = 1800) -> list[ReportPage]:
+                 timeout_s: int = 1800, memory_limit: str | None = None,
+                 temp_directory: str | None = None) -> list[ReportPage]:
     """Execute each notebook on ``dataset`` and write ``out_dir/NN_name.html`` and ``out_dir/index.html``.
 
     ``dataset`` is a dataset folder, replayed once into ``out_dir/audit.duckdb``, or an audit database
     (``webhook-audit replay --database``). ``notebooks`` defaults to ``report_notebooks(with_http=with_http)``.
+    ``memory_limit`` is DuckDB's (e.g. ``"3GiB"``), for the replay and in every notebook, which spill to
+    ``temp_directory`` beyond it.
     """
     dataset = Path(dataset).resolve()
     if not dataset.exists():
-        raise ReportError(f"{dataset}: not a folder; a dataset is a folder with webhooks.json, dispatches.* "
-                          "and callbacks.*")
+        raise ReportError(f"{dataset}: {NOTHING_THERE}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "executed").mkdir(exist_ok=True)
     paths = notebooks if notebooks is not None else report_notebooks(with_http=with_http)
-    database, folder = _audit_database(dataset, out)
+    limits = {"MEMORY_LIMIT": memory_limit, "TEMP_DIRECTORY": temp_directory}
+    database, folder = _audit_database(dataset, out, limits)
     if folder is None and any(p.name == HTTP_NOTEBOOK for p in paths):
         raise ReportError(f"{dataset}: {HTTP_NOTEBOOK} sends the dataset's callbacks to the receiver, and the folder "
                           "this audit database was replayed from is not there; give the dataset folder")
@@ -95,7 +99,7 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
         executed = out / "executed" / path.name
         # The receiver of notebook 05 reads the dataset folder itself; the others read the audit database.
         source = folder if path.name == HTTP_NOTEBOOK and folder is not None else database
-        _execute(path, executed, source, timeout_s)
+        _execute(path, executed, {"DATASET": str(source), **limits}, timeout_s)
         notebook = nbformat.read(executed, as_version=4)
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": path.stem}})
         page = out / f"{path.stem}.html"
@@ -108,7 +112,7 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
     return pages
 
 
-def _audit_database(dataset: Path, out: Path) -> tuple[Path, Path | None]:
+def _audit_database(dataset: Path, out: Path, limits: dict[str, str | None]) -> tuple[Path, Path | None]:
     """The database the notebooks read (``dataset`` itself, or ``out/audit.duckdb`` replayed from it) and
     the dataset folder, if there is one."""
     if dataset.is_file():
@@ -123,7 +127,14 @@ def _audit_database(dataset: Path, out: Path) -> tuple[Path, Path | None]:
     # Absolute: papermill runs each notebook in the notebooks' folder, not the caller's.
     database = (out / AUDIT_DATABASE).resolve()
     # Every notebook opens the database read-only: one replay serves them all, and none can alter it.
-    con = connect(str(database))
+    try:
+        con = connect(str(database), memory_limit=limits["MEMORY_LIMIT"], temp_directory=limits["TEMP_DIRECTORY"])
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise AuditDatabaseLockedError("the report's audit database is open in another process (a notebook or "
+                                       "command reading an earlier report); close it, or give another --out",
+                                       path=str(database)) from exc
     try:
         write_audit_database(con, dataset)
     finally:
@@ -131,10 +142,10 @@ def _audit_database(dataset: Path, out: Path) -> tuple[Path, Path | None]:
     return database, dataset
 
 
-def _execute(path: Path, executed: Path, dataset: Path, timeout_s: int) -> None:
+def _execute(path: Path, executed: Path, parameters: dict[str, str | None], timeout_s: int) -> None:
     try:
         papermill.execute_notebook(
-            str(path), str(executed), parameters={"DATASET": str(dataset)}, cwd=str(path.parent),
+            str(path), str(executed), parameters=parameters, cwd=str(path.parent),
             kernel_name="python3", progress_bar=False, log_output=False, execution_timeout=timeout_s,
             # ipykernel warns on every start that local TCP is unencrypted: noise on the user's terminal.
             extra_arguments=["--IPKernelApp.log_level=ERROR"],

@@ -93,7 +93,7 @@ def reasons_chart(frame: pd.DataFrame, key: str = "webhook_id") -> alt.Chart:
 
 
 def daily_rates_chart(frame: pd.DataFrame) -> alt.Chart:
-    """Daily match rate and 404 rate per webhook. ``frame``: ``rates(con, per_day=True)``."""
+    """Daily match rate and 404 rate per webhook. ``frame``: ``rates(audit, per_day=True)``."""
     data = frame[frame["callbacks"] > 0][["webhook_id", "day", "match_rate", "rate_404"]].melt(
         id_vars=["webhook_id", "day"], var_name="rate", value_name="share")
     data["rate"] = data["rate"].map({"match_rate": "match rate", "rate_404": "404 rate"})
