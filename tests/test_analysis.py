@@ -9,6 +9,7 @@ curve, exact rational arithmetic for Kaplan–Meier quantiles, and a separate
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,12 +25,19 @@ from lifelines import KaplanMeierFitter
 
 from webhook_core import Audit, ReplayError, connect, load_dataset, replay
 from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
-from webhook_core.analysis.rates import disagreements, rates
-from webhook_core.analysis.survival import CURVE_COLUMNS, Z_95, capture_curve, wait_summary
+from webhook_core.analysis.rates import disagreements, lead_headline, rates
+from webhook_core.analysis.survival import CURVE_COLUMNS, Z_95, capture_curve, finishing_curve, wait_summary
 from webhook_core.analysis.timeline import lead_timeline
-from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
+from webhook_core.analysis.timeouts import (
+    ADVICE_COLUMNS,
+    DEFAULT_CANDIDATES,
+    blocking_webhooks,
+    timeout_advice,
+    timeout_whatifs,
+)
 from webhook_core.domain import REASONS_404
 from webhook_core.synth.generate import generate
+from webhook_core.timeutil import human_duration
 
 from datasets import write_dataset
 
@@ -225,7 +233,7 @@ def test_rates_per_webhook_with_all_row(rates_audit: Audit) -> None:
     assert list(frame.columns) == [
         "webhook_id", "callbacks", "matched", "interim", "answered_404", "match_rate", "rate_404",
         *[f"404_{r}" for r in REASONS_404], "leads", "received", "timed_out", "waiting",
-        "recorded", "agree", "disagree", "agreement_rate"]
+        "recorded", "agree", "disagree", "lead_quarantined", "agreement_rate"]
     assert_rows(keyed(frame, "webhook_id"), [
         rate_row("(unknown)", callbacks=1, unknown_token=1, recorded=1, agree=1),
         rate_row("wh-a", callbacks=5, matched=1, duplicate=1, late=1, not_found=1, no_identifiers=1,
@@ -343,6 +351,180 @@ def test_disagreements_equals_every_recorded_row_that_differs_on_sample(
     frame = disagreements(sample)
     assert frame.request_id.tolist() == differ.request_id.tolist()
     assert len(frame) == rates(sample).set_index("webhook_id").loc["(all)", "disagree"]
+
+
+# =========================================================================== per-lead headline
+#
+# wh-t (advertiser T) waits 30 s; wh-w (W) waits without a timeout, "pending" in json.status is interim;
+# wh-q (T again) does not wait and has no lead (its callback is not_found: a group with callbacks and no
+# lead); wh-s (S) waits 60 s and gets no callback (a group with leads and no callback). The observation
+# end is the latest timestamp, h10 at 100 s.
+
+HEADLINE_WEBHOOKS = [
+    webhook("wh-t", "T", wait=True, timeout_s=30),
+    webhook("wh-w", "W", wait=True, status_location="json.status", interim_statuses=["pending"]),
+    webhook("wh-q", "T"),
+    webhook("wh-s", "S", wait=True, timeout_s=60),
+]
+HEADLINE_LEADS = [
+    lead("T1", "CT1", "wh-t", "T"),           # received (h1), then duplicates
+    lead("T2", "CT2", "wh-t", "T"),           # only a late callback: timed out, called back
+    lead("T3", "CT3", "wh-t", "T"),           # only an early callback: timed out, called back
+    lead("T4", "CT4", "wh-t", "T"),           # named only by another webhook's callback: never called back
+    lead("W1", "CW1", "wh-w", "W"),           # only an interim: waiting, called back
+    lead("W2", "CW2", "wh-w", "W"),           # nothing: waiting, never called back
+    lead("W3", "CW3", "wh-w", "W"),           # received (h7)
+    lead("S1", "CS1", "wh-s", "S"),           # nothing, past its deadline: timed out, never called back
+    lead("S2", "CS2", "wh-s", "S", at=95),    # nothing, deadline after the end: waiting, never called back
+]
+HEADLINE_CALLBACKS = [
+    call("h1", "wh-t", "pcid=CT1", at=5),                                       # matched
+    call("h2", "wh-t", "pcid=CT1", at=8),                                       # duplicate
+    call("h3", "wh-t", "pcid=CT2", at=40),                                      # late
+    call("h4", "wh-t", "pcid=CT3", at=-1),                                      # early
+    call("h5", "wh-w", "pcid=CT4", at=6),                                       # wrong_webhook (names T4)
+    call("h6", "wh-w", at=7, body='{"pcid": "CW1", "status": "pending"}'),      # interim
+    call("h7", "wh-w", "pcid=CW3", at=9),                                       # matched
+    call("h8", "wh-q", "pcid=CQ", at=10),                                       # not_found
+    call("h9", "wh-zz", "pcid=CT1", at=11),                                     # unknown_token
+    call("h10", "wh-t", "pcid=CT1", at=100),                                    # duplicate
+]
+HEADLINE_COLUMNS = ["leads", "received", "timed_out", "waiting", "never_called_back", "never_called_back_timed_out",
+                    "answer_rate", "callbacks", "matched", "interim", "answered_404", "match_rate", "interim_rate",
+                    "rate_404", "404s_per_lead"]
+
+
+def headline_row(key: str, *, leads: int = 0, received: int = 0, timed_out: int = 0, waiting: int = 0,
+                 never: int = 0, never_timed_out: int = 0, callbacks: int = 0, matched: int = 0, interim: int = 0,
+                 answered_404: int = 0) -> Row:
+    """The expected row, with rates as hand-divided fractions of the counts given."""
+    assert received + timed_out + waiting == leads and matched + interim + answered_404 == callbacks
+    return {
+        "key": key, "leads": leads, "received": received, "timed_out": timed_out, "waiting": waiting,
+        "never_called_back": never, "never_called_back_timed_out": never_timed_out,
+        "answer_rate": Fraction(received, leads) if leads else None,
+        "callbacks": callbacks, "matched": matched, "interim": interim, "answered_404": answered_404,
+        "match_rate": Fraction(matched, callbacks) if callbacks else None,
+        "interim_rate": Fraction(interim, callbacks) if callbacks else None,
+        "rate_404": Fraction(answered_404, callbacks) if callbacks else None,
+        "404s_per_lead": Fraction(answered_404, leads) if leads else None,
+    }
+
+
+@pytest.fixture(scope="module")
+def headline_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audit]:
+    yield from module_case(tmp_path_factory, "headline", HEADLINE_WEBHOOKS, HEADLINE_LEADS, HEADLINE_CALLBACKS)
+
+
+def test_headline_outcomes_and_states_of_the_hand_built_dataset_are_as_designed(headline_audit: Audit) -> None:
+    outcomes = dict(headline_audit.con.execute("SELECT request_id, outcome FROM callback_outcomes").fetchall())
+    assert outcomes == {"h1": "matched", "h2": "duplicate", "h3": "late", "h4": "early", "h5": "wrong_webhook",
+                        "h6": "interim", "h7": "matched", "h8": "not_found", "h9": "unknown_token",
+                        "h10": "duplicate"}
+    states = dict(headline_audit.con.execute("SELECT lead_id, state FROM lead_outcomes").fetchall())
+    assert states == {"T1": "received", "T2": "timed_out", "T3": "timed_out", "T4": "timed_out",
+                      "W1": "waiting", "W2": "waiting", "W3": "received", "S1": "timed_out", "S2": "waiting"}
+
+
+def test_headline_per_webhook_counts_leads_then_callbacks(headline_audit: Audit) -> None:
+    frame = lead_headline(headline_audit)
+    assert list(frame.columns) == ["webhook_id", *HEADLINE_COLUMNS]
+    assert_rows(keyed(frame, "webhook_id"), [
+        # Tokens of no webhook: callbacks, no lead, so no answer rate and no 404s per lead.
+        headline_row("(unknown)", callbacks=1, answered_404=1),
+        headline_row("wh-q", callbacks=1, answered_404=1),
+        # No callback: the callback rates are empty, 404s per lead is 0 of 2.
+        headline_row("wh-s", leads=2, timed_out=1, waiting=1, never=2, never_timed_out=1),
+        # T2 (late) and T3 (early) were called back; T4 only named by wh-w's wrong_webhook callback.
+        headline_row("wh-t", leads=4, received=1, timed_out=3, never=1, never_timed_out=1, callbacks=5, matched=1,
+                     answered_404=4),
+        headline_row("wh-w", leads=3, received=1, waiting=2, never=1, callbacks=3, matched=1, interim=1,
+                     answered_404=1),
+        headline_row("(all)", leads=9, received=2, timed_out=4, waiting=3, never=4, never_timed_out=2, callbacks=10,
+                     matched=2, interim=1, answered_404=7),
+    ])
+
+
+def test_headline_per_advertiser_charges_callbacks_to_the_token_webhooks_advertiser(headline_audit: Audit) -> None:
+    frame = lead_headline(headline_audit, by="advertiser_id")
+    assert frame.columns[0] == "advertiser_id"
+    assert_rows(keyed(frame, "advertiser_id"), [
+        headline_row("(unknown)", callbacks=1, answered_404=1),
+        headline_row("S", leads=2, timed_out=1, waiting=1, never=2, never_timed_out=1),
+        # wh-t and wh-q: wh-q's not_found is T's 404 too.
+        headline_row("T", leads=4, received=1, timed_out=3, never=1, never_timed_out=1, callbacks=6, matched=1,
+                     answered_404=5),
+        headline_row("W", leads=3, received=1, waiting=2, never=1, callbacks=3, matched=1, interim=1,
+                     answered_404=1),
+        headline_row("(all)", leads=9, received=2, timed_out=4, waiting=3, never=4, never_timed_out=2, callbacks=10,
+                     matched=2, interim=1, answered_404=7),
+    ])
+
+
+def test_headline_counts_a_callback_after_the_observation_end_as_none(headline_audit: Audit) -> None:
+    # At 20 s, T2's late callback (40 s) has not come: T2 was never called back. T1..T4 are timed out by then
+    # (deadline 30 s); S1 is not (60 s) and S2 not yet created.
+    folder = headline_audit.source
+    with replayed_dataset(folder, observation_end=moment(20)) as early:
+        row = lead_headline(early).set_index("webhook_id").loc["wh-t"]
+    assert (row.leads, row.received, row.timed_out, row.waiting) == (4, 1, 0, 3)
+    assert (row.never_called_back, row.never_called_back_timed_out) == (2, 0)
+
+
+def test_headline_rejects_an_unknown_grouping(headline_audit: Audit) -> None:
+    with pytest.raises(ValueError, match=r"^by must be 'webhook_id' or 'advertiser_id', not 'webhook'$"):
+        lead_headline(headline_audit, by="webhook")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("by", ["webhook_id", "advertiser_id"])
+def test_headline_on_sample_equals_the_replays_lead_states_and_outcomes(sample: Audit, by: str) -> None:
+    """Every figure re-derived in pandas from the replay's per-lead and per-callback rows."""
+    leads = sample.con.execute(
+        "SELECT l.webhook_id, d.advertiser_id, l.state, l.callbacks FROM lead_outcomes l "
+        "JOIN dispatches d ON d.row = l.row").df()
+    calls = sample.con.execute(
+        "SELECT coalesce(c.webhook_id, '(unknown)') AS webhook_id, c.outcome, c.status_code FROM callback_outcomes c "
+        "WHERE c.outcome <> 'refused'").df()
+    # A webhook's callbacks are its latest version's advertiser's (the dict keeps the last version read).
+    owner = dict(sample.con.execute("SELECT webhook_id, advertiser_id FROM webhook_versions "
+                                    "ORDER BY webhook_id, active_from_us NULLS FIRST").fetchall())
+    calls["advertiser_id"] = calls.webhook_id.map(owner).fillna("(unknown)")
+    frame = lead_headline(sample, by=by).set_index(by)  # type: ignore[arg-type]
+    keys = sorted(set(leads[by]) | set(calls[by]))
+    assert list(frame.index) == [*keys, "(all)"]
+    for key in [*keys, "(all)"]:
+        own = leads if key == "(all)" else leads[leads[by] == key]
+        charged = calls if key == "(all)" else calls[calls[by] == key]
+        silent = own[own.callbacks == 0]
+        row = frame.loc[key]
+        n, answered, n_calls = len(own), int((own.state == "received").sum()), len(charged)
+        n_404 = int((charged.status_code == 404).sum())
+        assert [int(row[c]) for c in ("leads", "received", "timed_out", "waiting", "never_called_back",
+                                      "never_called_back_timed_out", "callbacks", "matched", "interim",
+                                      "answered_404")] == [
+            n, answered, int((own.state == "timed_out").sum()), int((own.state == "waiting").sum()), len(silent),
+            int((silent.state == "timed_out").sum()), n_calls, int((charged.outcome == "matched").sum()),
+            int((charged.outcome == "interim").sum()), n_404], key
+        # A group without leads ((unknown)) has no per-lead rates.
+        assert close(row.answer_rate, Fraction(answered, n)) if n else pd.isna(row.answer_rate), key
+        assert close(row["404s_per_lead"], Fraction(n_404, n)) if n else pd.isna(row["404s_per_lead"]), key
+    # The issue's figures, by leads: wh-retry answered 277 of its 363 leads, wh-slowbank 289 of 544.
+    if by == "webhook_id":
+        assert f"{frame.loc['wh-retry', 'answer_rate']:.0%}" == "76%"
+        assert f"{frame.loc['wh-slowbank', 'answer_rate']:.0%}" == "53%"
+
+
+def test_headline_invariants_on_generated(generated_replays: dict[int, Audit]) -> None:
+    for audit in generated_replays.values():
+        frame = lead_headline(audit)
+        assert (frame.received + frame.timed_out + frame.waiting == frame.leads).all()
+        # A received lead had its matched callback: never called back is a subset of timed out + waiting.
+        assert (frame.never_called_back <= frame.timed_out + frame.waiting).all()
+        assert (frame.never_called_back_timed_out <= frame.timed_out).all()
+        assert (frame.matched + frame.interim + frame.answered_404 == frame.callbacks).all()
+        callback_rates = rates(audit).set_index("webhook_id")
+        same = frame.set_index("webhook_id")[["callbacks", "matched", "interim", "answered_404"]]
+        pd.testing.assert_frame_equal(same, callback_rates[same.columns])
 
 
 # =========================================================================== Kaplan–Meier
@@ -505,9 +687,10 @@ def durations(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["webhook_id", "t", "event"])
 
 
-def assert_matches_lifelines(audit: Audit, data: pd.DataFrame | None = None) -> None:
-    """capture_curve against lifelines fed ``data`` (webhook_id, t, event), by default ``durations(audit.con)``."""
-    curve = capture_curve(audit)
+def assert_matches_lifelines(audit: Audit, data: pd.DataFrame | None = None, curve: pd.DataFrame | None = None) -> None:
+    """``curve`` (default: capture_curve) against lifelines fed ``data`` (webhook_id, t, event), by default
+    ``durations(audit.con)``."""
+    curve = capture_curve(audit) if curve is None else curve
     data = durations(audit.con) if data is None else data
     assert set(curve.webhook_id) == set(data[data.event].webhook_id)
     for webhook_id, group in data.groupby("webhook_id"):
@@ -706,35 +889,29 @@ def timeout_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audit]:
                            observation_end=TIMEOUT_END)
 
 
-@pytest.mark.parametrize(("target", "recommended"), [
-    pytest.param(0.9, 60.0, id="target-0.9-needs-3/4-times-0.9"),
-    pytest.param(0.6, 30.0, id="target-0.6-needs-0.45"),
-    pytest.param(1.0, 60.0, id="target-1-needs-the-final-captured"),
-    pytest.param(0.4, 5.0, id="target-0.4-needs-0.3"),
-])
-def test_whatifs_hand_built_figures_and_recommendation(
-        timeout_case: Audit, target: float, recommended: float) -> None:
-    frame = timeout_whatifs(timeout_case, [300, 5, 60, 30, 30], target=target)
+def test_whatifs_hand_built_figures(timeout_case: Audit) -> None:
+    frame = timeout_whatifs(timeout_case, [300, 5, 60, 30, 30])
+    assert "recommended" not in frame.columns  # the advice is timeout_advice's, from the finishing waits
     assert frame.timeout_s.tolist() == [5.0, 30.0, 60.0, 300.0]  # sorted, duplicates dropped
     # ever answered (by the end, no timeout): TA, TB, TE, TF.
     assert_rows(records(frame), [
         {"webhook_id": "wh-t", "timeout_s": 5.0, "matched": 1, "late": 3, "leads": 6, "received": 1,
          "timed_out": 5, "ever_answered": 4, "capture_rate": Fraction(1, 4),
-         "mean_block_s": Fraction(5 + 5 + 5 + 5 + 5 + 3, 6), "km_captured": Fraction(1, 3),
-         "current_timeout_s": 30.0, "recommended": recommended == 5.0},
+         "mean_block_s": Fraction(5 + 5 + 5 + 5 + 5 + 3, 6), "km_first_callback": Fraction(1, 3),
+         "current_timeout_s": 30.0},
         # TD was created at 90: at the end (100) it is inside a 30 s window, so it is not timed out.
         {"webhook_id": "wh-t", "timeout_s": 30.0, "matched": 3, "late": 1, "leads": 6, "received": 3,
          "timed_out": 2, "ever_answered": 4, "capture_rate": Fraction(3, 4),
-         "mean_block_s": Fraction(10 + 30 + 30 + 10 + 20 + 3, 6), "km_captured": Fraction(1, 2),
-         "current_timeout_s": 30.0, "recommended": recommended == 30.0},
+         "mean_block_s": Fraction(10 + 30 + 30 + 10 + 20 + 3, 6), "km_first_callback": Fraction(1, 2),
+         "current_timeout_s": 30.0},
         {"webhook_id": "wh-t", "timeout_s": 60.0, "matched": 4, "late": 0, "leads": 6, "received": 4,
          "timed_out": 1, "ever_answered": 4, "capture_rate": 1.0,
-         "mean_block_s": Fraction(10 + 50 + 60 + 10 + 20 + 3, 6), "km_captured": Fraction(3, 4),
-         "current_timeout_s": 30.0, "recommended": recommended == 60.0},
+         "mean_block_s": Fraction(10 + 50 + 60 + 10 + 20 + 3, 6), "km_first_callback": Fraction(3, 4),
+         "current_timeout_s": 30.0},
         {"webhook_id": "wh-t", "timeout_s": 300.0, "matched": 4, "late": 0, "leads": 6, "received": 4,
          "timed_out": 0, "ever_answered": 4, "capture_rate": 1.0,
-         "mean_block_s": Fraction(10 + 50 + 100 + 10 + 20 + 3, 6), "km_captured": Fraction(3, 4),
-         "current_timeout_s": 30.0, "recommended": False},
+         "mean_block_s": Fraction(10 + 50 + 100 + 10 + 20 + 3, 6), "km_first_callback": Fraction(3, 4),
+         "current_timeout_s": 30.0},
     ])
 
 
@@ -752,11 +929,9 @@ def test_whatifs_capture_rate_with_huge_timeout_is_one_and_received_equals_ever_
     assert (frame.late == 0).all()
 
 
-def test_whatifs_no_recommendation_when_no_candidate_reaches_the_target(
-        timeout_case: Audit) -> None:
-    frame = timeout_whatifs(timeout_case, [1, 2], target=0.9)  # nothing answered before 3 s
-    assert frame.recommended.tolist() == [False, False]
-    assert frame.km_captured.tolist() == [0.0, 0.0]
+def test_whatifs_km_first_callback_is_zero_before_the_first_callback(timeout_case: Audit) -> None:
+    frame = timeout_whatifs(timeout_case, [1, 2])  # nothing answered before 3 s
+    assert frame.km_first_callback.tolist() == [0.0, 0.0]
 
 
 def test_whatifs_only_webhooks_that_wait_and_current_timeout(dataset: MakeDataset,
@@ -781,34 +956,31 @@ def test_whatifs_current_timeout_is_the_latest_versions(dataset: MakeDataset, co
     assert timeout_whatifs(audit, [10]).current_timeout_s.tolist() == [90.0]
 
 
-def test_whatifs_recommendation_follows_the_first_callback_even_when_interim(
+def test_advice_follows_the_finishing_callback_not_the_first_interim_one(
         dataset: MakeDataset, con: duckdb.DuckDBPyConnection) -> None:
-    """docs/analysis.md: the recommendation reads KM time to the first callback (interim ones too);
-    capture_rate beside it shows that such a timeout catches no finishing callback."""
+    """Every lead's first callback is an interim update at 2 s, which finishes nothing: KM time to the first
+    callback is complete by 5 s, yet 5 s keeps no answer; the advice waits for the final ones at 100 s."""
     hooks = [webhook("wh-i", "I", wait=True, status_location="query.status", interim_statuses=["pending"])]
     leads = [lead(f"I{n}", f"CI{n}", "wh-i", "I") for n in range(4)]
     calls = [call(f"i{n}a", "wh-i", f"pcid=CI{n}&status=pending", at=2) for n in range(4)]
     calls += [call(f"i{n}b", "wh-i", f"pcid=CI{n}&status=approved", at=100) for n in range(4)]
     audit = replayed(con, dataset(hooks, leads, calls))
-    frame = timeout_whatifs(audit, [5, 300], target=0.95)
-    chosen = frame[frame.recommended]
-    assert chosen.timeout_s.tolist() == [5.0]
-    assert chosen.capture_rate.tolist() == [0.0]
-    assert frame[frame.timeout_s == 300].capture_rate.tolist() == [1.0]
+    frame = timeout_whatifs(audit, [5, 300])
+    assert frame.km_first_callback.tolist() == [1.0, 1.0]
+    assert frame.capture_rate.tolist() == [0.0, 1.0]
+    advice = records(timeout_advice(audit, target=0.95))
+    assert [(a["recommended_timeout_s"], a["recommended_capture_rate"]) for a in advice] == [(100.0, 1.0)]
 
 
-@pytest.mark.parametrize(("candidates", "target", "message"), [
-    pytest.param([], 0.95, "give at least one candidate timeout", id="no-candidates"),
-    pytest.param([5, 0], 0.95, "candidate timeouts must be positive numbers of seconds", id="zero"),
-    pytest.param([-1], 0.95, "candidate timeouts must be positive numbers of seconds", id="negative"),
-    pytest.param([float("nan")], 0.95, "candidate timeouts must be positive numbers of seconds", id="nan"),
-    pytest.param([5], 0.0, "target must be in (0, 1]", id="target-zero"),
-    pytest.param([5], 1.5, "target must be in (0, 1]", id="target-above-one"),
+@pytest.mark.parametrize(("candidates", "message"), [
+    pytest.param([], "give at least one candidate timeout", id="no-candidates"),
+    pytest.param([5, 0], "candidate timeouts must be positive numbers of seconds", id="zero"),
+    pytest.param([-1], "candidate timeouts must be positive numbers of seconds", id="negative"),
+    pytest.param([float("nan")], "candidate timeouts must be positive numbers of seconds", id="nan"),
 ])
-def test_whatifs_reject_bad_arguments(timeout_case: Audit,
-                                      candidates: list[float], target: float, message: str) -> None:
+def test_whatifs_reject_bad_arguments(timeout_case: Audit, candidates: list[float], message: str) -> None:
     with pytest.raises(ValueError) as caught:
-        timeout_whatifs(timeout_case, candidates, target)
+        timeout_whatifs(timeout_case, candidates)
     assert str(caught.value) == message
 
 
@@ -1035,14 +1207,20 @@ def test_near_misses_external_id_with_a_wrong_advertiser_is_not_rescued(dataset:
 #
 # Lead TL1 on wh-tl (timeout 30 s, interim "pending"): an early callback at −2, created at 0, interim at 3,
 # matched at 5, duplicate at 8, deadline at 30; a callback naming it sent to wh-other at 12 (wrong_webhook).
+# TL2 (wh-tl) gets an interim at its deadline (30, in time: M5.3) and a late callback at 40; TL3 on wh-odd
+# (timeout 7.654321 s, created at 1.000001) has none: both time out. TL4 on wh-other (no timeout) is answered
+# at 3725.5, which sets the observation end.
 
 TIMELINE_WEBHOOKS = [
     webhook("wh-tl", "T", wait=True, timeout_s=30, status_location="query.status", interim_statuses=["pending"]),
     webhook("wh-other", "O", wait=True),
+    webhook("wh-odd", "D", wait=True, timeout_s=7.654321),
 ]
 TIMELINE_LEADS = [
     lead("TL1", "CT1", "wh-tl", "T"),
     lead("TL2", "CT2", "wh-tl", "T"),
+    lead("TL3", "CT3", "wh-odd", "D", at=1.000001),
+    lead("TL4", "CT4", "wh-other", "O"),
     lead("DUP", "CD1", "wh-tl", "T"), lead("DUP", "CD2", "wh-other", "O"),  # one lead sent to two webhooks
 ]
 TIMELINE_CALLBACKS = [
@@ -1051,7 +1229,9 @@ TIMELINE_CALLBACKS = [
     call("m", "wh-tl", "pcid=CT1&status=approved", at=5, recorded=200),
     call("d", "wh-tl", "pcid=CT1", at=8, recorded=200),
     call("w", "wh-other", "pcid=CT1", at=12),
-    call("x", "wh-tl", "pcid=CT2", at=40),  # TL2's callback, late; sets the observation end at 40
+    call("j", "wh-tl", "pcid=CT2&status=pending", at=30),
+    call("x", "wh-tl", "pcid=CT2", at=40),
+    call("h", "wh-other", "pcid=CT4", at=3725.5),
 ]
 
 
@@ -1062,8 +1242,9 @@ def timeline_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audit]:
 
 def test_timeline_events_in_order(timeline_audit: Audit) -> None:
     frame = lead_timeline(timeline_audit, "TL1")
-    assert list(frame.columns) == ["time", "event", "outcome", "status_code", "recorded_status", "request_id",
-                                   "method", "url", "headers", "body", "detail"]
+    assert list(frame.columns) == ["time", "since_created_s", "event", "outcome", "status_code", "recorded_status",
+                                   "request_id", "method", "url", "headers", "body", "detail"]
+    assert frame.since_created_s.tolist() == [-2.0, 0.0, 3.0, 5.0, 5.0, 8.0, 12.0, 30.0]
     got = [(r["time"], r["event"], r["outcome"], r["status_code"], r["recorded_status"], r["request_id"],
             r["detail"]) for r in records(frame) if r["event"] not in ("received", "finished")]
     assert got == [
@@ -1090,15 +1271,58 @@ def test_timeline_received_state_stands_where_the_wait_finished(timeline_audit: 
     assert frame.time.iloc[received] == moment(5)
 
 
-def test_timeline_timed_out_lead(timeline_audit: Audit) -> None:
+def test_timeline_timed_out_lead_stands_at_its_deadline(timeline_audit: Audit) -> None:
+    """W2 judges at the observation end (3725.5), but the scenario failed at created_at + timeout: a callback at
+    the deadline itself (in time, M5.3) comes before that row, a late one after it; no separate deadline row."""
     frame = lead_timeline(timeline_audit, "TL2")
-    got = [(r["time"], r["event"], r["outcome"], r["detail"]) for r in records(frame)]
+    got = [(r["time"], r["since_created_s"], r["event"], r["outcome"], r["detail"]) for r in records(frame)]
     assert got == [
-        (moment(0), "created", None, "waiting webhook CT2 on wh-tl"),
-        (moment(30), "deadline", None, "the ping tree stops waiting after this instant"),
-        (moment(40), "callback", "late", "paired by conversion_id"),
-        (moment(40), "timed_out", None, "no callback in time; the scenario failed"),
+        (moment(0), 0.0, "created", None, "waiting webhook CT2 on wh-tl"),
+        (moment(30), 30.0, "callback", "interim", "paired by conversion_id"),
+        (moment(30), 30.0, "timed_out", None,
+         "no callback in time; the scenario failed at the deadline, 30.0 s after created"),
+        (moment(40), 40.0, "callback", "late", "paired by conversion_id"),
     ]
+
+
+def test_timeline_timed_out_instant_is_exact_to_the_microsecond(timeline_audit: Audit) -> None:
+    frame = lead_timeline(timeline_audit, "TL3")
+    assert frame.event.tolist() == ["created", "timed_out"]
+    assert frame.time.iloc[1] == moment(1.000001) + timedelta(microseconds=7_654_321)
+    assert frame.since_created_s.iloc[1] == 7.654321
+    assert frame.detail.iloc[1] == "no callback in time; the scenario failed at the deadline, 7.7 s after created"
+
+
+def test_timeline_received_after_an_hour_reads_in_hours_minutes_seconds(timeline_audit: Audit) -> None:
+    frame = lead_timeline(timeline_audit, "TL4")
+    assert [(r["event"], r["since_created_s"], r["detail"]) for r in records(frame)][-1] == (
+        "received", 3725.5, "finished after 1 h 2 min 5.5 s")
+
+
+def test_timeline_headers_are_json_text_of_the_captured_headers(tmp_path: Path) -> None:
+    headers = [["X-Trace", "a,b"], ["X-Trace", "c"], ["Content-Type", 'text/"plain"']]
+    folder = write_dataset(tmp_path, [webhook("wh-h", "H")], [lead("HL", "CH", "wh-h", "H")],
+                           [call("q", "wh-h", "pcid=CH", headers=headers)])
+    with replayed_dataset(folder) as audit:
+        frame = lead_timeline(audit, "HL")
+    got = frame.headers[frame.event == "callback"].tolist()
+    assert [json.loads(text) for text in got] == [[{"name": n, "value": v} for n, v in headers]]
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    pytest.param(69429.719335, "19 h 17 min 9.7 s", id="hours"),
+    pytest.param(123, "2 min 3.0 s", id="minutes"),
+    pytest.param(0.4, "0.4 s", id="seconds"),
+    pytest.param(59.96, "1 min 0.0 s", id="rounds-up-into-a-minute"),
+    pytest.param(3599.96, "1 h 0 min 0.0 s", id="rounds-up-into-an-hour"),
+    pytest.param(3600, "1 h 0 min 0.0 s", id="one-hour"),
+    pytest.param(0, "0.0 s", id="zero"),
+    pytest.param(0.25, "0.3 s", id="half-up"),
+    pytest.param(-2, "-2.0 s", id="early"),
+    pytest.param(-0.04, "0.0 s", id="no-negative-zero"),
+])
+def test_timeline_human_duration(seconds: float, text: str) -> None:
+    assert human_duration(seconds) == text
 
 
 def test_timeline_by_conversion_id_equals_by_lead_id(timeline_audit: Audit) -> None:
@@ -1232,3 +1456,256 @@ def test_generate_disagreements_are_the_planted_incidents(sample: Audit) -> None
     assert bug.sum() > 0
     assert (bug | gateway).all()
     assert (frame[~gateway].outcome == "duplicate").all()
+
+
+# =========================================================================== timeout advice
+#
+# Observation end T0 + 100 s. A finishing wait is the time to the callback that would be matched with no
+# timeout (neither early nor interim), at or before the end.
+# wh-adv waits 5 s (no candidate anywhere below), interim "pending" in query.status:
+#   A1 pending at 1, final at 3.2 · A2 final at exactly 7 · A3 early at −2, final at 7 · A4 final at 40,
+#   again at 41 · A5 pending at 1, final at 150 (after the end: censored at 100) · A6 created at 90, never
+#   (censored at 10). Finishing waits 3.2, 7, 7, 40: answered 4 of 6 leads.
+# wh-free waits without a timeout: B1 at 0.4 · B2 never (censored at 100) · B3 at 2.5.
+# wh-mute waits 10 s: M1 only an early callback, never answered. wh-off does not wait.
+ADVICE_END = moment(100)
+A1_WAIT = Fraction(32, 10)
+ADVICE_WEBHOOKS = [
+    webhook("wh-adv", "A", wait=True, timeout_s=5, status_location="query.status", interim_statuses=["pending"]),
+    webhook("wh-free", "F", wait=True),
+    webhook("wh-mute", "M", wait=True, timeout_s=10),
+    webhook("wh-off", "O"),
+]
+ADVICE_LEADS = [
+    *(lead(f"A{n}", f"CA{n}", "wh-adv", "A") for n in range(1, 6)), lead("A6", "CA6", "wh-adv", "A", at=90),
+    *(lead(f"B{n}", f"CB{n}", "wh-free", "F") for n in range(1, 4)),
+    lead("M1", "CM1", "wh-mute", "M"), lead("O1", "CO1", "wh-off", "O"),
+]
+ADVICE_CALLBACKS = [
+    call("a1i", "wh-adv", "pcid=CA1&status=pending", at=1), call("a1", "wh-adv", "pcid=CA1&status=ok", at=3.2),
+    call("a2", "wh-adv", "pcid=CA2", at=7), call("a3e", "wh-adv", "pcid=CA3", at=-2),
+    call("a3", "wh-adv", "pcid=CA3", at=7), call("a4", "wh-adv", "pcid=CA4", at=40),
+    call("a4d", "wh-adv", "pcid=CA4", at=41), call("a5i", "wh-adv", "pcid=CA5&status=pending", at=1),
+    call("a5", "wh-adv", "pcid=CA5", at=150),
+    call("b1", "wh-free", "pcid=CB1", at=0.4), call("b3", "wh-free", "pcid=CB3", at=2.5),
+    call("m1e", "wh-mute", "pcid=CM1", at=-1), call("o1", "wh-off", "pcid=CO1", at=2),
+]
+
+
+@pytest.fixture(scope="module")
+def advice_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audit]:
+    yield from module_case(tmp_path_factory, "advice", ADVICE_WEBHOOKS, ADVICE_LEADS, ADVICE_CALLBACKS,
+                           observation_end=ADVICE_END)
+
+
+def advice_row(advice: pd.DataFrame, webhook_id: str) -> Row:
+    return records(advice[advice.webhook_id == webhook_id])[0]
+
+
+def test_advice_hand_built_table(advice_case: Audit) -> None:
+    advice = timeout_advice(advice_case, target=0.75)
+    assert tuple(advice.columns) == ADVICE_COLUMNS
+    assert_rows(records(advice), [
+        # 3 of 4 answers needed: the third finishing wait is 7 s. The current 5 s keeps only A1's 3.2 s.
+        {"webhook_id": "wh-adv", "leads": 6, "answered": 4, "current_timeout_s": 5.0,
+         "current_capture_rate": Fraction(1, 4), "recommended_timeout_s": 7.0,
+         "recommended_capture_rate": Fraction(3, 4), "capped": False,
+         "mean_block_s_current": (A1_WAIT + 5 * 5) / 6, "mean_block_s_recommended": (A1_WAIT + 5 * 7) / 6},
+        # No timeout: keeps every answer; blocks B2 for the 100 s to the end.
+        {"webhook_id": "wh-free", "leads": 3, "answered": 2, "current_timeout_s": None,
+         "current_capture_rate": 1.0, "recommended_timeout_s": 3.0, "recommended_capture_rate": 1.0,
+         "capped": False, "mean_block_s_current": (Fraction(4, 10) + 100 + Fraction(25, 10)) / 3,
+         "mean_block_s_recommended": (Fraction(4, 10) + 3 + Fraction(25, 10)) / 3},
+        # Never answered: no share to keep, no recommendation.
+        {"webhook_id": "wh-mute", "leads": 1, "answered": 0, "current_timeout_s": 10.0,
+         "current_capture_rate": None, "recommended_timeout_s": None, "recommended_capture_rate": None,
+         "capped": False, "mean_block_s_current": 10.0, "mean_block_s_recommended": None},
+    ])
+
+
+@pytest.mark.parametrize(("webhook_id", "target", "recommended", "kept"), [
+    pytest.param("wh-adv", 0.25, 4.0, Fraction(1, 4), id="3.2-s-rounds-up-to-4"),
+    pytest.param("wh-adv", 0.5, 7.0, Fraction(3, 4), id="exactly-7.0-s-is-7"),  # A2 and A3 both
+    pytest.param("wh-adv", 0.75, 7.0, Fraction(3, 4), id="target-0.75-is-7"),
+    pytest.param("wh-adv", 0.76, 40.0, 1.0, id="target-0.76-needs-all-four"),
+    pytest.param("wh-adv", 1.0, 40.0, 1.0, id="target-1"),
+    pytest.param("wh-free", 0.5, 1.0, Fraction(1, 2), id="sub-second-is-1"),
+    pytest.param("wh-free", 0.75, 3.0, 1.0, id="2.5-s-is-3"),
+])
+def test_advice_smallest_whole_second_reaching_the_target(
+        advice_case: Audit, webhook_id: str, target: float, recommended: float, kept: Fraction | float) -> None:
+    row = advice_row(timeout_advice(advice_case, target=target), webhook_id)
+    assert (row["recommended_timeout_s"], row["capped"]) == (recommended, False)
+    assert close(row["recommended_capture_rate"], kept)
+
+
+@pytest.mark.parametrize(("target", "recommended"), [
+    pytest.param(0.07, 7.0, id="0.07-of-100-is-7"),     # 0.07 × 100 is 7.000000000000001 in floating point
+    pytest.param(0.14, 14.0, id="0.14-of-100-is-14"),   # 14.000000000000002
+    pytest.param(0.56, 56.0, id="0.56-of-100-is-56"),   # 56.00000000000001
+    pytest.param(0.1, 10.0, id="0.1-of-100-is-10"),     # the binary 0.1 is a hair above 1/10
+    pytest.param(0.95, 95.0, id="0.95-of-100-is-95"),
+])
+def test_advice_reads_the_target_as_written(dataset: MakeDataset, con: duckdb.DuckDBPyConnection,
+                                            target: float, recommended: float) -> None:
+    leads = [lead(f"T{n}", f"CT{n}", "wh-100", "T") for n in range(1, 101)]
+    calls = [call(f"t{n}", "wh-100", f"pcid=CT{n}", at=n) for n in range(1, 101)]  # finishing waits 1 … 100 s
+    audit = replayed(con, dataset([webhook("wh-100", "T", wait=True, timeout_s=60)], leads, calls))
+    row = advice_row(timeout_advice(audit, target=target), "wh-100")
+    assert row["recommended_timeout_s"] == recommended
+    assert close(row["recommended_capture_rate"], Fraction(int(recommended), 100))
+
+
+def test_advice_a_wait_of_zero_still_gets_one_second(dataset: MakeDataset, con: duckdb.DuckDBPyConnection) -> None:
+    # Answered at the instant the lead was created: not early (M5), a finishing wait of 0 s; T >= 1 all the same.
+    calls = [call("z", "wh-z", "pcid=CZ1", at=0)]
+    audit = replayed(con, dataset([webhook("wh-z", "Z", wait=True, timeout_s=5)], [lead("Z1", "CZ1", "wh-z", "Z")],
+                                  calls))
+    row = advice_row(timeout_advice(audit, target=1.0), "wh-z")
+    assert (row["recommended_timeout_s"], row["recommended_capture_rate"], row["mean_block_s_recommended"]) == \
+        (1.0, 1.0, 0.0)
+
+
+@pytest.mark.parametrize(("cap", "recommended", "capped", "kept", "block"), [
+    pytest.param(30.0, 30.0, True, Fraction(3, 4), (A1_WAIT + 7 + 7 + 30 + 30 + 10) / 6, id="cap-30"),
+    pytest.param(39.0, 39.0, True, Fraction(3, 4), (A1_WAIT + 7 + 7 + 39 + 39 + 10) / 6, id="cap-39"),
+    pytest.param(40.0, 40.0, False, 1.0, (A1_WAIT + 7 + 7 + 40 + 40 + 10) / 6, id="cap-40-binds-nothing"),
+])
+def test_advice_max_timeout_caps_and_says_what_the_cap_keeps(
+        advice_case: Audit, cap: float, recommended: float, capped: bool, kept: Fraction | float,
+        block: Fraction) -> None:
+    advice = timeout_advice(advice_case, target=0.76, max_timeout_s=cap)
+    assert_rows([advice_row(advice, "wh-adv")], [
+        {"recommended_timeout_s": recommended, "capped": capped, "recommended_capture_rate": kept,
+         "mean_block_s_recommended": block}])
+    # wh-free needs 3 s, under every cap; wh-mute has nothing to cap.
+    assert (advice_row(advice, "wh-free")["recommended_timeout_s"], advice_row(advice, "wh-free")["capped"]) == \
+        (3.0, False)
+    assert (advice_row(advice, "wh-mute")["recommended_timeout_s"], advice_row(advice, "wh-mute")["capped"]) == \
+        (None, False)
+
+
+@pytest.mark.parametrize(("target", "cap", "message"), [
+    pytest.param(0.0, None, "target must be in (0, 1]", id="target-zero"),
+    pytest.param(1.5, None, "target must be in (0, 1]", id="target-above-one"),
+    pytest.param(float("nan"), None, "target must be in (0, 1]", id="target-nan"),
+    pytest.param(0.95, 0.0, "max_timeout_s must be a whole number of seconds, at least 1", id="cap-zero"),
+    pytest.param(0.95, 0.5, "max_timeout_s must be a whole number of seconds, at least 1", id="cap-below-one"),
+    pytest.param(0.95, 39.5, "max_timeout_s must be a whole number of seconds, at least 1", id="cap-not-whole"),
+    pytest.param(0.95, float("inf"), "max_timeout_s must be a whole number of seconds, at least 1", id="cap-inf"),
+    pytest.param(0.95, float("nan"), "max_timeout_s must be a whole number of seconds, at least 1", id="cap-nan"),
+])
+def test_advice_rejects_bad_arguments(advice_case: Audit, target: float, cap: float | None, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        timeout_advice(advice_case, target=target, max_timeout_s=cap)
+    assert str(caught.value) == message
+
+
+def assert_advice_agrees_with_whatifs(audit: Audit, target: float) -> None:
+    """At the current and the recommended timeout, the advice's capture rate and mean block equal those of
+    ``timeout_whatifs`` with that timeout as a candidate (no timeout: a candidate longer than any wait);
+    the recommendation reaches the target and one second less does not."""
+    advice = timeout_advice(audit, target=target)
+    forever = 1e9
+    shorter = [t - 1 for t in advice.recommended_timeout_s.dropna() if t > 1]
+    candidates = {*advice.current_timeout_s.dropna(), *advice.recommended_timeout_s.dropna(), *shorter, forever}
+    whatifs = timeout_whatifs(audit, sorted(candidates)).set_index(["webhook_id", "timeout_s"])
+    assert len(advice) == whatifs.index.get_level_values(0).nunique()
+    for row in records(advice):
+        webhook_id = row["webhook_id"]
+        current = forever if row["current_timeout_s"] is None else row["current_timeout_s"]
+        for timeout, kept, block in ((current, row["current_capture_rate"], row["mean_block_s_current"]),
+                                     (row["recommended_timeout_s"], row["recommended_capture_rate"],
+                                      row["mean_block_s_recommended"])):
+            if timeout is None:
+                assert row["answered"] == 0 and kept is None and block is None
+                continue
+            expected = whatifs.loc[(webhook_id, timeout)]
+            assert (row["leads"], row["answered"]) == (expected.leads, expected.ever_answered), webhook_id
+            assert close(kept, None if pd.isna(expected.capture_rate) else float(expected.capture_rate)), \
+                (webhook_id, timeout)
+            assert close(block, float(expected.mean_block_s)), (webhook_id, timeout)
+        recommended = row["recommended_timeout_s"]
+        if recommended is not None:
+            assert row["recommended_capture_rate"] >= target
+            if recommended > 1:
+                assert whatifs.loc[(webhook_id, recommended - 1)].capture_rate < target, webhook_id
+
+
+def test_advice_agrees_with_whatifs_on_the_hand_built_case(advice_case: Audit, timeout_case: Audit) -> None:
+    assert_advice_agrees_with_whatifs(advice_case, 0.75)
+    assert_advice_agrees_with_whatifs(timeout_case, 0.9)
+
+
+@pytest.mark.parametrize("target", [0.95, 0.8])
+def test_advice_agrees_with_whatifs_on_sample(sample: Audit, target: float) -> None:
+    assert_advice_agrees_with_whatifs(sample, target)
+
+
+@pytest.mark.parametrize("seed", GENERATED_SEEDS, ids=[f"seed-{s}" for s in GENERATED_SEEDS])
+def test_advice_agrees_with_whatifs_on_generated(generated_replays: dict[int, Audit], seed: int) -> None:
+    assert_advice_agrees_with_whatifs(generated_replays[seed], 0.95)
+
+
+def test_advice_on_sample_keeps_95_percent_of_refcos_finishing_answers(sample: Audit) -> None:
+    """wh-refco sends interim statuses first: by time to the first callback 900 s looked enough, yet it keeps
+    under 90 % of the answers that finish a wait; the advice keeps 95 %."""
+    row = advice_row(timeout_advice(sample, target=0.95), "wh-refco")
+    assert row["current_timeout_s"] is None and row["current_capture_rate"] == 1.0
+    assert row["recommended_capture_rate"] >= 0.95
+    at_900 = timeout_whatifs(sample, [900]).set_index("webhook_id").loc["wh-refco"]
+    assert at_900.capture_rate < 0.9 and row["recommended_timeout_s"] > 900
+
+
+def finishing_durations(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The finishing-wait oracle, in Python from the replayed callbacks (not survival.py's SQL): per lead of a
+    webhook that waits, created by the end, the time to its first resolved callback at or after its creation,
+    not interim, by the end (an event), else to the end (censored)."""
+    (end,) = con.execute("SELECT max(observation_end) FROM lead_outcomes").fetchone() or (None,)
+    end_us = _us(end)
+    created = {lead_id: (webhook_id, _us(at)) for lead_id, webhook_id, at
+               in con.execute("SELECT lead_id, webhook_id, created_at FROM lead_outcomes WHERE waits").fetchall()}
+    finish: dict[str, int] = {}
+    for lead_id, outcome, received_at, interim in con.execute(
+            "SELECT lead_id, outcome, received_at, is_interim FROM callback_outcomes").fetchall():
+        if lead_id not in created or outcome == "wrong_webhook" or interim:
+            continue
+        received = _us(received_at)
+        if created[lead_id][1] <= received <= end_us:
+            finish[lead_id] = min(received, finish.get(lead_id, received))
+    rows = [(webhook_id, (finish.get(lead_id, end_us) - at) / 1e6, lead_id in finish)
+            for lead_id, (webhook_id, at) in created.items() if at <= end_us]
+    return pd.DataFrame(rows, columns=["webhook_id", "t", "event"])
+
+
+def test_km_finishing_curve_hand_built(advice_case: Audit) -> None:
+    curve = finishing_curve(advice_case)
+    assert tuple(curve.columns) == CURVE_COLUMNS
+    assert set(curve.webhook_id) == {"wh-adv", "wh-free"}  # waits and was answered
+    s3, s7, s40 = Fraction(5, 6), Fraction(5, 6) * Fraction(3, 5), Fraction(5, 6) * Fraction(3, 5) * Fraction(1, 2)
+    g3 = Fraction(1, 6 * 5)
+    g7 = g3 + Fraction(2, 5 * 3)
+    g40 = g7 + Fraction(1, 2 * 1)
+    expected = []
+    # 6 at risk at 3.2; at 7, A2 and A3 of 5; A6 censored at 10; at 40, A4 of A4 and A5.
+    for t, at_risk, events, s, g in [(3.2, 6, 1, s3, g3), (7.0, 5, 2, s7, g7), (40.0, 2, 1, s40, g40)]:
+        low, high = exponential_greenwood(float(s), float(g))
+        expected.append({"t_s": t, "at_risk": at_risk, "events": events, "captured": 1 - s,
+                         "ci_low": low, "ci_high": high})
+    assert_rows(records(curve[curve.webhook_id == "wh-adv"]), expected)
+    # Time to the first callback counts the interim updates at 1 s: another curve.
+    first = capture_curve(advice_case)
+    assert first[first.webhook_id == "wh-adv"].t_s.tolist() == [1.0, 7.0, 40.0]
+
+
+@pytest.mark.parametrize("case", ["sample", "seed-11", "earlier-end"])
+def test_km_finishing_curve_equals_lifelines(sample: Audit, generated_replays: dict[int, Audit], case: str) -> None:
+    if case == "earlier-end":
+        with replayed(connect(), SAMPLE, observation_end=datetime(2026, 11, 5, 12, tzinfo=UTC)) as audit:
+            data = finishing_durations(audit.con)
+            assert_matches_lifelines(audit, data, curve=finishing_curve(audit))
+        return
+    audit = sample if case == "sample" else generated_replays[11]
+    data = finishing_durations(audit.con)
+    assert (~data.event).sum() > 0 and data.event.sum() > 0
+    assert_matches_lifelines(audit, data, curve=finishing_curve(audit))

@@ -8,10 +8,12 @@ function the command wraps, run on the same dataset in this process. A user's mi
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
 from collections.abc import Iterator
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,11 @@ from click.testing import CliRunner, Result
 
 from webhook_core import Audit, open_audit
 from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
-from webhook_core.analysis.rates import rates
+from webhook_core.analysis.rates import lead_headline, rates
 from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve
-from webhook_core.analysis.timeouts import timeout_whatifs
+from webhook_core.analysis.timeouts import timeout_advice, timeout_whatifs
 from webhook_core.cli import cli
+from webhook_core.cli.analysis_commands import ADVICE_TITLE, CALLBACKS_TITLE, HEADLINE_TITLE, REASONS_TITLE
 from webhook_core.synth.generate import generate
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -168,45 +171,86 @@ def test_group_help_lists_every_analysis_command() -> None:
 # --------------------------------------------------------------------------- summary
 
 
-def test_summary_prints_load_report_rates_and_disagreements(small: Path) -> None:
+def table(text: str, title: str) -> list[list[str]]:
+    """Header and body rows of the table printed under ``title``."""
+    printed = lines(text)
+    start = printed.index(title) + 1
+    end = next(i for i in range(start, len(printed)) if printed[i].startswith("└"))
+    return cells("\n".join(printed[start:end]))
+
+
+def test_summary_prints_load_report_leads_first_then_callbacks_and_disagreements(small: Path) -> None:
     result = invoke("summary", small)
     assert result.exit_code == 0, result.output
     printed = lines(result.stdout)
-    assert printed[:2] == ["dispatches.jsonl: read 5 = loaded 5 + quarantined 0",
-                           "callbacks.jsonl: read 8 = loaded 8 + quarantined 0"]
-    assert "Callbacks (rates) and 404s by reason; leads by state" in printed
-    rows = cells(result.stdout)
-    assert rows[0] == ["webhook_id", "callbacks", "match_rate", "rate_404", "early", "duplicate", "late",
-                       "wrong_webhook", "not_found", "no_identifiers", "unknown_token", "received", "timed_out",
-                       "waiting", "agreement_rate"]
-    # wh-a: r1 matched, r2 duplicate, r3 late; L1 received, L2 timed out; 3 recorded, r2 disagrees.
-    assert rows[1:6] == [
-        ["(unknown)", "1", "0.0%", "100.0%", "0", "0", "0", "0", "0", "0", "1", "0", "0", "0", "100.0%"],
-        ["wh-a", "3", "33.3%", "66.7%", "0", "1", "1", "0", "0", "0", "0", "1", "1", "0", "66.7%"],
-        ["wh-b", "3", "33.3%", "33.3%", "0", "0", "0", "0", "0", "1", "0", "1", "0", "1", "100.0%"],
-        ["wh-n", "1", "100.0%", "0.0%", "0", "0", "0", "0", "0", "0", "0", "1", "0", "0", ""],
-        ["(all)", "8", "37.5%", "50.0%", "0", "1", "1", "0", "0", "1", "1", "3", "1", "1", "83.3%"],
+    assert printed[:3] == ["dispatches.jsonl: read 5 = loaded 5 + quarantined 0",
+                           "callbacks.jsonl: read 8 = loaded 8 + quarantined 0", HEADLINE_TITLE]
+    # wh-a: L1 received (r1), L2 timed out after its late r3. wh-b: L3 received (r5, after the interim r4),
+    # L4 never called back (r6 named no lead). 404s per lead: r2 and r3 for wh-a's 2 leads; r6 for wh-b's 2;
+    # (all): r2, r3, r6 and the unknown token's r8 for 5 leads.
+    assert table(result.stdout, HEADLINE_TITLE) == [
+        ["webhook_id", "leads", "received", "timed_out", "waiting", "never_called_back", "answer_rate",
+         "404s_per_lead"],
+        ["(unknown)", "0", "0", "0", "0", "0", "", ""],
+        ["wh-a", "2", "1", "1", "0", "0", "50.0%", "1.00"],
+        ["wh-b", "2", "1", "0", "1", "1", "50.0%", "0.50"],
+        ["wh-n", "1", "1", "0", "0", "0", "100.0%", "0.00"],
+        ["(all)", "5", "3", "1", "1", "1", "60.0%", "0.80"],
+    ]
+    # Shares of callbacks add up to 100 % with interim shown (wh-b: r4 interim, r5 matched, r6 404).
+    assert table(result.stdout, CALLBACKS_TITLE) == [
+        ["webhook_id", "callbacks", "match_rate", "interim_rate", "rate_404", "agreement_rate"],
+        ["(unknown)", "1", "0.0%", "0.0%", "100.0%", "100.0%"],
+        ["wh-a", "3", "33.3%", "0.0%", "66.7%", "66.7%"],
+        ["wh-b", "3", "33.3%", "33.3%", "33.3%", "100.0%"],
+        ["wh-n", "1", "100.0%", "0.0%", "0.0%", ""],
+        ["(all)", "8", "37.5%", "12.5%", "50.0%", "83.3%"],
+    ]
+    assert table(result.stdout, REASONS_TITLE) == [
+        ["webhook_id", "early", "duplicate", "late", "wrong_webhook", "not_found", "no_identifiers", "unknown_token"],
+        ["(unknown)", "0", "0", "0", "0", "0", "0", "1"],
+        ["wh-a", "0", "1", "1", "0", "0", "0", "0"],
+        ["wh-b", "0", "0", "0", "0", "0", "1", "0"],
+        ["wh-n", "0", "0", "0", "0", "0", "0", "0"],
+        ["(all)", "0", "1", "1", "0", "0", "1", "1"],
     ]
     assert "1 callbacks where production's recorded answer differs from the model (first 10):" in printed
-    assert rows[7][:6] == ["r2", "2026-11-20 10:00:06+00:00", "wh-a", "duplicate", "404", "200"]
+    assert cells(result.stdout)[-1] == ["r2", "2026-11-20 10:00:06", "wh-a", "duplicate", "404", "200"]
 
 
 def test_summary_by_advertiser(small: Path) -> None:
     result = invoke("summary", small, "--by", "advertiser")
     assert result.exit_code == 0, result.output
-    rows = cells(result.stdout)
-    assert rows[0][0] == "advertiser_id"
-    assert [r[:2] for r in rows[1:5]] == [["(unknown)", "1"], ["A", "4"], ["B", "3"], ["(all)", "8"]]
+    # A: wh-a and wh-n (3 leads, 2 answered); B: wh-b.
+    assert [r[:3] for r in table(result.stdout, HEADLINE_TITLE)] == [
+        ["advertiser_id", "leads", "received"], ["(unknown)", "0", "0"], ["A", "3", "2"], ["B", "2", "1"],
+        ["(all)", "5", "3"]]
+    assert [r[:2] for r in table(result.stdout, CALLBACKS_TITLE)] == [
+        ["advertiser_id", "callbacks"], ["(unknown)", "1"], ["A", "4"], ["B", "3"], ["(all)", "8"]]
 
 
 def test_summary_per_day(small: Path) -> None:
     result = invoke("summary", small, "--per-day")
     assert result.exit_code == 0, result.output
-    rows = cells(result.stdout)
-    assert rows[0][:3] == ["webhook_id", "day", "callbacks"]
-    assert [(r[0], r[1][:10], r[2]) for r in rows[1:5]] == [
-        ("(unknown)", "2026-11-20", "1"), ("wh-a", "2026-11-20", "3"), ("wh-b", "2026-11-20", "3"),
-        ("wh-n", "2026-11-21", "1")]
+    # The leads over the whole observation; the callback tables per UTC day.
+    assert [r[0] for r in table(result.stdout, HEADLINE_TITLE)] == ["webhook_id", "(unknown)", "wh-a", "wh-b",
+                                                                    "wh-n", "(all)"]
+    for title in (CALLBACKS_TITLE, REASONS_TITLE):
+        rows = table(result.stdout, title)
+        assert rows[0][:2] == ["webhook_id", "day"]
+        assert [(r[0], r[1]) for r in rows[1:]] == [
+            ("(unknown)", "2026-11-20"), ("wh-a", "2026-11-20"), ("wh-b", "2026-11-20"), ("wh-n", "2026-11-21")]
+    assert table(result.stdout, CALLBACKS_TITLE)[2][2] == "3"
+
+
+@pytest.mark.parametrize("options", [(), ("--by", "advertiser"), ("--per-day",)], ids=["webhook", "advertiser",
+                                                                                       "per-day"])
+def test_summary_tables_fit_a_120_column_terminal_on_sample(options: tuple[str, ...]) -> None:
+    result = invoke("summary", SAMPLE, *options)
+    assert result.exit_code == 0, result.output
+    tables = [line for line in lines(result.stdout) if line[:1] in "┏┃┡│└"]
+    assert len(tables) > 30
+    assert max(len(line) for line in tables) <= 120
 
 
 @pytest.mark.parametrize(("options", "by", "per_day"), [
@@ -225,6 +269,10 @@ def test_summary_out_csv_equals_rates(small: Path, small_library: Audit,
         written["day"] = pd.to_datetime(written["day"])
         expected["day"] = pd.to_datetime(expected["day"])
     assert_same_table(written, expected)
+    # The per-lead headline beside it, whatever --per-day says.
+    leads = tmp_path / "x.leads.csv"
+    assert lines(result.stdout)[-2] == f"wrote {leads}"
+    assert_same_table(read_file(leads), lead_headline(small_library, by=by))  # type: ignore[arg-type]
 
 
 def test_summary_on_sample_reports_the_disagreements(tmp_path: Path) -> None:
@@ -266,21 +314,44 @@ def test_wait_times_at_risk_is_an_integer_column(small: Path, tmp_path: Path) ->
 # --------------------------------------------------------------------------- timeouts
 
 
-def test_timeouts_out_csv_equals_timeout_whatifs(small: Path, small_library: Audit, tmp_path: Path) -> None:
+def test_timeouts_out_csv_equals_timeout_whatifs_and_advice_beside_it(
+        small: Path, small_library: Audit, tmp_path: Path) -> None:
     out = tmp_path / "x.csv"
     result = invoke("timeouts", small, "--out", out, "--candidates", "5,30", "--target", "0.9")
     assert result.exit_code == 0, result.output
-    expected = timeout_whatifs(small_library, [5, 30], 0.9)
-    assert_same_table(read_file(out), expected)
+    assert_same_table(read_file(out), timeout_whatifs(small_library, [5, 30]))
+    advice_file = tmp_path / "x.advice.csv"
+    assert_same_table(read_file(advice_file), timeout_advice(small_library, 0.9))
     printed = lines(result.stdout)
-    assert "Recommended timeouts (target 90% of the answers that come)" in printed
     # wh-b waits without a timeout and L4 never got an answer: blocked from the 20th 10:00:00 to the observation
     # end, the 21st 10:00:07 (r7).
     assert ("warning: wh-b waits without a timeout and 1 of 2 leads never got an answer: the ping tree is blocked "
             "for them (longest 24.0 h). Set a timeout.") in printed
-    # wh-a: first callbacks at 4 s (L1) and 40 s (L2, late), so captured is 1/2 by 30 s, short of 0.9 × 1.
-    assert cells(result.stdout)[1] == ["wh-a", "30.0 s", "none reaches the target", "", ""]
-    assert printed[-1] == f"wrote {out}"
+    assert printed[-2:] == [f"wrote {out}", f"wrote {advice_file}"]
+    assert table(result.stdout, f"{ADVICE_TITLE} (target 90%)") == [
+        ["webhook_id", "leads", "answered", "current", "current_keeps", "current_mean_block", "recommended",
+         "recommended_keeps", "recommended_mean_block"],
+        # Finishing waits 4 s and 40 s (L2's late callback finishes it with no timeout): 2 of 2 needed → 40 s.
+        # Mean block: at 30 s (4 + 30) / 2, at 40 s (4 + 40) / 2.
+        ["wh-a", "2", "2", "30 s", "50.0%", "17.0 s", "40 s", "100.0%", "22.0 s"],
+        # L3's final answer at 50 s (the interim at 5 s finishes nothing); no timeout: L4 blocks 24 h 7 s.
+        ["wh-b", "2", "1", "no timeout", "100.0%", "12.0 h", "50 s", "100.0%", "50.0 s"],
+    ]
+
+
+def test_timeouts_max_timeout_caps_the_advice_and_says_what_the_cap_keeps(
+        small: Path, small_library: Audit, tmp_path: Path) -> None:
+    out = tmp_path / "x.parquet"
+    result = invoke("timeouts", small, "--out", out, "--target", "0.9", "--max-timeout", "35")
+    assert result.exit_code == 0, result.output
+    assert_same_table(read_file(tmp_path / "x.advice.parquet"), timeout_advice(small_library, 0.9, 35))
+    rows = table(result.stdout, f"{ADVICE_TITLE} (target 90%)")
+    assert [r[6:] for r in rows[1:]] == [["35 s (cap)", "50.0%", "19.5 s"], ["35 s (cap)", "0.0%", "35.0 s"]]
+    printed = lines(result.stdout)
+    assert "wh-a: --max-timeout 35 s keeps 50.0% of the answers that finish a wait, short of the target 90%." \
+        in printed
+    assert "wh-b: --max-timeout 35 s keeps 0.0% of the answers that finish a wait, short of the target 90%." \
+        in printed
 
 
 def test_timeouts_on_sample_out_parquet_equals_timeout_whatifs(tmp_path: Path) -> None:
@@ -289,9 +360,39 @@ def test_timeouts_on_sample_out_parquet_equals_timeout_whatifs(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     with open_audit(SAMPLE) as audit:
         expected = timeout_whatifs(audit, [10, 60, 300])
+        advice = timeout_advice(audit)
     assert_same_table(read_file(out), expected)
-    rows = {r[0]: r for r in cells(result.stdout) if r[0].startswith("wh-")}
-    assert rows["wh-fastpay"][:3] == ["wh-fastpay", "30.0 s", "60.0 s"]
+    assert_same_table(read_file(tmp_path / "t.advice.parquet"), advice)
+    rows = {r[0]: r for r in table(result.stdout, f"{ADVICE_TITLE} (target 95%)")}
+    # wh-retry's current 20 s is no candidate, and is evaluated all the same.
+    assert rows["wh-retry"][3:5] == ["20 s", f"{advice.set_index('webhook_id').current_capture_rate['wh-retry']:.1%}"]
+    assert rows["wh-refco"][3:5] == ["no timeout", "100.0%"]
+
+
+def test_timeouts_advice_does_not_move_with_the_candidates(tmp_path: Path) -> None:
+    """Issue 22: adding 20 to the candidates moved wh-fastpay's recommendation from 30 s to 20 s."""
+    runs = {}
+    for name, candidates in (("without", "5,10,30,60"), ("with", "5,10,20,30,60")):
+        out = tmp_path / name / "t.csv"
+        result = invoke("timeouts", SAMPLE, "--out", out, "--candidates", candidates)
+        assert result.exit_code == 0, result.output
+        runs[name] = (table(result.stdout, f"{ADVICE_TITLE} (target 95%)"),
+                      (tmp_path / name / "t.advice.csv").read_bytes())
+    assert runs["with"] == runs["without"]
+    assert "wh-fastpay" in {row[0] for row in runs["with"][0]}
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    pytest.param("0", "0 is not in the range x>=1.", id="zero"),
+    pytest.param("-3", "-3 is not in the range x>=1.", id="negative"),
+    pytest.param("1.5", "'1.5' is not a valid integer range.", id="not-whole"),
+    pytest.param("inf", "'inf' is not a valid integer range.", id="infinite"),
+])
+def test_timeouts_max_timeout_not_a_whole_second_is_a_usage_error(small: Path, tmp_path: Path, value: str,
+                                                                  message: str) -> None:
+    result = invoke("timeouts", small, "--out", tmp_path / "x.csv", "--max-timeout", value)
+    assert_usage_error(result, f"Invalid value for '--max-timeout': {message}")
+    assert not (tmp_path / "x.csv").exists()
 
 
 @pytest.mark.parametrize("candidates", ["abc", "0", "5,-1", "nan", ",", ""])
@@ -355,20 +456,73 @@ def test_timeline_prints_the_leads_events(small: Path, lead: str) -> None:
     assert result.exit_code == 0, result.output
     assert f"Lead {lead}" in lines(result.stdout)
     rows = cells(result.stdout)
-    assert rows[0] == ["time", "event", "outcome", "status_code", "recorded_status", "request_id", "method", "url",
-                       "body", "detail"]
+    assert rows[0] == ["time", "since_created", "event", "outcome", "status_code", "recorded_status", "request_id",
+                       "method", "url", "body", "detail"]
     # The state row of a received lead stands where the wait finished (lead_timeline's docstring, W1).
-    assert [(r[1], r[2], r[5]) for r in rows[1:]] == [
-        ("created", "", ""), ("callback", "matched", "r1"), ("received", "", ""), ("callback", "duplicate", "r2"),
-        ("deadline", "", "")]
-    assert [r[9] for r in rows[1:] if r[1] == "received"] == ["finished after 4.0 s"]
+    assert [(r[1], r[2], r[3], r[6]) for r in rows[1:]] == [
+        ("0.0 s", "created", "", ""), ("4.0 s", "callback", "matched", "r1"), ("4.0 s", "received", "", ""),
+        ("6.0 s", "callback", "duplicate", "r2"), ("30.0 s", "deadline", "", "")]
+    assert [r[10] for r in rows[1:] if r[2] == "received"] == ["finished after 4.0 s"]
 
 
 def test_timeline_out_csv(small: Path, tmp_path: Path) -> None:
     out = tmp_path / "t.csv"
     result = invoke("timeline", small, "L2", "--out", out)
     assert result.exit_code == 0, result.output
-    assert read_file(out)["event"].tolist() == ["created", "deadline", "callback", "timed_out"]
+    frame = read_file(out)
+    assert frame["event"].tolist() == ["created", "timed_out", "callback"]
+    assert frame["since_created_s"].tolist() == [0.0, 30.0, 40.0]
+
+
+@pytest.fixture(scope="module")
+def sample_timed_out() -> dict[str, Any]:
+    """The first wh-slowbank lead of data/sample that timed out after a late callback, with that callback as
+    captured (its callbacks.jsonl line) and the webhook's timeout."""
+    with open_audit(SAMPLE) as audit:
+        lead_id, created, request_id = audit.con.execute("""
+            SELECT l.lead_id, l.created_at, o.request_id FROM lead_outcomes l JOIN callback_outcomes o
+              ON o.lead_id = l.lead_id AND o.webhook_id = l.webhook_id
+            WHERE l.webhook_id = 'wh-slowbank' AND l.state = 'timed_out' AND o.outcome = 'late'
+            ORDER BY l."row", o.seq LIMIT 1""").fetchone()
+    captured = [json.loads(line) for line in (SAMPLE / "callbacks.jsonl").read_text(encoding="utf-8").splitlines()
+                if f'"{request_id}"' in line]
+    timeouts = {w["timeout_s"] for w in json.loads((SAMPLE / "webhooks.json").read_text(encoding="utf-8"))
+                if w["webhook_id"] == "wh-slowbank"}
+    assert len(captured) == 1 and len(timeouts) == 1
+    return {"lead": lead_id, "created": created, "request_id": request_id, "captured": captured[0],
+            "timeout_s": timeouts.pop()}
+
+
+def test_timeline_out_json_on_sample_stamps_the_deadline_and_keeps_headers(
+        sample_timed_out: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "t.json"
+    result = invoke("timeline", SAMPLE, sample_timed_out["lead"], "--out", out)
+    assert result.exit_code == 0, result.output
+    events = json.loads(out.read_text(encoding="utf-8"))
+    assert [e["event"] for e in events][:2] == ["created", "timed_out"]
+    deadline = sample_timed_out["created"] + timedelta(seconds=sample_timed_out["timeout_s"])
+    assert events[1]["time"] == deadline.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    assert events[1]["since_created_s"] == sample_timed_out["timeout_s"]
+    late = [e for e in events if e["request_id"] == sample_timed_out["request_id"]]
+    assert len(late) == 1 and events.index(late[0]) > 1 and late[0]["outcome"] == "late"
+    assert late[0]["headers"] == [{"name": n, "value": v} for n, v in sample_timed_out["captured"]["headers"]]
+    assert late[0]["status_code"] == 404 and events[0]["status_code"] is None
+
+
+def test_timeline_out_csv_headers_cell_is_json(sample_timed_out: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "t.csv"
+    assert invoke("timeline", SAMPLE, sample_timed_out["lead"], "--out", out).exit_code == 0
+    with out.open(encoding="utf-8", newline="") as file:
+        rows = [r for r in csv.DictReader(file) if r["request_id"] == sample_timed_out["request_id"]]
+    assert [json.loads(r["headers"]) for r in rows] == [
+        [{"name": n, "value": v} for n, v in sample_timed_out["captured"]["headers"]]]
+
+
+def test_timeline_out_with_a_bad_extension_error_text(small: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.xlsx"
+    assert_user_error(invoke("timeline", small, "L1", "--out", out),
+                      f"{out}: --out must end in .csv, .json or .parquet")
+    assert not out.exists()
 
 
 def test_timeline_unknown_lead_error_text(small: Path) -> None:
@@ -383,7 +537,6 @@ def test_timeline_unknown_lead_error_text(small: Path) -> None:
     pytest.param(("wait-times", "{ds}", "--out", "{tmp}/x.json"), id="wait-times"),
     pytest.param(("timeouts", "{ds}", "--out", "{tmp}/x"), id="timeouts-no-extension"),
     pytest.param(("pairing", "{ds}", "--out", "{tmp}/x.PARQUET"), id="pairing-upper-case"),
-    pytest.param(("timeline", "{ds}", "L1", "--out", "{tmp}/x.xlsx"), id="timeline"),
 ])
 def test_out_with_a_bad_extension_error_text(small: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
     argv = [a.format(ds=small, tmp=tmp_path) for a in args]

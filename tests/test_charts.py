@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,9 @@ import pytest
 
 import webhook_core as wc
 from webhook_core.analysis.pairing import discover_locations, near_misses
-from webhook_core.analysis.rates import disagreements, rates
-from webhook_core.analysis.survival import capture_curve
-from webhook_core.analysis.timeouts import timeout_whatifs
+from webhook_core.analysis.rates import disagreements, lead_headline, rates
+from webhook_core.analysis.survival import capture_curve, finishing_curve
+from webhook_core.analysis.timeouts import timeout_advice, timeout_whatifs
 from webhook_core.report import charts
 
 from datasets import write_dataset
@@ -52,11 +53,13 @@ def build_all(con: duckdb.DuckDBPyConnection, webhooks: wc.WebhookVersions,
     return {
         "outcome": charts.outcome_chart(result.outcome_counts()),
         "rates": charts.rates_chart(rates(audit)),
+        "lead_states": charts.lead_states_chart(lead_headline(audit)),
         "reasons": charts.reasons_chart(rates(audit)),
         "daily": charts.daily_rates_chart(rates(audit, per_day=True)),
         "disagreement": charts.disagreement_chart(disagreements(audit)),
         "km": charts.km_chart(capture_curve(audit)),
-        "tradeoff": charts.timeout_tradeoff_chart(timeout_whatifs(audit)),
+        "tradeoff": charts.timeout_tradeoff_chart(timeout_whatifs(audit), timeout_advice(audit)),
+        "finishing": charts.finishing_chart(capture_curve(audit), finishing_curve(audit), timeout_advice(audit)),
         "discovery": charts.discovery_chart(discover_locations(audit)),
         "near_miss": charts.near_miss_chart(near_misses(audit)),
     }
@@ -93,15 +96,73 @@ def test_outcome_chart_uses_one_colour_per_outcome_in_rule_order(sample: wc.Audi
     assert color["scale"]["range"] == [charts.OUTCOME_COLORS[o.value] for o in wc.Outcome]
 
 
-def test_tradeoff_chart_marks_current_and_recommended(sample: wc.Audit) -> None:
+def _advice(*rows: tuple[str, int, float | None, float | None, float | None, float | None, float | None,
+                         float | None]) -> Any:
+    import pandas as pd
+
+    columns = ["webhook_id", "answered", "current_timeout_s", "current_capture_rate", "mean_block_s_current",
+               "recommended_timeout_s", "recommended_capture_rate", "mean_block_s_recommended"]
+    return pd.DataFrame([dict(zip(columns, row, strict=True)) for row in rows]).astype(
+        {c: float for c in columns[2:]})
+
+
+def test_tradeoff_chart_marks_current_and_recommended_candidates_or_not() -> None:
+    import pandas as pd
+
+    whatifs = pd.DataFrame({"webhook_id": ["wh-a"] * 3 + ["wh-b"] * 2 + ["wh-c"],
+                            "timeout_s": [5.0, 30.0, 60.0, 5.0, 30.0, 10.0],
+                            "capture_rate": [0.2, 0.6, 0.9, 0.5, 0.95, 0.97],
+                            "mean_block_s": [4.0, 20.0, 40.0, 5.0, 25.0, 8.0]})
+    advice = _advice(
+        ("wh-a", 9, 30.0, 0.6, 20.0, 45.0, 0.8, 30.0),      # current a candidate, recommended not
+        ("wh-b", 4, None, 1.0, 500.0, 30.0, 0.95, 25.0),    # waits without a timeout; recommended a candidate
+        ("wh-c", 3, 10.0, 0.97, 8.0, 10.0, 0.97, 8.0),      # current = recommended
+        ("wh-d", 0, 10.0, None, 10.0, None, None, None),    # never answered: left out
+    )
+    data = charts.timeout_tradeoff_chart(whatifs, advice).data
+    assert data[["webhook_id", "label", "mark", "capture_rate", "mean_block_s"]].values.tolist() == [
+        ["wh-a", "5 s", "candidate", 0.2, 4.0], ["wh-a", "30 s", "current", 0.6, 20.0],
+        ["wh-a", "45 s", "recommended", 0.8, 30.0], ["wh-a", "60 s", "candidate", 0.9, 40.0],
+        ["wh-b", "5 s", "candidate", 0.5, 5.0], ["wh-b", "30 s", "recommended", 0.95, 25.0],
+        ["wh-b", "no timeout", "current", 1.0, 500.0],
+        ["wh-c", "10 s", "current = recommended", 0.97, 8.0],
+    ]
+    assert data["order"].is_monotonic_increasing  # the line runs through them by timeout, no timeout last
+
+
+def test_tradeoff_chart_on_sample_marks_what_the_advice_says(sample: wc.Audit) -> None:
     whatifs = timeout_whatifs(sample, [5, 30, 60, 900])
-    chart = charts.timeout_tradeoff_chart(whatifs)
+    advice = timeout_advice(sample)
+    data = charts.timeout_tradeoff_chart(whatifs, advice).data
+    for row in advice.itertuples():
+        points = data[data.webhook_id == row.webhook_id]
+        recommended = points[points["mark"].str.contains("recommended")]
+        assert recommended.timeout_s.tolist() == [row.recommended_timeout_s]
+        assert recommended.capture_rate.tolist() == [row.recommended_capture_rate]
+        current = points[points["mark"].str.startswith("current")]
+        assert len(current) == 1 and current.capture_rate.tolist() == [row.current_capture_rate]
+
+
+def test_finishing_chart_draws_both_curves_and_the_timeouts_per_webhook_that_waits(sample: wc.Audit) -> None:
+    advice = timeout_advice(sample)
+    chart = charts.finishing_chart(capture_curve(sample), finishing_curve(sample), advice)
     data = chart.data
-    marks = dict(zip(zip(data.webhook_id, data.timeout_s, strict=True), data["mark"], strict=True))
-    assert marks[("wh-fastpay", 30.0)] == "current = recommended"
-    assert marks[("wh-slowbank", 60.0)] == "current"
-    assert marks[("wh-slowbank", 900.0)] == "recommended"
-    assert marks[("wh-fastpay", 5.0)] == "candidate"
+    assert set(data.webhook_id) == set(advice.webhook_id) and "wh-nightly" not in set(data.webhook_id)
+    finals = finishing_curve(sample).groupby("webhook_id").captured.max()
+    for row in advice.itertuples():
+        drawn = data[data.webhook_id == row.webhook_id]
+        assert set(drawn.line) >= {charts.FIRST_CALLBACK, charts.FINISHING, charts.RECOMMENDED}
+        assert drawn[drawn.line == charts.RECOMMENDED].t_s.tolist() == [row.recommended_timeout_s]
+        current = drawn[drawn.line == charts.CURRENT].t_s.tolist()
+        assert current == ([] if math.isnan(row.current_timeout_s) else [row.current_timeout_s])
+        assert drawn[drawn.line == charts.FINISHING].captured.max() == finals[row.webhook_id]
+    spec = chart.to_dict()
+    assert spec["facet"]["field"] == "webhook_id"
+    layers = spec["spec"]["layer"]
+    assert [layer["mark"]["type"] for layer in layers] == ["line", "rule", "rule"]
+    assert layers[0]["encoding"]["color"]["scale"]["domain"] == [
+        charts.FIRST_CALLBACK, charts.FINISHING, charts.CURRENT, charts.RECOMMENDED]
+    assert layers[0]["encoding"]["x"]["scale"]["type"] == "log"
 
 
 def test_offline_renderer_is_png() -> None:
@@ -114,7 +175,53 @@ def test_offline_renderer_is_png() -> None:
 def rates_fixture() -> Any:
     import pandas as pd
 
-    return pd.DataFrame({"webhook_id": ["wh-a", "(all)"], "match_rate": [0.5, 0.5], "rate_404": [0.5, 0.5]})
+    # wh-a: 2 matched, 1 interim, 1 late of 4; wh-q: no callback (no bar); (all) is never drawn.
+    reasons = {f"404_{r}": [1 if r == "late" else 0, 0, 1 if r == "late" else 0] for r in wc.REASONS_404}
+    return pd.DataFrame({"webhook_id": ["wh-a", "wh-q", "(all)"], "callbacks": [4, 0, 4], "matched": [2, 0, 2],
+                         "interim": [1, 0, 1], **reasons})
+
+
+def test_rates_chart_stacks_matched_interim_and_each_404_reason_to_one_per_bar() -> None:
+    chart = charts.rates_chart(rates_fixture())
+    data = chart.data
+    assert set(data.webhook_id) == {"wh-a"}
+    shares = dict(zip(data.outcome, data.share, strict=True))
+    assert shares == {"matched": 0.5, "interim": 0.25, "404: late": 0.25,
+                      **{f"404: {r}": 0.0 for r in wc.REASONS_404 if r != "late"}}
+    encoding = chart.to_dict()["encoding"]
+    assert encoding["x"]["stack"] == "zero" and encoding["x"]["field"] == "share"
+    # One colour per outcome, the outcome chart's.
+    domain = ["matched", "interim", *(f"404: {r}" for r in wc.REASONS_404)]
+    assert encoding["color"]["scale"]["domain"] == domain
+    assert encoding["color"]["scale"]["range"] == [charts.OUTCOME_COLORS[d.removeprefix("404: ")] for d in domain]
+
+
+def test_rates_chart_on_sample_shows_interim_so_refco_adds_up_to_one(sample: wc.Audit) -> None:
+    data = charts.rates_chart(rates(sample)).data
+    assert (data.groupby("webhook_id").share.sum() - 1).abs().max() < 1e-12
+    refco = sample.con.execute("SELECT count(*) FILTER (outcome = 'interim') / count(*) FROM callback_outcomes "
+                               "WHERE webhook_id = 'wh-refco'").fetchone()
+    assert refco is not None and refco[0] > 0
+    assert data[(data.webhook_id == "wh-refco") & (data.outcome == "interim")].share.item() == refco[0]
+
+
+def test_lead_states_chart_splits_leads_into_four_disjoint_parts_from_the_replays_leads(sample: wc.Audit) -> None:
+    chart = charts.lead_states_chart(lead_headline(sample))
+    data = chart.data
+    leads = sample.con.execute("SELECT webhook_id, state, callbacks FROM lead_outcomes").df()
+    part = leads.state.where(leads.callbacks > 0, "never called back").map(
+        {"received": "answered in time", "timed_out": "timed out after a callback",
+         "waiting": "still waiting after a callback", "never called back": "never called back"})
+    expected = leads.assign(part=part).groupby(["webhook_id", "part"]).size()
+    drawn = data.set_index(["webhook_id", "state"]).n
+    assert {k: v for k, v in drawn.items() if v} == dict(expected.items())
+    assert (data.groupby("webhook_id").share.sum() - 1).abs().max() < 1e-12
+    # (unknown) has callbacks but no leads: no bar.
+    assert "(unknown)" not in set(data.webhook_id) and "(all)" not in set(data.webhook_id)
+    encoding = chart.to_dict()["encoding"]
+    assert encoding["x"]["stack"] == "zero"
+    assert encoding["color"]["scale"]["domain"] == list(charts.LEAD_SEGMENTS)
+    assert len(set(encoding["color"]["scale"]["range"])) == 4
 
 
 def test_km_chart_thins_a_huge_curve_but_keeps_its_ends() -> None:
@@ -146,11 +253,16 @@ def test_km_chart_starts_each_curve_at_zero_so_a_single_step_shows() -> None:
 
 def test_tradeoff_chart_leaves_out_webhooks_never_answered(sample: wc.Audit) -> None:
     whatifs = timeout_whatifs(sample, [5, 30])
+    advice = timeout_advice(sample)
     silent = whatifs[whatifs.webhook_id == "wh-fastpay"].assign(webhook_id="wh-silent", ever_answered=0,
                                                                  capture_rate=float("nan"))
+    unanswered = advice[advice.webhook_id == "wh-fastpay"].assign(
+        webhook_id="wh-silent", answered=0, current_capture_rate=float("nan"), recommended_timeout_s=float("nan"),
+        recommended_capture_rate=float("nan"), mean_block_s_recommended=float("nan"))
     import pandas as pd
 
-    data = charts.timeout_tradeoff_chart(pd.concat([whatifs, silent], ignore_index=True)).data
+    data = charts.timeout_tradeoff_chart(pd.concat([whatifs, silent], ignore_index=True),
+                                         pd.concat([advice, unanswered], ignore_index=True)).data
     assert "wh-silent" not in set(data.webhook_id) and set(data.webhook_id) == set(whatifs.webhook_id)
 
 
@@ -165,7 +277,7 @@ def test_every_chart_builds_from_empty_tables(tmp_path: Path) -> None:
     con = wc.connect()
     loaded = wc.load_dataset(con, folder)
     built = build_all(con, loaded.webhooks, folder)
-    assert len(built["km"].data) == len(built["tradeoff"].data) == 0
+    assert len(built["km"].data) == len(built["tradeoff"].data) == len(built["finishing"].data) == 0
     for name, chart in built.items():
         assert chart.to_dict()["$schema"], name
     con.close()

@@ -799,20 +799,20 @@ def test_lossy_har_kept_entries(lossy_loaded: duckdb.DuckDBPyConnection) -> None
         FROM callbacks ORDER BY seq""").fetchall()
     base = "https://callbacks.example.com/webhooks/"
     assert rows == [
-        # naive startedDateTime is read as UTC; header names keep their (lower) case
+        # naive startedDateTime is read as UTC, and noted; header names keep their (lower) case
         ("1", utc("2026-11-20T10:00:05+00:00"), "POST", base + "wh-acme?pcid=PC-2001&status=approved",
          [{"name": "content-length", "value": "0"}, {"name": "x-lead-id", "value": "PC-2001"}],
-         None, 200, '{"status":"ok"}', ["body_absent"]),
+         None, 200, '{"status":"ok"}', ["body_absent", "received_at_without_zone"]),
         # no response: status and body unknown, not 200 and not 404
         ("2", utc("2026-11-20T10:00:07+00:00"), "POST", base + "wh-acme?pcid=PC-2002&status=sold",
-         [{"name": "content-length", "value": "0"}], None, None, None, ["body_absent"]),
+         [{"name": "content-length", "value": "0"}], None, None, None, ["body_absent", "received_at_without_zone"]),
         # no request.headers: empty list; form body from postData.text without params
         ("3", utc("2026-11-20T10:00:09+00:00"), "POST", base + "wh-acme", [],
-         "pcid=PC-2003&status=approved", 404, NOT_FOUND, []),
+         "pcid=PC-2003&status=approved", 404, NOT_FOUND, ["received_at_without_zone"]),
         # response content without text: status known, body unknown
         ("6", utc("2026-11-20T10:00:16+00:00"), "POST", base + "wh-json",
          [{"name": "content-type", "value": "application/json"}],
-         '{"pcid":"PC-2006","status":"approved"}', 200, None, []),
+         '{"pcid":"PC-2006","status":"approved"}', 200, None, ["received_at_without_zone"]),
     ]
 
 
@@ -926,11 +926,14 @@ def test_parquet_callbacks_map_headers_and_naive_timestamp(con: duckdb.DuckDBPyC
             (TIMESTAMP '2026-11-20 10:00:02', '/webhooks/wh-a', MAP {})
         ) t(received_at, url, headers)""")
     load_dataset(con, folder)
+    # A Parquet TIMESTAMP has no zone: read as UTC, noted, and counted in the load report.
+    naive = ["body_absent", "received_at_without_zone"]
     assert con.execute("SELECT received_at, headers, capture_notes FROM callbacks ORDER BY seq").fetchall() == [
         (utc("2026-11-20T10:00:01+00:00"),
-         [{"name": "Content-Type", "value": "text/plain"}, {"name": "X-Lead-Id", "value": "C1"}], ["body_absent"]),
-        (utc("2026-11-20T10:00:02+00:00"), [], ["body_absent"]),
+         [{"name": "Content-Type", "value": "text/plain"}, {"name": "X-Lead-Id", "value": "C1"}], naive),
+        (utc("2026-11-20T10:00:02+00:00"), [], naive),
     ]
+    assert con.execute("SELECT zone_less FROM load_report WHERE table_name = 'callbacks'").fetchall() == [(2,)]
 
 
 def test_parquet_callbacks_text_timestamps(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ may reach the proxy (nothing would leave the machine). CI installs Chromium
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,11 @@ import pytest
 from click.testing import CliRunner
 
 from webhook_core.audit.audit import open_audit
+from webhook_core.audit.database import write_audit_database
 from webhook_core.audit.schema import read_meta
 from webhook_core.cli import cli
 from webhook_core.exceptions import ReportError
+from webhook_core.load.dataset import load_dataset
 from webhook_core.report import build
 from webhook_core.report.build import HTTP_NOTEBOOK, build_report, notebook_paths
 
@@ -58,6 +62,60 @@ def test_report_writes_one_page_per_notebook_but_the_http_one_and_an_index(repor
     assert "Load and replay" in index and "Pairing keys" in index
 
 
+def _index_headline(index: str) -> list[list[str]]:
+    """The rows of the index's headline table, header first, as the reader sees them."""
+    table = re.search(r"<h2>Headline per webhook</h2>\s*<table>(.*?)</table>", index, re.DOTALL)
+    assert table is not None, index
+    return [[html.unescape(cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", table.group(1))]
+
+
+def test_report_index_shows_a_headline_per_webhook_from_its_audit_database(report: Path) -> None:
+    con = duckdb.connect(str(report / build.AUDIT_DATABASE), read_only=True)
+    try:
+        # Computed here from the replay's rows, not by the function the index calls.
+        leads = con.execute("SELECT webhook_id, state FROM lead_outcomes").fetchall()
+        answered_404 = con.execute("SELECT webhook_id FROM callback_outcomes WHERE status_code = 404 "
+                                   "AND outcome <> 'refused'").fetchall()
+    finally:
+        con.close()
+    expected = []
+    for webhook_id in [*sorted({w for w, _ in leads}), None]:
+        own = [state for w, state in leads if webhook_id in (None, w)]
+        n_404 = sum(1 for (w,) in answered_404 if webhook_id in (None, w))
+        expected.append([webhook_id or "All webhooks", f"{len(own):,}", f"{own.count('received') / len(own):.1%}",
+                         f"{own.count('timed_out'):,}", f"{n_404 / len(own):.2f}"])
+    unknown_404 = sum(1 for (w,) in answered_404 if w is None)
+    index = (report / "index.html").read_text(encoding="utf-8")
+    assert _index_headline(index) == [["Webhook", "Leads", "Answer rate", "Timed out", "404s per lead"], *expected]
+    # The issue's figures: wh-retry answered 76 % of its leads, wh-slowbank 53 %.
+    rows = {row[0]: row for row in _index_headline(index)}
+    assert (rows["wh-retry"][2], rows["wh-slowbank"][2]) == ("76.3%", "53.1%")
+    assert unknown_404 > 0
+    assert (f"<p>{unknown_404:,} more 404s went to tokens of no webhook or to webhooks without leads: they count "
+            "only in the row for all webhooks.</p>") in index
+    for term in ("Leads", "Answer rate", "Timed out", "404s per lead"):
+        assert f"<dt>{term}</dt><dd>" in index, term
+
+
+def test_report_index_of_a_database_without_leads_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_dataset(tmp_path / "dataset", [{"webhook_id": "wh-a", "advertiser_id": "acme", "wait": False}], [],
+                           [_callback("r1", "wh-a", "L1", 5)])
+    database = tmp_path / "audit.duckdb"
+    con = duckdb.connect(str(database))
+    try:
+        # The loader the commands use refuses a dispatches file without rows; a database may still hold none.
+        write_audit_database(con, folder, load=lambda c, f: load_dataset(c, f))
+    finally:
+        con.close()
+    monkeypatch.setattr(build, "_execute", lambda path, executed, *_: shutil.copy(path, executed))
+    build_report(database, tmp_path / "out")
+    index = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert ("<p>The audit database holds no leads (no waiting webhook was loaded), so there are no per-lead "
+            "figures. The pages below show what the callbacks alone say.</p>") in index
+    assert "<table>" not in index and 'href="01_load_and_replay.html"' in index
+
+
 @pytest.mark.parametrize("with_http", [False, True], ids=["default", "with-http"])
 def test_report_runs_the_http_notebook_only_when_asked(with_http: bool, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,8 +141,8 @@ def test_report_given_a_relative_out_folder_injects_paths_the_notebooks_find(tmp
     # would name nothing there (`report data/sample --out reports`, README command 1).
     injected: list[Path] = []
 
-    def record(path: Path, executed: Path, dataset: Path, timeout_s: int) -> None:
-        injected.append(dataset)
+    def record(path: Path, executed: Path, parameters: dict[str, str | None], timeout_s: int) -> None:
+        injected.append(Path(str(parameters["DATASET"])))
         shutil.copy(path, executed)
 
     monkeypatch.setattr(build, "_execute", record)
@@ -290,7 +348,25 @@ def test_report_on_a_dataset_with_no_usable_dispatch_is_one_line(tmp_path: Path)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: {folder / 'dispatches.jsonl'}: 0 of 2 rows loaded (2 quarantined; commonest reason: bad created_at: "
-        "not an ISO 8601 timestamp, e.g. line 1); fix those rows or webhooks.json (docs/semantics.md, Q3)")
+        "not an ISO 8601 timestamp, e.g. line 1); fix those rows or webhooks.json (docs/semantics.md, Q3); or read "
+        "timestamps written another way (e.g. 02/11/2026 02:12:17) with --timestamp-format '%d/%m/%Y %H:%M:%S'")
+
+
+def test_report_reads_an_exports_timestamps_with_timestamp_format(tmp_path: Path) -> None:
+    """The issue's Excel export: every created_at written 02/11/2026 02:12:17 (day first) reads whole."""
+    webhooks, leads, callbacks = TWO_ANSWERED
+    exported = [{**lead, "created_at": datetime.fromisoformat(lead["created_at"].replace("Z", "+00:00"))
+                 .strftime("%d/%m/%Y %H:%M:%S.%f")} for lead in leads]
+    folder = write_dataset(tmp_path / "dataset", webhooks, exported, callbacks)
+    result = CliRunner().invoke(cli, ["report", str(folder), "--out", str(tmp_path / "out"),
+                                      "--timestamp-format", "%d/%m/%Y %H:%M:%S.%f"])
+    assert result.exit_code == 0, result.output
+    assert "warning: dispatches.jsonl: 2 timestamps name no zone (no Z, no +hh:mm); read as UTC" \
+        in result.stderr.splitlines()
+    with open_audit(tmp_path / "out" / build.AUDIT_DATABASE) as audit:
+        created = audit.con.execute('SELECT created_at FROM dispatches ORDER BY "row"').fetchall()
+    assert [row[0] for row in created] == [datetime.fromisoformat(lead["created_at"].replace("Z", "+00:00"))
+                                           for lead in leads]
 
 
 class RecordingProxy:

@@ -4,16 +4,22 @@ The rules live in docs/semantics.md; this package follows them exactly, once
 one callback at a time (:class:`OnlineMatcher`) and once set-based in DuckDB
 (:func:`replay`). The layers and where each thing lives: docs/architecture.md.
 This module re-exports the public API: loading, the replay, the online matcher
-and the analysis functions (rates, survival, timeouts, pairing, timeline).
+and the analysis functions (rates, the per-lead headline, survival, timeouts, pairing, timeline).
 """
 
 from __future__ import annotations
 
 from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
-from webhook_core.analysis.rates import disagreements, rates
-from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve, wait_summary
+from webhook_core.analysis.rates import disagreements, lead_headline, rates
+from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve, finishing_curve, wait_summary
 from webhook_core.analysis.timeline import lead_timeline
-from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
+from webhook_core.analysis.timeouts import (
+    ADVICE_COLUMNS,
+    DEFAULT_CANDIDATES,
+    blocking_webhooks,
+    timeout_advice,
+    timeout_whatifs,
+)
 from webhook_core.audit.audit import Audit, open_audit
 from webhook_core.audit.database import write_audit_database
 from webhook_core.audit.online import callbacks_from_table, matcher_from_tables
@@ -43,6 +49,7 @@ from webhook_core.rules.settings import PairingRule, WebhookSettings, WebhookVer
 __version__ = "0.1.0"
 
 __all__ = [
+    "ADVICE_COLUMNS",
     "CALLBACK_COLUMNS",
     "CALLBACK_ORDER",
     "CURVE_COLUMNS",
@@ -89,6 +96,8 @@ __all__ = [
     "disagreements",
     "discover_locations",
     "extract_identifiers",
+    "finishing_curve",
+    "lead_headline",
     "lead_timeline",
     "load_dataset",
     "load_webhooks",
@@ -101,6 +110,7 @@ __all__ = [
     "parse_webhooks",
     "rates",
     "replay",
+    "timeout_advice",
     "timeout_whatifs",
     "token_of",
     "wait_summary",

@@ -10,7 +10,11 @@ All figures are read from the replay's tables (``callback_outcomes``,
 * production agreement compares ``recorded_status`` (as captured) with the
   model's ``status_code``; callbacks without a recorded answer are not compared;
 * a ``refused`` line (the receiver answered it without judging it) is no callback
-  judged: it is in none of these figures.
+  judged: it is in none of these figures;
+* :func:`lead_headline` counts leads first: ``answer_rate`` = leads answered in time ÷
+  leads; ``never_called_back`` = leads to which no callback at all (any outcome: early,
+  late, duplicate, interim included) was resolved by the observation end (W4 ``callbacks = 0``);
+  ``404s_per_lead`` = 404s of the callbacks charged to the group ÷ the group's leads.
 
 Per day, callbacks count on the UTC day they were received and leads on the UTC
 day they were created.
@@ -28,7 +32,7 @@ from webhook_core.audit.schema import CALLBACK_OUTCOMES, DISPATCHES, LEAD_OUTCOM
 from webhook_core.domain import REASONS_404, Outcome
 from webhook_core.quoting import quote_identifier
 
-__all__ = ["disagreements", "rates"]
+__all__ = ["disagreements", "lead_headline", "rates"]
 
 
 Grouping = Literal["webhook_id", "advertiser_id"]
@@ -59,8 +63,7 @@ def _keyed_leads(by: Grouping) -> str:
 
 def rates(audit: Audit, *, by: Grouping = "webhook_id", per_day: bool = False) -> pd.DataFrame:
     """One row per ``by`` value (and UTC day with ``per_day``), plus an ``(all)`` row when not per day."""
-    if by not in ("webhook_id", "advertiser_id"):
-        raise ValueError(f"by must be 'webhook_id' or 'advertiser_id', not {by!r}")
+    _check_grouping(by)
     day_c = ", CAST(received_at AS DATE) AS day" if per_day else ""
     day_l = ", CAST(created_at AS DATE) AS day" if per_day else ""
     group = "key, day" if per_day else "key"
@@ -81,7 +84,8 @@ def rates(audit: Audit, *, by: Grouping = "webhook_id", per_day: bool = False) -
                    {reasons},
                    count(recorded_status) AS recorded,
                    count(*) FILTER (recorded_status = status_code) AS agree,
-                   count(*) FILTER (recorded_status <> status_code) AS disagree
+                   count(*) FILTER (recorded_status <> status_code) AS disagree,
+                   count(*) FILTER (lead_quarantined) AS lead_quarantined
             FROM c {group_clause}
         ),
         ld AS (
@@ -107,11 +111,68 @@ def rates(audit: Audit, *, by: Grouping = "webhook_id", per_day: bool = False) -
                coalesce(cb.recorded, 0) AS recorded,
                coalesce(cb.agree, 0) AS agree,
                coalesce(cb.disagree, 0) AS disagree,
+               coalesce(cb.lead_quarantined, 0) AS lead_quarantined,
                cb.agree / nullif(cb.recorded, 0) AS agreement_rate
         FROM cb FULL JOIN ld ON cb.key = ld.key {"AND cb.day = ld.day" if per_day else ""}
         ORDER BY {column} = '(all)', {column}{", day" if per_day else ""}
     """).df()
     return frame
+
+
+def _check_grouping(by: str) -> None:
+    if by not in ("webhook_id", "advertiser_id"):
+        raise ValueError(f"by must be 'webhook_id' or 'advertiser_id', not {by!r}")
+
+
+def lead_headline(audit: Audit, *, by: Grouping = "webhook_id") -> pd.DataFrame:
+    """Leads first, then callbacks: one row per ``by`` value and an ``(all)`` row (docs/analysis.md).
+
+    A retry storm multiplies callbacks, not leads: ``answer_rate`` (leads answered in time ÷ leads) is
+    what an advertiser delivered; the callback rates beside it say how noisily. Leads are grouped by
+    their webhook (or its dispatch's advertiser), callbacks by the webhook their token names, so
+    ``(unknown)`` (tokens of no live webhook) has callbacks and no leads: its lead figures are empty.
+    """
+    _check_grouping(by)
+    column = quote_identifier(by)
+    return audit.con.execute(f"""
+        WITH cb AS (
+            SELECT coalesce(key, '(all)') AS key,
+                   count(*) AS callbacks,
+                   count(*) FILTER (outcome = '{Outcome.MATCHED.value}') AS matched,
+                   count(*) FILTER (outcome = '{Outcome.INTERIM.value}') AS interim,
+                   count(*) FILTER (status_code = 404) AS answered_404
+            FROM ({_keyed_callbacks(by)}) GROUP BY GROUPING SETS ((key), ())
+        ),
+        ld AS (
+            SELECT coalesce(key, '(all)') AS key,
+                   count(*) AS leads,
+                   count(*) FILTER (state = 'received') AS received,
+                   count(*) FILTER (state = 'timed_out') AS timed_out,
+                   count(*) FILTER (state = 'waiting') AS waiting,
+                   -- W4: callbacks resolved to the lead, any outcome, by the observation end
+                   count(*) FILTER (callbacks = 0) AS never_called_back,
+                   count(*) FILTER (callbacks = 0 AND state = 'timed_out') AS never_called_back_timed_out
+            FROM ({_keyed_leads(by)}) GROUP BY GROUPING SETS ((key), ())
+        )
+        SELECT coalesce(ld.key, cb.key) AS {column},
+               coalesce(ld.leads, 0) AS leads,
+               coalesce(ld.received, 0) AS received,
+               coalesce(ld.timed_out, 0) AS timed_out,
+               coalesce(ld.waiting, 0) AS waiting,
+               coalesce(ld.never_called_back, 0) AS never_called_back,
+               coalesce(ld.never_called_back_timed_out, 0) AS never_called_back_timed_out,
+               ld.received / nullif(ld.leads, 0) AS answer_rate,
+               coalesce(cb.callbacks, 0) AS callbacks,
+               coalesce(cb.matched, 0) AS matched,
+               coalesce(cb.interim, 0) AS interim,
+               coalesce(cb.answered_404, 0) AS answered_404,
+               cb.matched / nullif(cb.callbacks, 0) AS match_rate,
+               cb.interim / nullif(cb.callbacks, 0) AS interim_rate,
+               cb.answered_404 / nullif(cb.callbacks, 0) AS rate_404,
+               coalesce(cb.answered_404, 0) / nullif(ld.leads, 0) AS "404s_per_lead"
+        FROM ld FULL JOIN cb ON cb.key = ld.key
+        ORDER BY {column} = '(all)', {column}
+    """).df()
 
 
 def disagreements(audit: Audit) -> pd.DataFrame:

@@ -16,6 +16,12 @@ interval, as lifelines computes it): with ``v = ln S`` and
 ``S_± = exp(−exp(ln(−v) ∓ z·√g / v))``. Where ``S`` reaches 0 (every lead still at
 risk was answered) the log(−log) scale has no room left: the band is the point
 itself, ``[1, 1]`` in ``captured``, as lifelines gives it.
+
+The same estimate of the *finishing wait* (:func:`finishing_curve`): for a lead of a webhook that
+waits, the time to the callback that would be ``matched`` with no timeout at all (M5: the first one
+neither early nor interim), at or before the observation end; a lead with none is censored as above.
+On a webhook that sends interim statuses the first callback is usually an interim update, which
+finishes nothing: the finishing wait is what a timeout cuts (timeouts.py).
 """
 
 from __future__ import annotations
@@ -23,9 +29,9 @@ from __future__ import annotations
 import pandas as pd
 
 from webhook_core.audit.audit import Audit
-from webhook_core.audit.schema import LEAD_OUTCOMES
+from webhook_core.audit.schema import CALLBACK_OUTCOMES, LEAD_OUTCOMES
 
-__all__ = ["CURVE_COLUMNS", "Z_95", "capture_curve", "wait_summary"]
+__all__ = ["CURVE_COLUMNS", "Z_95", "capture_curve", "finishing_curve", "finishing_waits_sql", "wait_summary"]
 
 #: The standard normal quantile for a two-sided 95 % interval.
 Z_95 = 1.959963984540054
@@ -41,10 +47,48 @@ _DURATIONS = f"""
 """
 
 
+def finishing_waits_sql() -> str:
+    """Per lead of a webhook that waits: ``row, webhook_id, created_us, end_us`` and ``wait_us``, its finishing
+    wait in microseconds, NULL when no callback that could finish it came by the observation end."""
+    return f"""
+        WITH leads AS (
+            SELECT "row", webhook_id, epoch_us(created_at) AS created_us, epoch_us(observation_end) AS end_us
+            FROM {LEAD_OUTCOMES} WHERE waits
+        ),
+        finishes AS (
+            -- The first callback neither early (M5.1) nor interim (M5.4) is the one matched with no timeout;
+            -- no callback before it finished the wait, so it is no duplicate either.
+            SELECT c.lead_row, min(c.us) AS finish_us
+            FROM {CALLBACK_OUTCOMES} c JOIN leads l ON l."row" = c.lead_row
+            WHERE c.us >= l.created_us AND NOT c.is_interim AND c.us <= l.end_us
+            GROUP BY c.lead_row
+        )
+        SELECT l."row", l.webhook_id, l.created_us, l.end_us, f.finish_us - l.created_us AS wait_us
+        FROM leads l LEFT JOIN finishes f ON f.lead_row = l."row"
+    """
+
+
+def _finishing_durations() -> str:
+    return f"""
+        SELECT webhook_id, coalesce(wait_us, end_us - created_us) / 1e6 AS t, wait_us IS NOT NULL AS event
+        FROM ({finishing_waits_sql()}) WHERE created_us <= end_us
+    """
+
+
 def capture_curve_sql(z: float = Z_95) -> str:
     """The Kaplan–Meier table as one SQL query over ``lead_outcomes``."""
+    return _kaplan_meier_sql(_DURATIONS, z)
+
+
+def finishing_curve_sql(z: float = Z_95) -> str:
+    """The Kaplan–Meier table of the finishing wait, per webhook that waits, as one SQL query."""
+    return _kaplan_meier_sql(_finishing_durations(), z)
+
+
+def _kaplan_meier_sql(source: str, z: float) -> str:
+    """``source``: one row per lead, ``webhook_id, t, event``."""
     return f"""
-        WITH durations AS ({_DURATIONS}),
+        WITH durations AS ({source}),
         grouped AS (
             SELECT webhook_id, t, count(*) FILTER (event) AS events, count(*) AS leaving
             FROM durations GROUP BY webhook_id, t
@@ -86,6 +130,12 @@ def capture_curve_sql(z: float = Z_95) -> str:
 def capture_curve(audit: Audit) -> pd.DataFrame:
     """Kaplan–Meier share of leads answered by ``t_s`` per webhook, one row per event time."""
     return audit.con.execute(capture_curve_sql()).df()
+
+
+def finishing_curve(audit: Audit) -> pd.DataFrame:
+    """Kaplan–Meier share of leads whose wait is finished by ``t_s``, per webhook that waits, one row per
+    event time; the columns of :func:`capture_curve`."""
+    return audit.con.execute(finishing_curve_sql()).df()
 
 
 def wait_summary(audit: Audit) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Timeout what-ifs: what each candidate timeout would have done, all candidates in one pass.
+"""Timeout what-ifs (what each candidate timeout would have done, all candidates in one pass) and timeout
+advice (the smallest whole second that keeps a target share of the answers that finish a wait).
 
 For a webhook that waits, a timeout T changes only two things in the replay
 (docs/semantics.md M5, W2): which callbacks are ``late`` (after
@@ -18,40 +19,50 @@ Per webhook that waits and candidate ``timeout_s``:
   ``wait`` is the time to the callback that would finish the lead with no
   timeout (infinite if none), and a lead still inside its window at the
   observation end counts the time it has waited so far;
-* ``recommended``: true on the smallest candidate whose Kaplan–Meier ``captured(T)``
-  (survival.py: time to the *first* callback) reaches ``target × captured`` at the
-  last event time. On a webhook that sends interim statuses the first callback is
-  usually an interim update, so read ``capture_rate`` (finishing callbacks) beside it.
+* ``km_first_callback``: Kaplan–Meier share of leads with a *first* callback by T
+  (survival.py), interim updates included: a description of the curve, no advice.
+
+The advice (:func:`timeout_advice`) reads no candidate grid: per webhook that waits it
+sorts the leads' *finishing waits* (survival.finishing_waits_sql: the time to the callback
+that would be ``matched`` with no timeout) and takes the smallest whole second that keeps
+``target`` of them, exactly; ``capture_rate`` and ``mean_block_s`` there are the what-ifs'
+(tested equal at the same T).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import pandas as pd
 
-from webhook_core.analysis.survival import capture_curve_sql
+from webhook_core.analysis.survival import capture_curve_sql, finishing_waits_sql
 from webhook_core.audit.audit import Audit
 from webhook_core.audit.schema import CALLBACK_OUTCOMES, LEAD_OUTCOMES
 from webhook_core.quoting import quote_literal
 from webhook_core.rules.settings import WebhookSettings, WebhookVersions
 from webhook_core.timeutil import seconds_to_us
 
-__all__ = ["DEFAULT_CANDIDATES", "blocking_webhooks", "timeout_whatifs"]
+__all__ = ["ADVICE_COLUMNS", "DEFAULT_CANDIDATES", "blocking_webhooks", "timeout_advice", "timeout_whatifs"]
 
 DEFAULT_CANDIDATES = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 
 
-def timeout_whatifs(audit: Audit, candidates: Sequence[float] = DEFAULT_CANDIDATES,
-                    target: float = 0.95) -> pd.DataFrame:
+ADVICE_COLUMNS = ("webhook_id", "leads", "answered", "current_timeout_s", "current_capture_rate",
+                  "recommended_timeout_s", "recommended_capture_rate", "capped", "mean_block_s_current",
+                  "mean_block_s_recommended")
+
+#: Longer than any wait: ``least()``'s stand-in for "no timeout" and "never finished" (BIGINT's largest).
+_FOREVER_US = 9223372036854775807
+
+
+def timeout_whatifs(audit: Audit, candidates: Sequence[float] = DEFAULT_CANDIDATES) -> pd.DataFrame:
     """One row per waiting webhook and candidate, from the audit's stored outcomes (no second replay)."""
     if not candidates:
         raise ValueError("give at least one candidate timeout")
     if any(not (c > 0 and math.isfinite(c)) for c in candidates):
         raise ValueError("candidate timeouts must be positive numbers of seconds")
-    if not 0 < target <= 1:
-        raise ValueError("target must be in (0, 1]")
     values = ", ".join(f"({float(c)!r}, {seconds_to_us(c)})" for c in sorted(set(candidates)))
     current = ", ".join(
         f"({quote_literal(v.webhook_id)}, {v.timeout_s if v.timeout_s is not None else 'NULL'})"
@@ -102,7 +113,7 @@ def timeout_whatifs(audit: Audit, candidates: Sequence[float] = DEFAULT_CANDIDAT
                    coalesce(f.finish_us <= e.end_us, false) = false
                        AND e.end_us > l.created_us + k.timeout_us AS timed_out,
                    u.finish_us <= e.end_us AS ever_answered,
-                   least(coalesce(u.finish_us - l.created_us, 9223372036854775807), k.timeout_us,
+                   least(coalesce(u.finish_us - l.created_us, {_FOREVER_US}), k.timeout_us,
                          greatest(e.end_us - l.created_us, 0)) AS block_us
             FROM leads l CROSS JOIN candidates k CROSS JOIN ends e
             LEFT JOIN finishes f ON f.lead_row = l."row" AND f.timeout_s = k.timeout_s
@@ -119,31 +130,97 @@ def timeout_whatifs(audit: Audit, candidates: Sequence[float] = DEFAULT_CANDIDAT
         curve AS ({capture_curve_sql()}),
         km AS (
             SELECT webhook_id, k.timeout_s,
-                   coalesce(max(c.captured) FILTER (c.t_s <= k.timeout_s), 0) AS km_captured,
-                   max(c.captured) AS km_captured_final
+                   coalesce(max(c.captured) FILTER (c.t_s <= k.timeout_s), 0) AS km_first_callback
             FROM curve c CROSS JOIN candidates k GROUP BY ALL
         ),
-        current(webhook_id, current_timeout_s) AS (VALUES {current}),
-        combined AS (
-            SELECT lc.webhook_id, lc.timeout_s, coalesce(cc.matched, 0) AS matched, coalesce(cc.late, 0) AS late,
-                   lc.leads, lc.received, lc.timed_out, lc.ever_answered,
-                   lc.received / nullif(lc.ever_answered, 0) AS capture_rate,
-                   lc.mean_block_s,
-                   coalesce(km.km_captured, 0) AS km_captured,
-                   -- 1e-12: the KM product lands a hair off exact fractions.
-                   coalesce(km.km_captured >= {float(target)!r} * km.km_captured_final - 1e-12, false)
-                       AS reaches_target,
-                   cur.current_timeout_s
-            FROM lead_counts lc
-            LEFT JOIN callback_counts cc USING (webhook_id, timeout_s)
-            LEFT JOIN km USING (webhook_id, timeout_s)
-            LEFT JOIN current cur USING (webhook_id)
-        )
-        SELECT *,
-               coalesce(timeout_s = min(timeout_s) FILTER (reaches_target) OVER (PARTITION BY webhook_id), false)
-                   AS recommended
-        FROM combined
+        current(webhook_id, current_timeout_s) AS (VALUES {current})
+        SELECT lc.webhook_id, lc.timeout_s, coalesce(cc.matched, 0) AS matched, coalesce(cc.late, 0) AS late,
+               lc.leads, lc.received, lc.timed_out, lc.ever_answered,
+               lc.received / nullif(lc.ever_answered, 0) AS capture_rate,
+               lc.mean_block_s,
+               coalesce(km.km_first_callback, 0) AS km_first_callback,
+               cur.current_timeout_s
+        FROM lead_counts lc
+        LEFT JOIN callback_counts cc USING (webhook_id, timeout_s)
+        LEFT JOIN km USING (webhook_id, timeout_s)
+        LEFT JOIN current cur USING (webhook_id)
         ORDER BY webhook_id, timeout_s
+    """).df()
+
+
+def timeout_advice(audit: Audit, target: float = 0.95, max_timeout_s: float | None = None) -> pd.DataFrame:
+    """Per webhook that waits: the current timeout and the smallest whole second that keeps ``target`` of the
+    answers that finish a wait, each with what it keeps and how long the ping tree waits per lead.
+
+    ``capture_rate(T)`` = leads whose finishing wait is ``<= T`` ÷ ``answered`` (leads that have one);
+    ``recommended_timeout_s`` is the smallest whole second ``T >= 1`` with ``capture_rate(T) >= target``,
+    bounded by ``max_timeout_s``, whole seconds too (``capped`` says it was: the cap is the recommendation, its
+    capture rate what the cap keeps, short of the target). A webhook that waits without a timeout has no
+    ``current_timeout_s``; it keeps every answer (``current_capture_rate`` 1) and waits ``min(finishing wait,
+    time waited so far)``. A webhook none of whose leads was answered gets no recommendation. Columns:
+    :data:`ADVICE_COLUMNS`.
+    """
+    if not 0 < target <= 1:
+        raise ValueError("target must be in (0, 1]")
+    # Whole seconds like the recommendation, so that a capped one is always short of the target.
+    if max_timeout_s is not None and not (max_timeout_s >= 1 and float(max_timeout_s).is_integer()):
+        raise ValueError("max_timeout_s must be a whole number of seconds, at least 1")
+    # target as written (0.1 is 1/10, not the binary fraction a hair above it), so that the answers needed,
+    # ceil(target × answered), is exact in integers: 0.07 × 100 in floating point is 7.000000000000001.
+    share = Fraction(repr(float(target)))
+    numerator, denominator = int(share.numerator), int(share.denominator)
+    cap_s = "NULL" if max_timeout_s is None else str(int(max_timeout_s))
+    versions = _latest_versions(audit.webhooks)
+    current = ("SELECT * FROM (VALUES " + ", ".join(
+        f"({quote_literal(v.webhook_id)}, {v.timeout_s if v.timeout_s is not None else 'NULL'}, "
+        f"{seconds_to_us(v.timeout_s) if v.timeout_s is not None else 'NULL'})" for v in versions) + ")"
+        if versions else "SELECT NULL, NULL, NULL WHERE false")
+    return audit.con.execute(f"""
+        WITH waits AS ({finishing_waits_sql()}),
+        current(webhook_id, current_timeout_s, current_us) AS ({current}),
+        ranked AS (
+            SELECT webhook_id, wait_us, row_number() OVER (PARTITION BY webhook_id ORDER BY wait_us) AS rank
+            FROM waits WHERE wait_us IS NOT NULL
+        ),
+        counts AS (
+            SELECT webhook_id, count(*) AS leads, count(wait_us) AS answered,
+                   -- ceil(numerator × answered / denominator), in integers
+                   (CAST(count(wait_us) AS HUGEINT) * {numerator} + {denominator - 1}) // {denominator} AS needed
+            FROM waits GROUP BY webhook_id
+        ),
+        needed AS (
+            -- The needed-th smallest finishing wait, rounded up to whole seconds: no shorter whole second keeps
+            -- as many; none when nothing was answered (greatest() would take 1 over a NULL).
+            SELECT c.*, CASE WHEN r.wait_us IS NOT NULL THEN greatest((r.wait_us + 999999) // 1000000, 1) END
+                       AS needed_s
+            FROM counts c LEFT JOIN ranked r ON r.webhook_id = c.webhook_id AND r.rank = c.needed
+        ),
+        advice AS (
+            SELECT n.webhook_id, n.leads, n.answered, cur.current_timeout_s, cur.current_us,
+                   coalesce(n.needed_s > {cap_s}, false) AS capped,
+                   -- least() skips NULLs: no cap leaves needed_s; no needed_s must stay NULL
+                   CASE WHEN n.needed_s IS NOT NULL THEN least(n.needed_s, {cap_s}) END AS recommended_timeout_s
+            FROM needed n LEFT JOIN current cur USING (webhook_id)
+        ),
+        kept AS (
+            SELECT w.webhook_id,
+                   count(*) FILTER (w.wait_us <= coalesce(a.current_us, {_FOREVER_US})) AS kept_current,
+                   count(*) FILTER (w.wait_us <= a.recommended_timeout_s * 1000000) AS kept_recommended,
+                   avg(least(coalesce(w.wait_us, {_FOREVER_US}), coalesce(a.current_us, {_FOREVER_US}),
+                             greatest(w.end_us - w.created_us, 0))) / 1e6 AS mean_block_s_current,
+                   avg(CASE WHEN a.recommended_timeout_s IS NOT NULL THEN
+                       least(coalesce(w.wait_us, {_FOREVER_US}), a.recommended_timeout_s * 1000000,
+                             greatest(w.end_us - w.created_us, 0)) END) / 1e6 AS mean_block_s_recommended
+            FROM waits w JOIN advice a USING (webhook_id)
+            GROUP BY w.webhook_id
+        )
+        SELECT a.webhook_id, a.leads, a.answered, CAST(a.current_timeout_s AS DOUBLE) AS current_timeout_s,
+               k.kept_current / nullif(a.answered, 0) AS current_capture_rate,
+               CAST(a.recommended_timeout_s AS DOUBLE) AS recommended_timeout_s,
+               k.kept_recommended / nullif(a.answered, 0) AS recommended_capture_rate,
+               a.capped, k.mean_block_s_current, k.mean_block_s_recommended
+        FROM advice a JOIN kept k USING (webhook_id)
+        ORDER BY a.webhook_id
     """).df()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from webhook_core.audit.replay import replay
 from webhook_core.audit.schema import SCHEMA_VERSION, read_meta
 from webhook_core.exceptions import AuditDatabaseError, AuditDatabaseLockedError, MissingFileError
 from webhook_core.load.dataset import Dataset, connect, load_dataset
+from webhook_core.load.gate import check_quarantine, load_warnings
 from webhook_core.rules.settings import WebhookVersions, parse_webhooks
 from webhook_core.timeutil import to_us
 
@@ -44,6 +45,8 @@ class Audit:
     observation_end: datetime | None
     source: Path
     read_only: bool
+    #: What the load did not stop for but an analyst should know (``webhook_core.load.gate.load_warnings``).
+    warnings: tuple[str, ...] = ()
     #: What an analysis computed once for this audit and shares between its reports, by the analysis's
     #: own key (``pairing``: its temporary table of request values): an audit's tables never change.
     cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
@@ -59,21 +62,25 @@ class Audit:
 
 
 def open_audit(path: str | Path, *, observation_end: datetime | None = None, load: Loader | None = None,
-               memory_limit: str | None = None, temp_directory: str | None = None) -> Audit:
+               memory_limit: str | None = None, temp_directory: str | None = None,
+               max_quarantined: float | None = None) -> Audit:
     """A dataset folder, loaded and replayed in memory, or an audit database file, opened read-only.
 
     ``observation_end`` applies to a dataset folder; a database was replayed as of its own, and another
     one is an :class:`AuditDatabaseError` (replaying again is what would honour it). ``memory_limit``
     (e.g. ``"3GiB"``) bounds DuckDB's buffer pool; beyond it DuckDB spills to ``temp_directory``.
+    An input file whose quarantined share exceeds ``max_quarantined`` is a :class:`DatasetError`, from a
+    folder or a database alike (``webhook_core.load.gate``).
     """
     path = Path(path)
     if not path.exists():
         raise MissingFileError(NOTHING_THERE, path=str(path))
     if not path.is_file():  # a folder: load_dataset names what it lacks
         con = connect(memory_limit=memory_limit, temp_directory=temp_directory)
-        loaded = (load or _load)(con, path)
+        loaded = load(con, path) if load is not None else _load(con, path, max_quarantined)
         result = replay(con, loaded.webhooks, observation_end=observation_end)
-        return Audit(con, loaded.webhooks, result.observation_end, path, read_only=False)
+        return Audit(con, loaded.webhooks, result.observation_end, path, read_only=False,
+                     warnings=loaded.warnings)
     con = _connect_read_only(path, memory_limit=memory_limit, temp_directory=temp_directory)
     try:
         audit = _from_database(con, path)
@@ -83,14 +90,17 @@ def open_audit(path: str | Path, *, observation_end: datetime | None = None, loa
             raise AuditDatabaseError(f"replayed as of {stored}, not --observation-end {observation_end.isoformat()}; "
                                      "replay the dataset again with that --observation-end and --database",
                                      path=str(path))
+        if max_quarantined is not None:
+            check_quarantine(con, (read_meta(con) or {}).get("dataset", ""), max_quarantined)
+        audit = replace(audit, warnings=load_warnings(con))
     except BaseException:
         con.close()
         raise
     return audit
 
 
-def _load(con: duckdb.DuckDBPyConnection, folder: Path) -> Dataset:
-    return load_dataset(con, folder, required=("dispatches", "callbacks"))
+def _load(con: duckdb.DuckDBPyConnection, folder: Path, max_quarantined: float | None = None) -> Dataset:
+    return load_dataset(con, folder, required=("dispatches", "callbacks"), max_quarantined=max_quarantined)
 
 
 def _connect_read_only(path: Path, *, memory_limit: str | None,

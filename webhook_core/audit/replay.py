@@ -26,6 +26,7 @@ from webhook_core.audit.schema import (
     CALLBACK_OUTCOMES,
     CALLBACK_ROWS,
     CALLBACKS,
+    DISPATCH_QUARANTINE,
     DISPATCHES,
     LEAD_OUTCOME_ROWS,
     LEAD_OUTCOMES,
@@ -111,7 +112,10 @@ def replay(con: duckdb.DuckDBPyConnection, webhooks: WebhookVersions, *,
     try:
         end_us = to_us(observation_end) if observation_end is not None else _latest_us(con, keys_loaded)
         end_sql = "CAST(NULL AS BIGINT)" if end_us is None else str(end_us)
-        con.execute(_build_sql(webhooks, end=end_sql, keys_loaded=keys_loaded, release_inputs=release_inputs))
+        quarantine_loaded = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?",
+                                        [DISPATCH_QUARANTINE]).fetchone() != (0,)
+        con.execute(_build_sql(webhooks, end=end_sql, keys_loaded=keys_loaded, release_inputs=release_inputs,
+                               quarantine_loaded=quarantine_loaded))
         con.execute(_LEADS_SQL.format(end=end_sql))
         if release_inputs:
             con.execute("DROP TABLE replay_leads")
@@ -161,7 +165,8 @@ def _latest_us(con: duckdb.DuckDBPyConnection, keys_loaded: bool) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
-def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, release_inputs: bool = False) -> str:
+def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, release_inputs: bool = False,
+               quarantine_loaded: bool = True) -> str:
     """SQL writing ``callback_outcomes`` (and, for ``_LEADS_SQL``, ``replay_leads`` and
     ``replay_lead_calls``); ``end`` is SQL for the observation end in epoch microseconds."""
     # The loader may have computed the callbacks' keys already (load_dataset(keep_requests=False)).
@@ -176,6 +181,14 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
     release = (f"DROP VIEW IF EXISTS {CALLBACKS}; DROP TABLE IF EXISTS {CALLBACK_ROWS}; DROP TABLE {DISPATCHES};"
                if release_inputs else "")
     not_found = quote_literal(NOT_FOUND_BODY.decode())
+    # A callback that names no lead because its lead's dispatch was quarantined: the load's fault, not the
+    # advertiser's. Its outcome stays the rules' (docs/analysis.md, "Quarantined leads").
+    lead_quarantined = f"""coalesce(r.lead_row IS NULL AND r.webhook_id IS NOT NULL AND (
+        r.conversion_id IN (SELECT conversion_id FROM {DISPATCH_QUARANTINE} WHERE conversion_id IS NOT NULL)
+        OR (r.external_id IS NOT NULL AND EXISTS (
+            SELECT 1 FROM {DISPATCH_QUARANTINE} q
+            WHERE q.external_id = r.external_id AND q.advertiser_id = r.advertiser_id))), false)""" \
+        if quarantine_loaded else "false"
     return f"""
     {make_parsed}
     {_REPLAY_LEADS_SQL}
@@ -255,7 +268,8 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
            END AS UTINYINT) AS outcome,
            CASE WHEN r.lead_row IS NOT NULL THEN (r.us - r.created_us) / 1e6 END AS wait_s,
            r.recorded_status, r.lead_row, r.is_interim,
-           CAST(CASE r.body_kind {_BODY_KIND_WHENS} END AS UTINYINT) AS body_kind
+           CAST(CASE r.body_kind {_BODY_KIND_WHENS} END AS UTINYINT) AS body_kind,
+           {lead_quarantined} AS lead_quarantined
     FROM replay_resolved r LEFT JOIN replay_lead_calls f ON f.lead_row = r.lead_row;
 
     DROP VIEW replay_resolved; DROP TABLE replay_by_external; DROP TABLE replay_by_conversion;
@@ -294,7 +308,8 @@ _CALLBACK_OUTCOMES_VIEW = f"""
                 WHEN outcome = {_OUTCOME['refused']} THEN recorded_status ELSE 404 END AS status_code,
            CASE WHEN outcome NOT IN ({_OUTCOME['matched']}, {_OUTCOME['interim']}, {_OUTCOME['refused']})
                 THEN {{not_found}} END AS response_body,
-           wait_s, recorded_status, lead_row, us, is_interim, {_names(_BODY_KIND)}[body_kind] AS body_kind
+           wait_s, recorded_status, lead_row, us, is_interim, {_names(_BODY_KIND)}[body_kind] AS body_kind,
+           lead_quarantined
     FROM {CALLBACK_OUTCOME_ROWS};
 """
 

@@ -16,6 +16,7 @@ import duckdb
 
 __all__ = [
     "AUDIT_META", "CALLBACKS", "CALLBACK_OUTCOMES", "CALLBACK_OUTCOME_ROWS", "CALLBACK_ROWS", "DISPATCHES",
+    "DISPATCH_QUARANTINE",
     "LEAD_OUTCOMES", "LEAD_OUTCOME_ROWS", "LOAD_REPORT", "QUARANTINE", "REPLAY_VERSIONS", "SCHEMA_VERSION",
     "STORED", "WEBHOOK_VERSIONS", "read_meta", "write_meta",
 ]
@@ -31,6 +32,7 @@ DISPATCHES = "dispatches"
 CALLBACK_ROWS = "callback_rows"
 CALLBACKS = "callbacks"
 QUARANTINE = "quarantine"
+DISPATCH_QUARANTINE = "dispatch_quarantine"
 LOAD_REPORT = "load_report"
 # Replayed (webhook_core/audit/replay.py).
 REPLAY_VERSIONS = "replay_versions"
@@ -42,7 +44,8 @@ LEAD_OUTCOMES = "lead_outcomes"
 #: Every table and view an audit database holds, as ``name: "table" | "view"``.
 STORED = {
     AUDIT_META: "table", WEBHOOK_VERSIONS: "table", DISPATCHES: "table", CALLBACK_ROWS: "table",
-    CALLBACKS: "view", QUARANTINE: "table", LOAD_REPORT: "table", REPLAY_VERSIONS: "table",
+    CALLBACKS: "view", QUARANTINE: "table", DISPATCH_QUARANTINE: "table", LOAD_REPORT: "table",
+    REPLAY_VERSIONS: "table",
     CALLBACK_OUTCOME_ROWS: "table", CALLBACK_OUTCOMES: "view", LEAD_OUTCOME_ROWS: "table", LEAD_OUTCOMES: "view",
 }
 

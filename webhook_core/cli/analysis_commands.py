@@ -5,18 +5,21 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
+import pandas as pd
 
 from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
-from webhook_core.analysis.rates import disagreements, rates
+from webhook_core.analysis.rates import disagreements, lead_headline, rates
 from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve, wait_summary
 from webhook_core.analysis.timeline import lead_timeline
-from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_whatifs
+from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_advice, timeout_whatifs
 from webhook_core.cli.errors import user_errors
-from webhook_core.cli.output import percent, print_table, seconds, stdout, write_frame
-from webhook_core.cli.params import end_option, out_option
+from webhook_core.cli.output import percent, print_table, seconds, stdout, write_frame, write_json
+from webhook_core.cli.params import end_option, out_option, quarantine_option, timestamp_format_option
 from webhook_core.cli.replay_commands import replayed
+from webhook_core.timeutil import human_duration
 
 __all__ = ["pairing_command", "summary_command", "timeline_command", "timeouts_command", "wait_times_command"]
 
@@ -25,47 +28,93 @@ __all__ = ["pairing_command", "summary_command", "timeline_command", "timeouts_c
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--by", type=click.Choice(["webhook", "advertiser"]), default="webhook", show_default=True,
               help="Group by webhook or by advertiser.")
-@click.option("--per-day", is_flag=True, help="One row per group and UTC day.")
-@out_option("Also write the full table (every reason, every count) here.")
+@click.option("--per-day", is_flag=True, help="Callback tables: one row per group and UTC day.")
+@out_option("Also write the full callback table (every reason, every count) here, and the per-lead "
+            "headline beside it as STEM.leads.EXT.")
 @end_option
+@quarantine_option
+@timestamp_format_option
 def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None,
-                    observation_end: datetime | None) -> None:
-    """Match rate, 404 rate and 404s by reason, lead states, and agreement with production's answers."""
+                    observation_end: datetime | None,
+                    max_quarantined: float, timestamp_format: str | None) -> None:
+    """Per lead: answered in time, timed out, still waiting, never called back. Then per callback: match,
+    interim and 404 rates, 404s by reason, and agreement with production's answers."""
     with user_errors():
-        audit = replayed(dataset, observation_end)
+        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format)
         key = "webhook_id" if by == "webhook" else "advertiser_id"
+        headline = lead_headline(audit, by=key)  # type: ignore[arg-type]
         frame = rates(audit, by=key, per_day=per_day)  # type: ignore[arg-type]
-        shown = frame.copy()
-        shown["match_rate"] = shown["match_rate"].map(percent)
-        shown["rate_404"] = shown["rate_404"].map(percent)
-        shown["agreement_rate"] = shown["agreement_rate"].map(percent)
-        reasons = [c for c in frame.columns if c.startswith("404_")]
-        columns = [key, *(["day"] if per_day else []), "callbacks", "match_rate", "rate_404", *reasons,
-                   "received", "timed_out", "waiting", "agreement_rate"]
-        shown = shown[columns].rename(columns={c: c.removeprefix("404_") for c in reasons})
-        print_table(shown.itertuples(index=False, name=None), list(shown.columns),
-                     title="Callbacks (rates) and 404s by reason; leads by state")
+        _print_headline(headline, key)
+        _print_callbacks(frame, [key, *(["day"] if per_day else [])])
+        _print_lead_quarantined(frame, key)
         differ = disagreements(audit)
         if len(differ):
             stdout.print(f"{len(differ):,} callbacks where production's recorded answer differs from the model "
                          "(first 10):", highlight=False)
             head = differ.head(10)[["request_id", "received_at", "webhook_id", "outcome", "model_status",
                                     "recorded_status"]]
+            # To the second: the request ID names the callback, and the table fits a 120-column terminal.
+            head = head.assign(received_at=head["received_at"].dt.strftime("%Y-%m-%d %H:%M:%S")).rename(
+                columns={"received_at": "received (UTC)"})
             print_table(head.itertuples(index=False, name=None), list(head.columns))
         else:
             stdout.print("Production's recorded answers agree with the model everywhere they were captured.")
         if out_file is not None:
-            write_frame(frame, out_file)
+            leads_file = out_file.with_name(f"{out_file.stem}.leads{out_file.suffix}")
+            # The full table first: write_frame refuses a wrong --out extension before anything is written.
+            write_frame(frame, out_file, announce=False)
+            write_frame(headline, leads_file, announce=False)
+            stdout.print(f"wrote {leads_file}\nwrote {out_file}", highlight=False)
 
+
+#: The summary's table titles (tests find the tables by them).
+HEADLINE_TITLE = "Leads: answered in time, timed out, still waiting, never called back"
+CALLBACKS_TITLE = "Callbacks: matched, interim and answered 404 (shares adding up to 100 %); agreement with production"
+REASONS_TITLE = "404s by reason (callbacks)"
+
+
+def _print_headline(headline: pd.DataFrame, key: str) -> None:
+    # Only what fits a 120-column terminal: the callback counts are the next table's, the rest is in --out.
+    shown = headline[[key, "leads", "received", "timed_out", "waiting", "never_called_back", "answer_rate",
+                      "404s_per_lead"]].copy()
+    shown["answer_rate"] = shown["answer_rate"].map(percent)
+    shown["404s_per_lead"] = shown["404s_per_lead"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    print_table(shown.itertuples(index=False, name=None), list(shown.columns), title=HEADLINE_TITLE)
+
+
+def _print_callbacks(frame: pd.DataFrame, keys: list[str]) -> None:
+    if "day" in keys:
+        frame = frame.assign(day=pd.to_datetime(frame["day"]).dt.strftime("%Y-%m-%d"))
+    shown = frame.assign(interim_rate=frame["interim"] / frame["callbacks"].where(frame["callbacks"] > 0))
+    for column in ("match_rate", "interim_rate", "rate_404", "agreement_rate"):
+        shown[column] = shown[column].map(percent)
+    shown = shown[[*keys, "callbacks", "match_rate", "interim_rate", "rate_404", "agreement_rate"]]
+    print_table(shown.itertuples(index=False, name=None), list(shown.columns), title=CALLBACKS_TITLE)
+    reasons = frame[[*keys, *(c for c in frame.columns if c.startswith("404_"))]]
+    reasons = reasons.rename(columns=lambda c: c.removeprefix("404_"))
+    print_table(reasons.itertuples(index=False, name=None), list(reasons.columns), title=REASONS_TITLE)
+
+
+def _print_lead_quarantined(frame: pd.DataFrame, key: str) -> None:
+    """The not_found 404s that are the load's doing, not the advertiser's: counted apart, by group."""
+    flagged = frame[(frame[key] != "(all)") & (frame["lead_quarantined"] > 0)]
+    groups = flagged.groupby(key, as_index=False).agg(lead_quarantined=("lead_quarantined", "sum"))
+    for row in groups.itertuples(index=False):
+        stdout.print(f"{getattr(row, key)}: {row.lead_quarantined:,} not_found callbacks name a dispatch the load "
+                     "quarantined (flagged lead_quarantined): fix those rows before blaming the advertiser",
+                     highlight=False)
 
 @click.command("wait-times")
 @click.argument("dataset", type=click.Path(path_type=Path))
 @out_option("The Kaplan-Meier table: webhook_id, t_s, at_risk, events, captured, ci_low, ci_high.", required=True)
 @end_option
-def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime | None) -> None:
+@quarantine_option
+@timestamp_format_option
+def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime | None,
+                       max_quarantined: float, timestamp_format: str | None) -> None:
     """Time to first callback per webhook, Kaplan-Meier (leads still waiting count as censored)."""
     with user_errors():
-        audit = replayed(dataset, observation_end)
+        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format)
         curve = capture_curve(audit)
         summary = wait_summary(audit)
         shown = summary.copy()
@@ -82,16 +131,24 @@ def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime 
 
 @click.command("timeouts")
 @click.argument("dataset", type=click.Path(path_type=Path))
-@out_option("One row per waiting webhook and candidate timeout.", required=True)
+@out_option("One row per waiting webhook and candidate timeout; the advice goes beside it as STEM.advice.EXT.",
+            required=True)
 @click.option("--candidates", default=",".join(f"{c:g}" for c in DEFAULT_CANDIDATES), show_default=True,
-              help="Candidate timeouts in seconds, comma-separated.")
+              help="Candidate timeouts in seconds, comma-separated (the what-if table only; the advice reads "
+                   "no candidates).")
 @click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
-              help="Recommend the smallest timeout by which this share of the leads that ever get a callback "
-                   "have had their first one (Kaplan-Meier).")
+              help="Recommend the smallest whole second that keeps this share of the answers that finish a wait.")
+@click.option("--max-timeout", "max_timeout", type=click.IntRange(min=1), default=None, metavar="SECONDS",
+              help="Recommend no timeout longer than this many whole seconds; the advice then says what the cap "
+                   "keeps.")
 @end_option
-def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: float,
-                     observation_end: datetime | None) -> None:
-    """What each candidate timeout would have done, per webhook that waits, and a recommendation."""
+@quarantine_option
+@timestamp_format_option
+def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: float, max_timeout: int | None,
+                     observation_end: datetime | None,
+                     max_quarantined: float, timestamp_format: str | None) -> None:
+    """What each candidate timeout would have done, per webhook that waits, and the timeout that keeps a target
+    share of the answers that finish a wait."""
     try:
         values = [float(c) for c in candidates.split(",") if c.strip()]
         if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
@@ -100,28 +157,43 @@ def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: flo
         raise click.BadParameter(f"{candidates!r}: write positive seconds separated by commas, e.g. 5,30,300",
                                  param_hint="'--candidates'") from None
     with user_errors():
-        audit = replayed(dataset, observation_end)
-        frame = timeout_whatifs(audit, values, target)
-        chosen = frame[frame.recommended][["webhook_id", "current_timeout_s", "timeout_s", "capture_rate",
-                                           "mean_block_s"]]
-        rows = []
-        for webhook_id in frame.webhook_id.unique():
-            pick = chosen[chosen.webhook_id == webhook_id]
-            current = frame[frame.webhook_id == webhook_id].current_timeout_s.iloc[0]
-            if len(pick):
-                row = pick.iloc[0]
-                rows.append((webhook_id, seconds(current), seconds(row.timeout_s), percent(row.capture_rate),
-                             seconds(row.mean_block_s)))
-            else:
-                rows.append((webhook_id, seconds(current), "none reaches the target", "", ""))
-        print_table(rows, ["webhook_id", "current", "recommended", "capture_rate", "mean_block"],
-                     title=f"Recommended timeouts (target {target:.0%} of the answers that come)")
+        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format)
+        frame = timeout_whatifs(audit, values)
+        advice = timeout_advice(audit, target, max_timeout)
+        _print_advice(advice, target)
         blocked = blocking_webhooks(audit)
         for row in blocked.itertuples(index=False):
             stdout.print(f"warning: {row.webhook_id} waits without a timeout and {row.never_answered:,} of "
                          f"{row.leads:,} leads never got an answer: the ping tree is blocked for them "
                          f"(longest {seconds(row.longest_block_s)}). Set a timeout.", highlight=False)
         write_frame(frame, out_file)
+        write_frame(advice, out_file.with_name(f"{out_file.stem}.advice{out_file.suffix}"))
+
+
+#: The advice table's title (tests find the table by it).
+ADVICE_TITLE = "Timeout advice: the smallest whole second that keeps the target share of the answers that finish a wait"
+
+
+def _print_advice(advice: pd.DataFrame, target: float) -> None:
+    def timeout(value: Any) -> str:  # a setting to copy: exact seconds, not seconds()'s rounded minutes
+        return f"{float(value):,g} s"
+
+    rows = []
+    for row in advice.itertuples(index=False):
+        current = "no timeout" if pd.isna(row.current_timeout_s) else timeout(row.current_timeout_s)
+        recommended = "no answer yet" if pd.isna(row.recommended_timeout_s) else timeout(row.recommended_timeout_s)
+        rows.append((row.webhook_id, row.leads, row.answered, current, percent(row.current_capture_rate),
+                     seconds(row.mean_block_s_current), recommended + (" (cap)" if row.capped else ""),
+                     percent(row.recommended_capture_rate), seconds(row.mean_block_s_recommended)))
+    print_table(rows, ["webhook_id", "leads", "answered", "current", "current_keeps", "current_mean_block",
+                       "recommended", "recommended_keeps", "recommended_mean_block"],
+                title=f"{ADVICE_TITLE} (target {target * 100:g}%)")
+    stdout.print("answered: leads a callback finishes with no timeout; keeps: the share of them a timeout keeps; "
+                 "mean_block: how long the ping tree waits per lead, on average.", highlight=False)
+    for row in advice[advice.capped].itertuples(index=False):
+        stdout.print(f"{row.webhook_id}: --max-timeout {timeout(row.recommended_timeout_s)} keeps "
+                     f"{percent(row.recommended_capture_rate)} of the answers that finish a wait, short of the "
+                     f"target {target * 100:g}%.", highlight=False)
 
 
 @click.command("pairing")
@@ -129,10 +201,13 @@ def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: flo
 @out_option("Validation table; discovery and near-misses go beside it as STEM.discovered.EXT and "
              "STEM.near_misses.EXT.", required=True)
 @end_option
-def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | None) -> None:
+@quarantine_option
+@timestamp_format_option
+def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | None,
+                    max_quarantined: float, timestamp_format: str | None) -> None:
     """Check Lead ID pairing: where each identifier is found, where else it hides, and near-misses."""
     with user_errors():
-        audit = replayed(dataset, observation_end)
+        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format)
         validation = pairing_validation(audit)
         found = discover_locations(audit)
         misses = near_misses(audit)
@@ -158,15 +233,21 @@ def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | N
 @click.command("timeline")
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.argument("lead")
-@out_option("Also write the events here.")
+@out_option("Also write the events (exact seconds, headers as JSON) here.", json=True)
 @end_option
-def timeline_command(dataset: Path, lead: str, out_file: Path | None, observation_end: datetime | None) -> None:
-    """One lead's waiting webhook, deadline and every callback resolved to it (LEAD: lead or conversion ID)."""
+@quarantine_option
+@timestamp_format_option
+def timeline_command(dataset: Path, lead: str, out_file: Path | None, observation_end: datetime | None,
+                     max_quarantined: float, timestamp_format: str | None) -> None:
+    """One lead's waiting webhook, every callback resolved to it and its state (LEAD: lead or conversion ID)."""
     with user_errors():
-        audit = replayed(dataset, observation_end)
+        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format)
         frame = lead_timeline(audit, lead)
-        shown = frame[["time", "event", "outcome", "status_code", "recorded_status", "request_id", "method",
-                       "url", "body", "detail"]]
+        shown = frame.assign(since_created=frame.since_created_s.map(human_duration))[
+            ["time", "since_created", "event", "outcome", "status_code", "recorded_status", "request_id", "method",
+             "url", "body", "detail"]]
         print_table(shown.itertuples(index=False, name=None), list(shown.columns), title=f"Lead {lead}")
-        if out_file is not None:
+        if out_file is not None and out_file.suffix == ".json":
+            write_json(frame, out_file, json_columns=["headers"])
+        elif out_file is not None:
             write_frame(frame, out_file)

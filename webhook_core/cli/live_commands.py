@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from webhook_core.cli.errors import user_errors
 from webhook_core.cli.output import print_frame, print_load_report, say, stderr, write_frame
+from webhook_core.cli.params import quarantine_option, timestamp_format_option
 from webhook_core.exceptions import ReceiverError
 from webhook_core.live.connections import DEFAULT_LIMITS, ConnectionLimits, server_config
 from webhook_core.live.receiver import DEFAULT_MAX_BODY_BYTES, Receiver, ReceiverConfig
@@ -174,9 +175,12 @@ def _listen(host: str, port: int) -> socket.socket:
               help="Folder for http_diff and http_attempts (required unless --dry-run).")
 @click.option("--format", "file_format", type=click.Choice(["parquet", "csv"]), default="parquet",
               show_default=True, help="Output file format.")
+@quarantine_option
+@timestamp_format_option
 def replay_http_command(dataset: Path, target: str, concurrency: int, rate: str | None, retries: int,
                         backoff: float, timeout: float, replay_clock: bool, dry_run: bool, allow_remote: bool,
-                        out_dir: Path | None, file_format: str) -> None:
+                        out_dir: Path | None, file_format: str, max_quarantined: float,
+                        timestamp_format: str | None) -> None:
     """Send DATASET's captured callbacks to a receiver and diff its answers with the model and production."""
     with user_errors():
         url = check_target(target, allow_remote=allow_remote)
@@ -186,7 +190,8 @@ def replay_http_command(dataset: Path, target: str, concurrency: int, rate: str 
         if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
             raise click.ClickException(f"{out_dir}: --out must be a folder, and this is a file")
         con = connect()
-        loaded = load_dataset(con, dataset, required=("dispatches", "callbacks"))
+        loaded = load_dataset(con, dataset, required=("dispatches", "callbacks"), max_quarantined=max_quarantined,
+                              timestamp_format=timestamp_format)
         print_load_report(loaded)
         with stderr.status("Judging with the model…"):
             planned = plan_requests(con, loaded.webhooks)

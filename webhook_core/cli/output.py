@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,23 @@ from rich.table import Table
 from webhook_core.domain import Outcome
 from webhook_core.load.dataset import Dataset
 from webhook_core.quoting import quote_literal
+from webhook_core.timeutil import iso_utc
 
-__all__ = ["export", "percent", "print_frame", "print_load_report", "print_outcomes", "print_table", "say",
-           "seconds", "stderr", "stdout", "write_frame"]
+__all__ = [
+    "export",
+    "percent",
+    "print_frame",
+    "print_load_report",
+    "print_outcomes",
+    "print_table",
+    "print_warnings",
+    "say",
+    "seconds",
+    "stderr",
+    "stdout",
+    "write_frame",
+    "write_json",
+]
 
 # Piped output gets wide tables rather than Rich's 80-column default, so names are not cut.
 stdout = Console(soft_wrap=True)
@@ -34,6 +51,13 @@ def say(text: str) -> None:
 def print_load_report(loaded: Dataset) -> None:
     for report in loaded.files:
         say(f"{report.path}: read {report.read:,} = loaded {report.loaded:,} + quarantined {report.quarantined:,}")
+    print_warnings(loaded.warnings)
+
+
+def print_warnings(warnings: Iterable[str]) -> None:
+    """A load's warnings (quarantined rows under the limit, times read as UTC): never silent."""
+    for warning in warnings:
+        stderr.print(f"warning: {warning}", highlight=False, markup=False)
 
 
 def print_outcomes(frame: Any) -> None:
@@ -113,4 +137,25 @@ def write_frame(frame: pd.DataFrame, path: Path, *, announce: bool = True) -> Pa
         con.close()
     if announce:
         stdout.print(f"wrote {path}", highlight=False)
+    return path
+
+
+def write_json(frame: pd.DataFrame, path: Path, *, json_columns: Iterable[str] = ()) -> Path:
+    """JSON records: timestamps ISO 8601 in UTC to the microsecond, NULL as ``null``, and each of
+    ``json_columns`` (JSON text in the frame, so CSV and Parquet keep it as one cell) as the JSON it holds."""
+    nested = set(json_columns)
+
+    def value(name: str, cell: Any) -> Any:
+        if cell is None or (not isinstance(cell, (str, list, tuple, dict)) and pd.isna(cell)):
+            return None
+        if name in nested:
+            return json.loads(cell)
+        if isinstance(cell, datetime):
+            return iso_utc(cell)
+        return cell.item() if hasattr(cell, "item") else cell  # numpy scalars are not JSON
+
+    records = [{str(k): value(str(k), v) for k, v in row.items()} for row in frame.to_dict("records")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    stdout.print(f"wrote {path}", highlight=False)
     return path

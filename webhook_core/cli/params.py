@@ -11,9 +11,12 @@ from typing import Any, TypeVar
 
 import click
 
+from webhook_core.load.gate import DEFAULT_MAX_QUARANTINED
+from webhook_core.load.timestamps import check_timestamp_format
 from webhook_core.rules.settings import parse_timestamp
 
-__all__ = ["MemorySize", "TimeoutOption", "Timestamp", "end_option", "out_option"]
+__all__ = ["MemorySize", "Share", "TimeoutOption", "Timestamp", "TimestampFormat", "end_option", "out_option",
+           "quarantine_option", "timestamp_format_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,10 +79,63 @@ def _table_path(ctx: click.Context, param: click.Parameter, value: Path | None) 
     return value
 
 
-def out_option(help_text: str, required: bool = False) -> Callable[[F], F]:
+def _table_or_json_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    if value is not None and value.suffix not in (".csv", ".json", ".parquet"):
+        raise click.ClickException(f"{value}: --out must end in .csv, .json or .parquet")
+    return value
+
+
+def out_option(help_text: str, required: bool = False, json: bool = False) -> Callable[[F], F]:
+    """``json``: the command also writes JSON records (``.json``)."""
     return click.option("--out", "out_file", type=click.Path(path_type=Path), required=required,
-                        callback=_table_path, help=help_text + " Parquet or CSV, by the extension.")
+                        callback=_table_or_json_path if json else _table_path,
+                        help=f"{help_text} {'CSV, JSON or Parquet' if json else 'Parquet or CSV'}, by the extension.")
 
 
 end_option: Callable[[F], F] = click.option("--observation-end", type=Timestamp(), default=None,
                            help="Judge leads as of this time (default: the latest timestamp in the data).")
+
+
+class Share(click.ParamType):  # type: ignore[type-arg]
+    """A percentage such as ``1%``, ``0.5%`` or ``100%``, as a fraction."""
+
+    name = "share"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*", str(value))
+        if match is None or float(match.group(1)) > 100:
+            self.fail(f"{value!r} is not a percentage; write it like 1%, 0.5% or 100%", param, ctx)
+        return float(match.group(1)) / 100
+
+
+def quarantine_option(command: F) -> F:
+    """``--max-quarantined``: the share of an input file's rows that may be quarantined (webhook_core.load.gate)."""
+    return click.option(
+        "--max-quarantined", type=Share(), default=f"{DEFAULT_MAX_QUARANTINED:.0%}", show_default=True,
+        help="Stop when more than this share of an input file's rows is quarantined (its figures would "
+             "mislead); 100% judges what loads whatever the share. Under it, any quarantine is a warning.",
+    )(command)
+
+
+class TimestampFormat(click.ParamType):  # type: ignore[type-arg]
+    """strptime directives DuckDB reads, e.g. ``%d/%m/%Y %H:%M:%S``."""
+
+    name = "format"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            check_timestamp_format(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+def timestamp_format_option(command: F) -> F:
+    """``--timestamp-format``: how to read timestamps that are not ISO 8601 (webhook_core.load.timestamps)."""
+    return click.option(
+        "--timestamp-format", type=TimestampFormat(), default=None, metavar="FORMAT",
+        help="Also read timestamps written this way (strptime directives, e.g. '%d/%m/%Y %H:%M:%S' for "
+             "02/11/2026 02:12:17); ISO 8601 is always read. A time without a zone is UTC.",
+    )(command)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,16 @@ from webhook_core.audit.database import write_audit_database
 from webhook_core.audit.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, replay
 from webhook_core.audit.schema import CALLBACK_OUTCOMES, LEAD_OUTCOMES, LOAD_REPORT, QUARANTINE
 from webhook_core.cli.errors import user_errors
-from webhook_core.cli.output import export, print_load_report, print_outcomes, print_table, stderr, stdout
-from webhook_core.cli.params import MemorySize, TimeoutOption, Timestamp
+from webhook_core.cli.output import (
+    export,
+    print_load_report,
+    print_outcomes,
+    print_table,
+    print_warnings,
+    stderr,
+    stdout,
+)
+from webhook_core.cli.params import MemorySize, TimeoutOption, Timestamp, quarantine_option, timestamp_format_option
 from webhook_core.exceptions import MissingFileError
 from webhook_core.load.dataset import Dataset, connect, load_dataset
 from webhook_core.load.progress import ProgressCallback
@@ -58,9 +67,12 @@ def duckdb_memory_limit(process_budget: int | None) -> str | None:
               help="Memory budget of the whole process, e.g. 4GB or 4GiB. DuckDB is given "
                    f"{DUCKDB_SHARE:.0%} of it (the rest is Python's) and spills to disk beyond that.")
 @click.option("--temp-dir", type=click.Path(path_type=Path), default=None, help="Where DuckDB spills.")
+@quarantine_option
+@timestamp_format_option
 def replay_command(dataset: Path, out_dir: Path | None, file_format: str, parquet_version: str,
                    timeouts: tuple[tuple[str | None, float], ...], observation_end: datetime | None,
-                   database: Path | None, memory_limit: int | None, temp_dir: Path | None) -> None:
+                   database: Path | None, memory_limit: int | None, temp_dir: Path | None,
+                   max_quarantined: float, timestamp_format: str | None) -> None:
     """Replay DATASET's captured callbacks and write one outcome per callback and per lead.
 
     --out writes them as files; --database keeps them, with the loaded dataset, as an audit database.
@@ -78,11 +90,15 @@ def replay_command(dataset: Path, out_dir: Path | None, file_format: str, parque
                       temp_directory=str(temp_dir) if temp_dir else None)
         cleanup.callback(con.close)
         if database is not None:
-            loaded, result = write_audit_database(con, dataset, load=_load_and_print, timeouts=dict(timeouts),
+            loaded, result = write_audit_database(con, dataset, load=partial(_load_and_print,
+                                                                              max_quarantined=max_quarantined,
+                                                                              timestamp_format=timestamp_format),
+                                                  timeouts=dict(timeouts),
                                                   observation_end=observation_end)
         else:
             # Without --database only the replay reads the callbacks: keep just what it judges them by.
-            loaded = load_with_progress(con, dataset, keep_requests=False)
+            loaded = load_with_progress(con, dataset, keep_requests=False, max_quarantined=max_quarantined,
+                                        timestamp_format=timestamp_format)
             print_load_report(loaded)
             with stderr.status("Replaying…"):
                 # Nothing reads the inputs after the replay: let it free their memory.
@@ -117,27 +133,35 @@ def _export_outcomes(con: duckdb.DuckDBPyConnection, out_dir: Path, file_format:
     ]
 
 
-def replayed(dataset: Path, observation_end: datetime | None = None) -> Audit:
+def replayed(dataset: Path, observation_end: datetime | None = None, max_quarantined: float | None = None,
+             timestamp_format: str | None = None) -> Audit:
     """DATASET as the analysis commands take it: an audit database file, or a folder to load and replay."""
     if dataset.is_file():
-        return open_audit(dataset, observation_end=observation_end)
+        if timestamp_format is not None:
+            raise click.ClickException(f"{dataset}: an audit database was loaded already; --timestamp-format "
+                                       "applies to a dataset folder (replay it again with the format)")
+        audit = open_audit(dataset, observation_end=observation_end, max_quarantined=max_quarantined)
+        print_warnings(audit.warnings)
+        return audit
     if not dataset.exists():
         raise MissingFileError(NOTHING_THERE, path=str(dataset))
     con = connect()
-    loaded = load_with_progress(con, dataset)
+    loaded = load_with_progress(con, dataset, max_quarantined=max_quarantined, timestamp_format=timestamp_format)
     print_load_report(loaded)
     with stderr.status("Replaying…"):
         result = replay(con, loaded.webhooks, observation_end=observation_end)
     return Audit(con, loaded.webhooks, result.observation_end, dataset, read_only=False)
 
 
-def _load_and_print(con: duckdb.DuckDBPyConnection, dataset: Path) -> Dataset:
-    loaded = load_with_progress(con, dataset)
+def _load_and_print(con: duckdb.DuckDBPyConnection, dataset: Path, *,
+                    max_quarantined: float | None = None, timestamp_format: str | None = None) -> Dataset:
+    loaded = load_with_progress(con, dataset, max_quarantined=max_quarantined, timestamp_format=timestamp_format)
     print_load_report(loaded)
     return loaded
 
 
-def load_with_progress(con: duckdb.DuckDBPyConnection, dataset: Path, *, keep_requests: bool = True) -> Dataset:
+def load_with_progress(con: duckdb.DuckDBPyConnection, dataset: Path, *, keep_requests: bool = True,
+                       max_quarantined: float | None = None, timestamp_format: str | None = None) -> Dataset:
     with Progress(TextColumn("Loading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                   console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
         tasks: dict[str, Any] = {}
@@ -151,4 +175,5 @@ def load_with_progress(con: duckdb.DuckDBPyConnection, dataset: Path, *, keep_re
         # Without a dispatch or a callback every figure would be empty or misleading (every callback
         # not_found, every lead waiting): an error, not a success.
         return load_dataset(con, dataset, progress=callback, keep_requests=keep_requests,
-                            required=("dispatches", "callbacks"))
+                            required=("dispatches", "callbacks"), max_quarantined=max_quarantined,
+                            timestamp_format=timestamp_format)

@@ -8,8 +8,8 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn
 
 from webhook_core.cli.errors import user_errors
-from webhook_core.cli.output import stderr, stdout
-from webhook_core.cli.params import MemorySize
+from webhook_core.cli.output import print_warnings, stderr, stdout
+from webhook_core.cli.params import MemorySize, quarantine_option, timestamp_format_option
 from webhook_core.cli.replay_commands import DUCKDB_SHARE, duckdb_memory_limit
 from webhook_core.synth.generate import generate
 
@@ -26,8 +26,10 @@ __all__ = ["generate_command", "report_command"]
               help="Memory budget of the replay and of each notebook, e.g. 4GiB. DuckDB is given "
                    f"{DUCKDB_SHARE:.0%} of it and spills to disk beyond that.")
 @click.option("--temp-dir", type=click.Path(path_type=Path), default=None, help="Where DuckDB spills.")
+@quarantine_option
+@timestamp_format_option
 def report_command(dataset: Path, out_dir: Path, with_http: bool, memory_limit: int | None,
-                   temp_dir: Path | None) -> None:
+                   temp_dir: Path | None, max_quarantined: float, timestamp_format: str | None) -> None:
     """Run notebooks 01-04 on DATASET and write a self-contained HTML report (charts work offline).
 
     DATASET is a dataset folder, replayed once into OUT/audit.duckdb, or an audit database
@@ -47,7 +49,9 @@ def report_command(dataset: Path, out_dir: Path, with_http: bool, memory_limit: 
 
         pages = build_report(dataset, out_dir, with_http=with_http, progress=advance,
                              memory_limit=duckdb_memory_limit(memory_limit),
-                             temp_directory=None if temp_dir is None else str(temp_dir.resolve()))
+                             temp_directory=None if temp_dir is None else str(temp_dir.resolve()),
+                             max_quarantined=max_quarantined, timestamp_format=timestamp_format,
+                             warn=print_warnings)
     for page in pages:
         stdout.print(f"wrote {page.html}", highlight=False)
     stdout.print(f"open {out_dir / 'index.html'}", highlight=False)

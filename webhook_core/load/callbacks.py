@@ -25,6 +25,7 @@ from webhook_core.load.numbering import (
 )
 from webhook_core.load.progress import ProgressCallback, execute_reporting, line_chunks
 from webhook_core.load.schema import CALLBACK_TYPES, CALLBACKS_VIEW, CREATE_CALLBACKS, KEYS_ONLY_CALLBACKS_VIEW
+from webhook_core.load.timestamps import ZONE_LESS_SQL
 from webhook_core.quoting import quote_identifier, quote_literal
 from webhook_core.rules.keys import keys_fingerprint, keys_sql
 from webhook_core.rules.settings import WebhookVersions
@@ -80,7 +81,10 @@ _CALLBACK_FIELDS = f"""
                        WHEN 'DOUBLE' THEN 'body_not_text' WHEN 'BOOLEAN' THEN 'body_not_text' END,
         CASE WHEN coalesce(headers_type, 'NULL') NOT IN ('NULL', 'OBJECT', 'ARRAY')
                OR CASE WHEN headers_type = 'ARRAY' THEN len(wa_headers(headers)) < json_array_length(headers) END
-             THEN 'headers_unreadable' END
+             THEN 'headers_unreadable' END,
+        -- read as UTC (docs/semantics.md I2); the load counts these for a warning
+        CASE WHEN received_at IS NOT NULL AND {ZONE_LESS_SQL.format(_S["received_at"])} THEN 'received_at_without_zone'
+        END
     ], lambda n: n IS NOT NULL) AS capture_notes,
     refused
 """
@@ -89,7 +93,8 @@ _CALLBACK_FIELDS = f"""
 #: fields above read; ``headers`` is JSON text, kept only when it is an object or a list.
 #: ``{{source}}`` has the columns ``line, raw, parse_error, doc`` (the document's text).
 _CALLBACK_PARTS = f"""
-    SELECT *, wa_timestamp(CASE WHEN {_T["received_at"]} = 'VARCHAR' THEN {_S["received_at"]} END) AS received_at,
+    SELECT *, wa_input_timestamp(CASE WHEN {_T["received_at"]} = 'VARCHAR' THEN {_S["received_at"]} END)
+                  AS received_at,
            t[1] AS doc_type, {_T["body"]} AS body_type, {_T["headers"]} AS headers_type,
            -- only JSON true: the receiver's mark of a request it answered without judging (I3)
            coalesce({_T["refused"]} = 'BOOLEAN' AND {_S["refused"]} = 'true', false) AS refused,
@@ -130,9 +135,12 @@ def load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progres
     con.execute(_CALLBACK_STAGE)
     source = quote_literal(path.name)
     CALLBACK_READERS[path.suffix.lstrip(".")](con, path, source, progress, target)
+    # Only the requests kept whole keep their capture notes: the keys alone cannot count zone-less times.
+    zone_less = ("NULL::BIGINT" if keys_for is not None else
+                 "(SELECT count(*) FROM callback_rows WHERE list_contains(capture_notes, 'received_at_without_zone'))")
     con.execute(f"""
         INSERT INTO load_report
-        SELECT {source}, 'callbacks', loaded + quarantined, loaded, quarantined
+        SELECT {source}, 'callbacks', loaded + quarantined, loaded, quarantined, {zone_less}
         FROM (SELECT (SELECT count(*) FROM {target.table}) AS loaded,
                      (SELECT count(*) FROM quarantine WHERE source_file = {source}) AS quarantined)
     """)

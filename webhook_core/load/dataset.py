@@ -48,8 +48,10 @@ import duckdb
 from webhook_core.exceptions import DatasetError, MissingFileError
 from webhook_core.load.callbacks import CALLBACK_READERS, load_callbacks
 from webhook_core.load.dispatches import DISPATCH_READERS, load_dispatches
+from webhook_core.load.gate import check_quarantine, load_warnings
 from webhook_core.load.progress import ProgressCallback
 from webhook_core.load.schema import create_tables, write_webhook_versions
+from webhook_core.load.timestamps import install_timestamp_reader, timestamp_hint
 from webhook_core.rules.macros import install_macros
 from webhook_core.rules.settings import WebhookVersions, load_webhooks
 
@@ -68,6 +70,8 @@ class FileReport:
     read: int
     loaded: int
     quarantined: int
+    #: Loaded rows whose timestamp named no zone, read as UTC (None: not counted, a keys-only load's callbacks).
+    zone_less: int | None = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ class Dataset:
     path: Path
     webhooks: WebhookVersions
     files: tuple[FileReport, ...]
+    #: What the load did not stop for but an analyst should know (``webhook_core.load.gate.load_warnings``).
+    warnings: tuple[str, ...] = ()
 
 
 def connect(database: str = ":memory:", *, memory_limit: str | None = None,
@@ -120,7 +126,8 @@ def find_input(folder: Path, stem: str, formats: tuple[str, ...]) -> Path:
 
 def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
                  progress: ProgressCallback | None = None, keep_requests: bool = True,
-                 required: Collection[str] = (), may_be_empty: Collection[str] = ()) -> Dataset:
+                 required: Collection[str] = (), may_be_empty: Collection[str] = (),
+                 max_quarantined: float | None = None, timestamp_format: str | None = None) -> Dataset:
     """Load ``folder`` into ``con``'s tables and return what was read, loaded and quarantined.
 
     ``keep_requests=False`` keeps of each callback only its keys (table ``callback_keys``, no
@@ -131,6 +138,9 @@ def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
     least one row, else a :class:`DatasetError` names the file, what was read and quarantined and
     the commonest reason (the tables are loaded all the same). Of those, a file named in
     ``may_be_empty`` may have no rows at all; one whose every row was quarantined is still an error.
+    A file whose quarantined share exceeds ``max_quarantined`` (e.g. ``0.01``) is a :class:`DatasetError`
+    too (``webhook_core.load.gate``; the CLI's ``--max-quarantined``). ``timestamp_format`` (strptime
+    directives) reads timestamps that are not ISO 8601 (``webhook_core.load.timestamps``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -140,12 +150,14 @@ def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
     dispatch_path = find_input(folder, "dispatches", DISPATCH_FORMATS)
     callback_path = find_input(folder, "callbacks", CALLBACK_FORMATS)
     prepare(con)
+    install_timestamp_reader(con, timestamp_format)
     create_tables(con)
     write_webhook_versions(con, webhooks)
     load_dispatches(con, dispatch_path, progress)
     load_callbacks(con, callback_path, progress, None if keep_requests else webhooks)
     rows = con.execute(
-        "SELECT source_file, table_name, read, loaded, quarantined FROM load_report ORDER BY table_name DESC"
+        "SELECT source_file, table_name, read, loaded, quarantined, zone_less FROM load_report "
+        "ORDER BY table_name DESC"
     ).fetchall()
     files = tuple(FileReport(*row) for row in rows)
     for report in files:
@@ -153,7 +165,9 @@ def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
             if report.read == 0 and report.table in may_be_empty:
                 continue
             raise _nothing_loaded(con, folder, report)
-    return Dataset(folder, webhooks, files)
+    if max_quarantined is not None:
+        check_quarantine(con, folder, max_quarantined)
+    return Dataset(folder, webhooks, files, load_warnings(con))
 
 
 def _nothing_loaded(con: duckdb.DuckDBPyConnection, folder: Path, report: FileReport) -> DatasetError:
@@ -171,6 +185,6 @@ def _nothing_loaded(con: duckdb.DuckDBPyConnection, folder: Path, report: FileRe
     unit = {".har": "entry", ".parquet": "row"}.get(Path(report.path).suffix, "line")
     # Every dispatch reason but a malformed row or duplicate can also be fixed in webhooks.json (Q3).
     fix = ("fix those rows or webhooks.json (docs/semantics.md, Q3)" if report.table == "dispatches"
-           else "fix those rows (docs/semantics.md, Q2)")
+           else "fix those rows (docs/semantics.md, Q2)") + timestamp_hint(reason)
     return DatasetError(f"0 of {report.read:,} rows loaded ({report.quarantined:,} quarantined; commonest reason: "
                         f"{reason}, e.g. {unit} {line}); {fix}", path=path)

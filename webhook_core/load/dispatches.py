@@ -22,6 +22,7 @@ from webhook_core.load.numbering import (
     with_lines_skipped_before,
 )
 from webhook_core.load.progress import ProgressCallback, line_chunks
+from webhook_core.load.timestamps import ZONE_LESS_SQL
 from webhook_core.quoting import quote_identifier, quote_literal
 
 __all__ = ["DISPATCH_COLUMNS", "DISPATCH_READERS", "load_dispatches"]
@@ -219,11 +220,12 @@ def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path, staged: str) 
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE dispatch_checked AS
         WITH typed AS (
-            SELECT *, wa_timestamp(created_at_text) AS created_at FROM {staged}
+            SELECT *, wa_input_timestamp(created_at_text) AS created_at FROM {staged}
         )
         -- Versions of one webhook never overlap (S3): at most one is live at created_at.
         SELECT typed.line, typed.raw, typed.lead_id, typed.conversion_id, typed.advertiser_id,
             typed.external_id, typed.webhook_id, typed.created_at,
+            typed.created_at IS NOT NULL AND {ZONE_LESS_SQL.format("created_at_text")} AS zone_less,
             CASE
                 WHEN parse_error IS NOT NULL THEN parse_error
                 WHEN lead_id IS NULL THEN 'missing lead_id'
@@ -262,12 +264,17 @@ def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path, staged: str) 
     con.execute(f"""
         INSERT INTO quarantine
         SELECT {source}, line, raw, final_reason FROM dispatch_checked WHERE final_reason IS NOT NULL;
+        INSERT INTO dispatch_quarantine
+        SELECT line, lead_id, conversion_id, advertiser_id, external_id, webhook_id, final_reason
+        FROM dispatch_checked
+        WHERE final_reason IS NOT NULL
+          AND (lead_id IS NOT NULL OR conversion_id IS NOT NULL OR external_id IS NOT NULL);
         INSERT INTO dispatches
         SELECT line, lead_id, conversion_id, advertiser_id, external_id, webhook_id, created_at, line
         FROM dispatch_checked WHERE final_reason IS NULL;
         INSERT INTO load_report
         SELECT {source}, 'dispatches', count(*), count(*) FILTER (final_reason IS NULL),
-               count(*) FILTER (final_reason IS NOT NULL)
+               count(*) FILTER (final_reason IS NOT NULL), count(*) FILTER (final_reason IS NULL AND zone_less)
         FROM dispatch_checked;
         DROP TABLE dispatch_checked;
     """)

@@ -71,8 +71,13 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(CREATE_CALLBACKS)
     con.execute("""
         CREATE OR REPLACE TABLE quarantine (source_file VARCHAR, line BIGINT, raw VARCHAR, reason VARCHAR);
+        -- The identifiers of the quarantined dispatches that had any: their callbacks are flagged, not blamed.
+        CREATE OR REPLACE TABLE dispatch_quarantine (
+            line BIGINT, lead_id VARCHAR, conversion_id VARCHAR, advertiser_id VARCHAR, external_id VARCHAR,
+            webhook_id VARCHAR, reason VARCHAR);
         CREATE OR REPLACE TABLE load_report (
-            source_file VARCHAR, table_name VARCHAR, read BIGINT, loaded BIGINT, quarantined BIGINT);
+            source_file VARCHAR, table_name VARCHAR, read BIGINT, loaded BIGINT, quarantined BIGINT,
+            zone_less BIGINT);
         CREATE OR REPLACE TABLE dispatches (
             "row" BIGINT, lead_id VARCHAR, conversion_id VARCHAR, advertiser_id VARCHAR,
             external_id VARCHAR, webhook_id VARCHAR, created_at TIMESTAMPTZ, source_line BIGINT);

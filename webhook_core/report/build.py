@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import papermill
 from nbconvert import HTMLExporter
 
 from webhook_core import exceptions
+from webhook_core.analysis.rates import lead_headline
 from webhook_core.audit.audit import NOTHING_THERE, open_audit
 from webhook_core.audit.database import write_audit_database
 from webhook_core.audit.schema import read_meta
@@ -71,13 +72,16 @@ def report_notebooks(*, with_http: bool = False, folder: Path = NOTEBOOKS_DIR) -
 def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Path] | None = None,
                  with_http: bool = False, progress: ReportProgress | None = None,
                  timeout_s: int = 1800, memory_limit: str | None = None,
-                 temp_directory: str | None = None) -> list[ReportPage]:
+                 temp_directory: str | None = None, max_quarantined: float | None = None,
+                 timestamp_format: str | None = None,
+                 warn: Callable[[Sequence[str]], None] | None = None) -> list[ReportPage]:
     """Execute each notebook on ``dataset`` and write ``out_dir/NN_name.html`` and ``out_dir/index.html``.
 
     ``dataset`` is a dataset folder, replayed once into ``out_dir/audit.duckdb``, or an audit database
     (``webhook-audit replay --database``). ``notebooks`` defaults to ``report_notebooks(with_http=with_http)``.
     ``memory_limit`` is DuckDB's (e.g. ``"3GiB"``), for the replay and in every notebook, which spill to
-    ``temp_directory`` beyond it.
+    ``temp_directory`` beyond it. An input file quarantined beyond ``max_quarantined`` stops the report
+    before any notebook runs; ``warn`` is given the load's warnings (``Dataset.warnings``).
     """
     dataset = Path(dataset).resolve()
     if not dataset.exists():
@@ -87,7 +91,9 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
     (out / "executed").mkdir(exist_ok=True)
     paths = notebooks if notebooks is not None else report_notebooks(with_http=with_http)
     limits = {"MEMORY_LIMIT": memory_limit, "TEMP_DIRECTORY": temp_directory}
-    database, folder = _audit_database(dataset, out, limits)
+    database, folder, warnings = _audit_database(dataset, out, limits, max_quarantined, timestamp_format)
+    if warn is not None and warnings:
+        warn(warnings)
     if folder is None and any(p.name == HTTP_NOTEBOOK for p in paths):
         raise ReportError(f"{dataset}: {HTTP_NOTEBOOK} sends the dataset's callbacks to the receiver, and the folder "
                           "this audit database was replayed from is not there; give the dataset folder")
@@ -108,22 +114,24 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
         pages.append(ReportPage(path.name, page, title, question))
     if progress is not None:
         progress("index.html", len(paths), len(paths))
-    (out / "index.html").write_text(_index(pages, dataset), encoding="utf-8")
+    (out / "index.html").write_text(_index(pages, dataset, database), encoding="utf-8")
     return pages
 
 
-def _audit_database(dataset: Path, out: Path, limits: dict[str, str | None]) -> tuple[Path, Path | None]:
+def _audit_database(dataset: Path, out: Path, limits: dict[str, str | None], max_quarantined: float | None,
+                    timestamp_format: str | None) -> tuple[Path, Path | None, tuple[str, ...]]:
     """The database the notebooks read (``dataset`` itself, or ``out/audit.duckdb`` replayed from it) and
     the dataset folder, if there is one."""
     if dataset.is_file():
+        if timestamp_format is not None:
+            raise ReportError(f"{dataset}: an audit database was loaded already; --timestamp-format applies to a "
+                              "dataset folder (replay it again with the format)")
         # Not an audit database, or of another version: the library's one-line error before any notebook runs.
-        con = open_audit(dataset).con
-        try:
-            meta = read_meta(con) or {}
-        finally:
-            con.close()
+        with open_audit(dataset, max_quarantined=max_quarantined) as audit:
+            meta = read_meta(audit.con) or {}
         replayed_from = Path(meta.get("dataset", ""))
-        return dataset, replayed_from if meta.get("dataset") and replayed_from.is_dir() else None
+        return (dataset, replayed_from if meta.get("dataset") and replayed_from.is_dir() else None,
+                audit.warnings)
     # Absolute: papermill runs each notebook in the notebooks' folder, not the caller's.
     database = (out / AUDIT_DATABASE).resolve()
     # Every notebook opens the database read-only: one replay serves them all, and none can alter it.
@@ -136,10 +144,11 @@ def _audit_database(dataset: Path, out: Path, limits: dict[str, str | None]) -> 
                                        "command reading an earlier report); close it, or give another --out",
                                        path=str(database)) from exc
     try:
-        write_audit_database(con, dataset)
+        loaded, _ = write_audit_database(con, dataset, max_quarantined=max_quarantined,
+                                         timestamp_format=timestamp_format)
     finally:
         con.close()
-    return database, dataset
+    return database, dataset, loaded.warnings
 
 
 def _execute(path: Path, executed: Path, parameters: dict[str, str | None], timeout_s: int) -> None:
@@ -167,19 +176,70 @@ def _heading(notebook: nbformat.NotebookNode) -> tuple[str, str]:
     return title, " ".join(lines[1:])
 
 
-def _index(pages: list[ReportPage], dataset: Path) -> str:
+def _index(pages: list[ReportPage], dataset: Path, database: Path) -> str:
     items = "\n".join(
         f'<li><a href="{html.escape(p.html.name)}">{html.escape(p.title)}</a><p>{html.escape(p.question)}</p></li>'
         for p in pages)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>webhook-audit report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;line-height:1.45;padding:0 1rem}}
-li{{margin-bottom:1rem}} p{{margin:.25rem 0 0;color:#444}} code{{background:#f4f4f4;padding:0 .2rem}}</style>
+li{{margin-bottom:1rem}} p{{margin:.25rem 0 0;color:#444}} code{{background:#f4f4f4;padding:0 .2rem}}
+table{{border-collapse:collapse;margin:.5rem 0}} th,td{{padding:.2rem .7rem;border-bottom:1px solid #ddd}}
+th{{text-align:left}} td.n{{text-align:right;font-variant-numeric:tabular-nums}} dt{{font-weight:600}}
+dd{{margin:0 0 .4rem 0;color:#444}}</style>
 </head><body>
 <h1>webhook-audit report</h1>
 <p>Dataset: <code>{html.escape(str(dataset))}</code></p>
+{_headline_section(database)}
+<h2>Pages</h2>
 <ol>
 {items}
 </ol>
 </body></html>
 """
+
+
+#: What each column of the index's headline table means, for readers who do not read the code.
+_HEADLINE_WORDS = (
+    ("Leads", "Waiting webhooks created: leads sent to the advertiser that had to answer through this webhook."),
+    ("Answer rate", "The share of those leads whose advertiser sent the answer that finished the wait in time "
+                    "(before the timeout, when the webhook has one)."),
+    ("Timed out", "Leads whose timeout passed without that answer (an answer after the timeout is refused "
+                  "with a 404 and does not count)."),
+    ("404s per lead", "Callbacks to this webhook answered 404 (\u201cWaiting Webhook not found\u201d), divided by "
+                      "its leads. Every retry counts, so an advertiser that retries failed callbacks can exceed 1."),
+)
+
+
+def _headline_section(database: Path) -> str:
+    """Per webhook: leads, answer rate, timed out, 404s per lead (docs/analysis.md), from the audit database."""
+    with open_audit(database) as audit:
+        headline = lead_headline(audit)
+    total = headline[headline["webhook_id"] == "(all)"].iloc[0]
+    heading = "<h2>Headline per webhook</h2>"
+    if total["leads"] == 0:
+        return (f"{heading}\n<p>The audit database holds no leads (no waiting webhook was loaded), so there are no "
+                "per-lead figures. The pages below show what the callbacks alone say.</p>")
+    rows = []
+    for row in headline[headline["leads"] > 0].to_dict("records"):
+        name = "All webhooks" if row["webhook_id"] == "(all)" else str(row["webhook_id"])
+        cells = [f"{row['leads']:,}", f"{row['answer_rate']:.1%}", f"{row['timed_out']:,}",
+                 f"{row['404s_per_lead']:.2f}"]
+        rows.append(f"<tr><th>{html.escape(name)}</th>" + "".join(f'<td class="n">{c}</td>' for c in cells) + "</tr>")
+    header = "".join(f"<th>{html.escape(name)}</th>" for name, _ in _HEADLINE_WORDS)
+    words = "\n".join(f"<dt>{html.escape(name)}</dt><dd>{html.escape(text)}</dd>" for name, text in _HEADLINE_WORDS)
+    # Unknown tokens (and a webhook without leads) have callbacks but no per-lead figures.
+    leadless = headline[(headline["leads"] == 0) & (headline["webhook_id"] != "(all)")]
+    n_404 = int(leadless["answered_404"].sum())
+    note = (f"\n<p>{n_404:,} more 404s went to tokens of no webhook or to webhooks without leads: they count only "
+            "in the row for all webhooks.</p>") if n_404 else ""
+    return f"""{heading}
+<table>
+<thead><tr><th>Webhook</th>{header}</tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody>
+</table>{note}
+<dl>
+{words}
+</dl>"""

@@ -18,9 +18,11 @@ __all__ = [
     "daily_rates_chart",
     "disagreement_chart",
     "discovery_chart",
+    "finishing_chart",
     "http_agreement_chart",
     "km_chart",
     "latency_chart",
+    "lead_states_chart",
     "near_miss_chart",
     "outcome_chart",
     "rates_chart",
@@ -61,19 +63,78 @@ def outcome_chart(counts: pd.DataFrame) -> alt.Chart:
     ).properties(width=WIDTH)
 
 
+#: The segments of :func:`rates_chart`: every callback is one of them, so each bar adds up to 100 %.
+RATE_SEGMENTS = {"matched": "matched", "interim": "interim", **{f"404_{r}": f"404: {r}" for r in REASONS_404}}
+
+
 def rates_chart(frame: pd.DataFrame, key: str = "webhook_id") -> alt.Chart:
-    """Match rate and 404 rate side by side per webhook or advertiser. ``frame``: :func:`rates.rates`."""
-    data = frame[frame[key] != "(all)"][[key, "match_rate", "rate_404"]].melt(
-        id_vars=[key], var_name="rate", value_name="share")
-    data["rate"] = data["rate"].map({"match_rate": "match rate", "rate_404": "404 rate"})
+    """Each webhook's (or advertiser's) callbacks as one 100 % bar: matched, interim and the 404s by reason.
+
+    ``frame``: :func:`rates.rates`; a group without callbacks has no bar.
+    """
+    data = frame[(frame[key] != "(all)") & (frame["callbacks"] > 0)]
+    data = data[[key, "callbacks", *RATE_SEGMENTS]].melt(id_vars=[key, "callbacks"], var_name="outcome",
+                                                          value_name="n")
+    data["share"] = data["n"] / data["callbacks"]
+    segments = list(RATE_SEGMENTS.values())
+    data["outcome"] = data["outcome"].map(RATE_SEGMENTS)
+    data["outcome_order"] = data["outcome"].map(segments.index)
+    colors = [OUTCOME_COLORS[name.removeprefix("404: ")] for name in segments]
     label = "Webhook" if key == "webhook_id" else "Advertiser"
-    return alt.Chart(data, title=f"Match rate and 404 rate per {label.lower()}").mark_bar().encode(
+    return alt.Chart(data, title=alt.Title(
+        f"Callbacks per {label.lower()}: matched, interim and answered 404 by reason",
+        subtitle="Each bar is all of its callbacks (100 %)")).mark_bar().encode(
         y=alt.Y(f"{key}:N", title=label),
-        x=alt.X("share:Q", title="Share of callbacks", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("rate:N", title="Rate", scale=alt.Scale(domain=["match rate", "404 rate"],
-                                                                  range=["#2e7d32", "#e53935"])),
-        yOffset="rate:N",
-        tooltip=[f"{key}:N", "rate:N", alt.Tooltip("share:Q", format=".1%")],
+        x=alt.X("share:Q", title="Share of callbacks", stack="zero", axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("outcome:N", title="Callback outcome", sort=segments,
+                        scale=alt.Scale(domain=segments, range=colors)),
+        order=alt.Order("outcome_order:Q"),
+        tooltip=[f"{key}:N", "outcome:N", alt.Tooltip("n:Q", title="callbacks"),
+                 alt.Tooltip("share:Q", format=".1%")],
+    ).properties(width=WIDTH)
+
+
+#: The segments of :func:`lead_states_chart`, disjoint: each bar adds up to the group's leads (100 %).
+LEAD_SEGMENTS = {
+    "answered in time": "#2e7d32",
+    "timed out after a callback": "#e53935",
+    "still waiting after a callback": "#fbc02d",
+    "never called back": "#424242",
+}
+
+
+def lead_states_chart(headline: pd.DataFrame, key: str = "webhook_id") -> alt.Chart:
+    """Each webhook's (or advertiser's) leads as one 100 % bar: answered in time (the answer rate), timed out
+    or still waiting after callbacks none of which finished the wait, and never called back.
+
+    ``headline``: :func:`rates.lead_headline`; a group without leads (``(unknown)``) has no bar.
+    """
+    data = headline[(headline[key] != "(all)") & (headline["leads"] > 0)]
+    never_waiting = data["never_called_back"] - data["never_called_back_timed_out"]
+    counts = pd.DataFrame({
+        key: data[key],
+        "leads": data["leads"],
+        "answered in time": data["received"],
+        "timed out after a callback": data["timed_out"] - data["never_called_back_timed_out"],
+        "still waiting after a callback": data["waiting"] - never_waiting,
+        "never called back": data["never_called_back"],
+    })
+    long = counts.melt(id_vars=[key, "leads"], var_name="state", value_name="n")
+    long["share"] = long["n"] / long["leads"]
+    segments = list(LEAD_SEGMENTS)
+    long["state_order"] = long["state"].map(segments.index)
+    label = "Webhook" if key == "webhook_id" else "Advertiser"
+    return alt.Chart(long, title=alt.Title(
+        f"Leads per {label.lower()}: answered in time, timed out, still waiting, never called back",
+        subtitle="Each bar is all of its leads (100 %); the green part is the answer rate")).mark_bar().encode(
+        y=alt.Y(f"{key}:N", title=label),
+        x=alt.X("share:Q", title="Share of leads", stack="zero", axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("state:N", title="Lead at the observation end", sort=segments,
+                        scale=alt.Scale(domain=segments, range=list(LEAD_SEGMENTS.values()))),
+        order=alt.Order("state_order:Q"),
+        tooltip=[f"{key}:N", "state:N", alt.Tooltip("n:Q", title="leads"), alt.Tooltip("share:Q", format=".1%")],
     ).properties(width=WIDTH)
 
 
@@ -121,14 +182,7 @@ def disagreement_chart(differ: pd.DataFrame) -> alt.Chart:
 
 def km_chart(curve: pd.DataFrame) -> alt.LayerChart:
     """Kaplan–Meier share of leads answered by time, per webhook, with the 95 % band (log time axis)."""
-    data = _thin_steps(curve)
-    # Each line starts from 0 at its first event time, so the step up to it is drawn: a curve of one
-    # step (a webhook with one lead, or every lead answered at once) is otherwise a lone, invisible point.
-    starts = data.groupby("webhook_id", sort=False).head(1).assign(events=0, captured=0.0, ci_low=0.0, ci_high=0.0)
-    data = pd.concat([starts.assign(_start=0), data.assign(_start=1)], ignore_index=True)
-    data = data.sort_values(["webhook_id", "t_s", "_start"], kind="stable").drop(columns="_start")
-    data["step"] = range(len(data))
-    data["t_s"] = data["t_s"].clip(lower=0.01)
+    data = _drawn_steps(curve)
     base = alt.Chart(data).encode(
         x=alt.X("t_s:Q", title="Time since the waiting webhook was created (s, log scale)",
                 scale=alt.Scale(type="log")),
@@ -150,6 +204,75 @@ def km_chart(curve: pd.DataFrame) -> alt.LayerChart:
                                     height=320)
 
 
+def _drawn_steps(curve: pd.DataFrame) -> pd.DataFrame:
+    """A Kaplan–Meier table as drawn: thinned, each webhook's line started from 0, ``step`` the drawing order."""
+    data = _thin_steps(curve)
+    # Each line starts from 0 at its first event time, so the step up to it is drawn: a curve of one
+    # step (a webhook with one lead, or every lead answered at once) is otherwise a lone, invisible point.
+    starts = data.groupby("webhook_id", sort=False).head(1).assign(events=0, captured=0.0, ci_low=0.0, ci_high=0.0)
+    data = pd.concat([starts.assign(_start=0), data.assign(_start=1)], ignore_index=True)
+    data = data.sort_values(["webhook_id", "t_s", "_start"], kind="stable").drop(columns="_start")
+    data["step"] = range(len(data))
+    data["t_s"] = data["t_s"].clip(lower=0.01)
+    return data
+
+
+#: The finishing-wait chart's legend: its two curves and the two timeouts marked on them.
+FIRST_CALLBACK = "first callback (interim updates too)"
+FINISHING = "callback that finishes the wait"
+CURRENT = "current timeout"
+RECOMMENDED = "recommended timeout"
+_FINISHING_COLORS = {FIRST_CALLBACK: "#90a4ae", FINISHING: "#1e88e5", CURRENT: "#e53935", RECOMMENDED: "#2e7d32"}
+
+
+def finishing_chart(first: pd.DataFrame, finishing: pd.DataFrame, advice: pd.DataFrame) -> alt.FacetChart:
+    """Per webhook that waits, Kaplan–Meier share of leads by time: to the first callback and to the one that
+    finishes the wait, with the current and recommended timeouts as vertical rules (log time axis).
+
+    ``first``: :func:`survival.capture_curve`; ``finishing``: :func:`survival.finishing_curve`; ``advice``:
+    :func:`timeouts.timeout_advice` (its webhooks are the ones drawn).
+    """
+    waiting = list(advice["webhook_id"])
+    curves = []
+    for name, curve in ((FIRST_CALLBACK, first), (FINISHING, finishing)):
+        drawn = _drawn_steps(curve[curve["webhook_id"].isin(waiting)])
+        curves.append(drawn[["webhook_id", "t_s", "captured", "step"]].assign(line=name))
+    timeouts = [advice[["webhook_id"]].assign(t_s=advice[column], line=name, captured=np.nan, step=np.nan)
+                for column, name in (("current_timeout_s", CURRENT), ("recommended_timeout_s", RECOMMENDED))]
+    data = pd.concat([*curves, *(t[t["t_s"].notna()] for t in timeouts)], ignore_index=True)
+    data["t_s"] = data["t_s"].astype(float)
+    lines = list(_FINISHING_COLORS)
+    color = alt.Color("line:N", title=None, scale=alt.Scale(domain=lines, range=list(_FINISHING_COLORS.values())),
+                      legend=alt.Legend(orient="top", columns=2))
+    x = alt.X("t_s:Q", title="Time since the lead was sent (s, log scale)", scale=alt.Scale(type="log"))
+    steps = alt.Chart().mark_line(interpolate="step-after").transform_filter(
+        alt.FieldOneOfPredicate(field="line", oneOf=[FIRST_CALLBACK, FINISHING])).encode(
+        x=x,
+        y=alt.Y("captured:Q", title="Share of leads", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        color=color,
+        # The first-callback line wider, beneath: where no interim update comes the two curves are one.
+        strokeWidth=alt.StrokeWidth("line:N", scale=alt.Scale(domain=[FIRST_CALLBACK, FINISHING], range=[4, 1.5]),
+                                    legend=None),
+        detail="line:N",
+        order="step:Q",
+        tooltip=["webhook_id:N", "line:N", alt.Tooltip("t_s:Q", format=".1f", title="t (s)"),
+                 alt.Tooltip("captured:Q", format=".1%")],
+    )
+    rules = [
+        # The recommendation dashed over the current timeout: where they are equal, both show.
+        alt.Chart().mark_rule(strokeWidth=2, strokeDash=dash).transform_filter(alt.datum.line == name).encode(
+            x=x, color=color,
+            tooltip=["webhook_id:N", "line:N", alt.Tooltip("t_s:Q", format=",g", title="timeout (s)")])
+        for name, dash in ((CURRENT, [1, 0]), (RECOMMENDED, [5, 4]))
+    ]
+    return alt.layer(steps, *rules, data=data).properties(width=240, height=180).facet(
+        facet=alt.Facet("webhook_id:N", title="Webhook"), columns=3,
+        title=alt.Title("Share of leads answered by time: first callback vs the callback that finishes the wait",
+                        subtitle="Kaplan–Meier (leads still waiting censored); no red rule: the webhook waits "
+                                 "without a timeout"),
+    )
+
+
 def _thin_steps(curve: pd.DataFrame, per_webhook: int = 400) -> pd.DataFrame:
     """At most about ``per_webhook`` steps per webhook, for drawing: the last step in each of that many
     log-spaced time bins. A step curve of a million leads has a million steps; a picture needs hundreds."""
@@ -161,34 +284,48 @@ def _thin_steps(curve: pd.DataFrame, per_webhook: int = 400) -> pd.DataFrame:
     return last.drop(columns="_bin").reset_index(drop=True)
 
 
-def timeout_tradeoff_chart(whatifs: pd.DataFrame) -> alt.FacetChart:
-    """Capture rate against mean ping-tree wait per candidate timeout; current and recommended marked."""
+def timeout_tradeoff_chart(whatifs: pd.DataFrame, advice: pd.DataFrame) -> alt.FacetChart:
+    """Capture rate against mean ping-tree wait per candidate timeout, with the current and recommended timeouts
+    (``advice``: :func:`timeouts.timeout_advice`) on the same curve, whether or not they are candidates."""
     # A webhook none of whose leads was ever answered has no capture rate to trade off (blocking_webhooks
     # warns about it); a wait of 0 s has no place on the log axis, so it is drawn at 0.01 s.
-    data = whatifs[whatifs["capture_rate"].notna()].copy()
-    data["mean_block_s"] = data["mean_block_s"].clip(lower=0.01)
-    data["mark"] = "candidate"
-    data.loc[data["timeout_s"] == data["current_timeout_s"], "mark"] = "current"
-    data.loc[data["recommended"], "mark"] = "recommended"
-    data.loc[data["recommended"] & (data["timeout_s"] == data["current_timeout_s"]), "mark"] = "current = recommended"
-    data["label"] = data["timeout_s"].map(lambda s: f"{s:g} s")
+    answered = advice[advice["answered"] > 0]
+    points = [whatifs[whatifs["capture_rate"].notna()][["webhook_id", "timeout_s", "capture_rate", "mean_block_s"]]
+              .assign(mark="candidate")]
+    for mark, prefix in (("current", "current"), ("recommended", "recommended")):
+        chosen = answered[answered[f"{prefix}_capture_rate"].notna()]
+        points.append(pd.DataFrame({"webhook_id": chosen["webhook_id"], "timeout_s": chosen[f"{prefix}_timeout_s"],
+                                    "capture_rate": chosen[f"{prefix}_capture_rate"],
+                                    "mean_block_s": chosen[f"mean_block_s_{mark}"], "mark": mark}))
+    data = pd.concat(points, ignore_index=True)
+    data = data[data["webhook_id"].isin(answered["webhook_id"])]
+    # One point per webhook and timeout, the current / recommended mark winning over "candidate"; no timeout
+    # (a webhook that waits without one) is the longest wait of all.
+    data["_key"] = data["timeout_s"].astype(float).fillna(np.inf)
+    marks = data.groupby(["webhook_id", "_key"])["mark"].agg(lambda m: " = ".join(
+        name for name in ("current", "recommended") if name in set(m)) or "candidate")
+    data = data.drop_duplicates(["webhook_id", "_key"]).drop(columns="mark").join(marks, on=["webhook_id", "_key"])
+    data = data.sort_values(["webhook_id", "_key"], kind="stable").drop(columns="_key").reset_index(drop=True)
+    data["order"] = range(len(data))
+    data["mean_block_s"] = data["mean_block_s"].astype(float).clip(lower=0.01)
+    data["label"] = data["timeout_s"].map(lambda s: "no timeout" if pd.isna(s) else f"{s:,g} s")
     base = alt.Chart(data).encode(
         x=alt.X("mean_block_s:Q", title="Mean time the ping tree waits per lead (s, log scale)",
                 scale=alt.Scale(type="log")),
         y=alt.Y("capture_rate:Q", title="Answers caught in time", axis=alt.Axis(format="%")),
         color=alt.Color("webhook_id:N", title="Webhook", legend=None),
     )
-    line = base.mark_line(opacity=0.5)
-    marks = ["candidate", "current", "recommended", "current = recommended"]
-    points = base.mark_point(filled=True).encode(
+    line = base.mark_line(opacity=0.5).encode(order="order:Q")
+    kinds = ["candidate", "current", "recommended", "current = recommended"]
+    points_layer = base.mark_point(filled=True).encode(
         shape=alt.Shape("mark:N", title="Timeout", scale=alt.Scale(
-            domain=marks, range=["circle", "square", "triangle-up", "diamond"])),
-        size=alt.Size("mark:N", scale=alt.Scale(domain=marks, range=[30, 140, 160, 200]), legend=None),
+            domain=kinds, range=["circle", "square", "triangle-up", "diamond"])),
+        size=alt.Size("mark:N", scale=alt.Scale(domain=kinds, range=[30, 140, 160, 200]), legend=None),
         tooltip=["webhook_id:N", "label:N", alt.Tooltip("capture_rate:Q", format=".1%"),
                  alt.Tooltip("mean_block_s:Q", format=".1f"), "mark:N"],
     )
     text = base.mark_text(dx=7, dy=-7, fontSize=9, align="left").encode(text="label:N")
-    return (line + points + text).properties(width=240, height=200).facet(
+    return (line + points_layer + text).properties(width=240, height=200).facet(
         facet=alt.Facet("webhook_id:N", title="Webhook"), columns=3,
         title=alt.Title("Timeout trade-off: answers caught in time vs time the ping tree waits",
                         subtitle="■ current timeout   ▲ recommended   ◆ current = recommended   ● other candidates"),
