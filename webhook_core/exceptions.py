@@ -12,7 +12,8 @@ Hierarchy::
     │   ├── MissingFileError   a required file is absent
     │   └── AuditDatabaseError not an audit database, or one of another schema version
     │       └── AuditDatabaseLockedError  another process has the audit database open for writing
-    ├── ReplayError            replay options do not fit the data (e.g. --timeout for an unknown webhook)
+    ├── ReplayError            replay or filter options do not fit the data (e.g. --timeout, --webhook
+    │                          naming an unknown webhook)
     ├── ReportError            a report notebook failed (names the notebook and cell)
     ├── CaptureLogError        the live capture log cannot be opened, read back or written
     ├── ReceiverError          serve cannot start with these options, or its log disagrees with the dataset

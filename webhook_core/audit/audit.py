@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from webhook_core.audit.filters import Filters
 from webhook_core.audit.replay import replay
 from webhook_core.audit.schema import SCHEMA_VERSION, read_meta
 from webhook_core.exceptions import AuditDatabaseError, AuditDatabaseLockedError, MissingFileError
@@ -47,6 +48,8 @@ class Audit:
     read_only: bool
     #: What the load did not stop for but an analyst should know (``webhook_core.load.gate.load_warnings``).
     warnings: tuple[str, ...] = ()
+    #: What the analyses are narrowed to (``webhook_core.audit.filters.apply_filters``); empty: everything.
+    filters: Filters = field(default_factory=Filters)
     #: What an analysis computed once for this audit and shares between its reports, by the analysis's
     #: own key (``pairing``: its temporary table of request values): an audit's tables never change.
     cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)

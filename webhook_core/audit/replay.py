@@ -41,7 +41,8 @@ from webhook_core.rules.keys import keys_fingerprint, keys_sql
 from webhook_core.rules.settings import WebhookVersions
 from webhook_core.timeutil import to_us
 
-__all__ = ["CALLBACK_COLUMNS", "CALLBACK_ORDER", "LEAD_COLUMNS", "ReplayResult", "replay"]
+__all__ = ["CALLBACK_COLUMNS", "CALLBACK_ORDER", "LEAD_COLUMNS", "TOKEN_NEVER_CONFIGURED", "TOKEN_NOT_LIVE",
+           "ReplayResult", "replay"]
 
 CALLBACK_COLUMNS = (
     "request_id", "received_at", "webhook_id", "conversion_id", "external_id", "advertiser_id",
@@ -50,6 +51,9 @@ CALLBACK_COLUMNS = (
 #: ``ORDER BY`` of ``callback_outcomes`` in judging order: the order of ``ord``, whose two parts
 #: sort faster as plain columns than ``ord`` computed as one 16-byte key (docs/benchmarks.md).
 CALLBACK_ORDER = "us, seq"
+#: ``callback_outcomes.token_status`` of an ``unknown_token`` callback (M1), in words.
+TOKEN_NOT_LIVE = "not live at received_at"  # the token is a configured webhook's: it was, or will be, live
+TOKEN_NEVER_CONFIGURED = "never configured"  # no version in webhooks.json has this token
 LEAD_COLUMNS = (
     "lead_id", "webhook_id", "created_at", "state", "finished_at", "wait_s", "callbacks",
     "first_callback_s", "conversion_id", "deadline",
@@ -197,7 +201,8 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
     -- Conversion IDs are unique among leads (Q3): a callback's conversion ID names at most one lead.
     CREATE OR REPLACE TEMP TABLE replay_by_conversion AS
     SELECT i.*, l."row" AS c_row, l.lead_id AS c_lead_id, l.created_us AS c_created_us,
-           l.deadline_us AS c_deadline_us, coalesce(l.webhook_id = i.webhook_id, false) AS own
+           l.deadline_us AS c_deadline_us, l.webhook_id AS c_webhook_id,
+           coalesce(l.webhook_id = i.webhook_id, false) AS own
     FROM {parsed} i LEFT JOIN replay_leads l
       ON l.conversion_id = i.conversion_id AND i.webhook_id IS NOT NULL;
     {drop_parsed}
@@ -231,6 +236,8 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
                -- wrong_webhook reports the other webhook's lead
                CASE WHEN own THEN c_lead_id ELSE coalesce(e.lead_id, c_lead_id) END AS lead_id,
                NOT own AND e.lead_row IS NULL AND c_row IS NOT NULL AS other_webhook,
+               -- wrong_webhook: whose lead it named, so that webhook is told too (misrouted_in)
+               CASE WHEN NOT own AND e.lead_row IS NULL THEN c_webhook_id END AS owner_webhook_id,
                CASE WHEN own THEN c_created_us ELSE e.created_us END AS created_us,
                CASE WHEN own THEN c_deadline_us ELSE e.deadline_us END AS deadline_us
         FROM replay_by_conversion c LEFT JOIN replay_by_external e ON e.seq = c.seq
@@ -269,7 +276,11 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
            CASE WHEN r.lead_row IS NOT NULL THEN (r.us - r.created_us) / 1e6 END AS wait_s,
            r.recorded_status, r.lead_row, r.is_interim,
            CAST(CASE r.body_kind {_BODY_KIND_WHENS} END AS UTINYINT) AS body_kind,
-           {lead_quarantined} AS lead_quarantined
+           {lead_quarantined} AS lead_quarantined,
+           r.owner_webhook_id,
+           -- M1 with a configured webhook's token: a version of it was or will be live, not at received_at
+           CASE WHEN NOT r.refused AND r.webhook_id IS NULL
+                     AND r.token IN (SELECT webhook_id FROM {REPLAY_VERSIONS}) THEN r.token END AS token_webhook_id
     FROM replay_resolved r LEFT JOIN replay_lead_calls f ON f.lead_row = r.lead_row;
 
     DROP VIEW replay_resolved; DROP TABLE replay_by_external; DROP TABLE replay_by_conversion;
@@ -309,7 +320,10 @@ _CALLBACK_OUTCOMES_VIEW = f"""
            CASE WHEN outcome NOT IN ({_OUTCOME['matched']}, {_OUTCOME['interim']}, {_OUTCOME['refused']})
                 THEN {{not_found}} END AS response_body,
            wait_s, recorded_status, lead_row, us, is_interim, {_names(_BODY_KIND)}[body_kind] AS body_kind,
-           lead_quarantined
+           lead_quarantined, owner_webhook_id, token_webhook_id,
+           CASE WHEN outcome = {_OUTCOME['unknown_token']}
+                THEN CASE WHEN token_webhook_id IS NOT NULL THEN {quote_literal(TOKEN_NOT_LIVE)}
+                          ELSE {quote_literal(TOKEN_NEVER_CONFIGURED)} END END AS token_status
     FROM {CALLBACK_OUTCOME_ROWS};
 """
 

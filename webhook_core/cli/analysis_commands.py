@@ -15,9 +15,16 @@ from webhook_core.analysis.rates import disagreements, lead_headline, rates
 from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve, wait_summary
 from webhook_core.analysis.timeline import lead_timeline
 from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_advice, timeout_whatifs
+from webhook_core.audit.filters import Filters
 from webhook_core.cli.errors import user_errors
 from webhook_core.cli.output import percent, print_table, seconds, stdout, write_frame, write_json
-from webhook_core.cli.params import end_option, out_option, quarantine_option, timestamp_format_option
+from webhook_core.cli.params import (
+    end_option,
+    filter_options,
+    out_option,
+    quarantine_option,
+    timestamp_format_option,
+)
 from webhook_core.cli.replay_commands import replayed
 from webhook_core.timeutil import human_duration
 
@@ -34,13 +41,14 @@ __all__ = ["pairing_command", "summary_command", "timeline_command", "timeouts_c
 @end_option
 @quarantine_option
 @timestamp_format_option
+@filter_options
 def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None,
                     observation_end: datetime | None,
-                    max_quarantined: float, timestamp_format: str | None) -> None:
+                    max_quarantined: float, timestamp_format: str | None, filters: Filters) -> None:
     """Per lead: answered in time, timed out, still waiting, never called back. Then per callback: match,
     interim and 404 rates, 404s by reason, and agreement with production's answers."""
     with user_errors():
-        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format)
+        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format, filters)
         key = "webhook_id" if by == "webhook" else "advertiser_id"
         headline = lead_headline(audit, by=key)  # type: ignore[arg-type]
         frame = rates(audit, by=key, per_day=per_day)  # type: ignore[arg-type]
@@ -110,11 +118,12 @@ def _print_lead_quarantined(frame: pd.DataFrame, key: str) -> None:
 @end_option
 @quarantine_option
 @timestamp_format_option
+@filter_options
 def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime | None,
-                       max_quarantined: float, timestamp_format: str | None) -> None:
+                       max_quarantined: float, timestamp_format: str | None, filters: Filters) -> None:
     """Time to first callback per webhook, Kaplan-Meier (leads still waiting count as censored)."""
     with user_errors():
-        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format)
+        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format, filters)
         curve = capture_curve(audit)
         summary = wait_summary(audit)
         shown = summary.copy()
@@ -144,9 +153,10 @@ def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime 
 @end_option
 @quarantine_option
 @timestamp_format_option
+@filter_options
 def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: float, max_timeout: int | None,
                      observation_end: datetime | None,
-                     max_quarantined: float, timestamp_format: str | None) -> None:
+                     max_quarantined: float, timestamp_format: str | None, filters: Filters) -> None:
     """What each candidate timeout would have done, per webhook that waits, and the timeout that keeps a target
     share of the answers that finish a wait."""
     try:
@@ -157,7 +167,7 @@ def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: flo
         raise click.BadParameter(f"{candidates!r}: write positive seconds separated by commas, e.g. 5,30,300",
                                  param_hint="'--candidates'") from None
     with user_errors():
-        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format)
+        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format, filters)
         frame = timeout_whatifs(audit, values)
         advice = timeout_advice(audit, target, max_timeout)
         _print_advice(advice, target)
@@ -203,11 +213,12 @@ def _print_advice(advice: pd.DataFrame, target: float) -> None:
 @end_option
 @quarantine_option
 @timestamp_format_option
+@filter_options
 def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | None,
-                    max_quarantined: float, timestamp_format: str | None) -> None:
+                    max_quarantined: float, timestamp_format: str | None, filters: Filters) -> None:
     """Check Lead ID pairing: where each identifier is found, where else it hides, and near-misses."""
     with user_errors():
-        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format)
+        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format, filters)
         validation = pairing_validation(audit)
         found = discover_locations(audit)
         misses = near_misses(audit)
@@ -237,11 +248,12 @@ def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | N
 @end_option
 @quarantine_option
 @timestamp_format_option
+@filter_options
 def timeline_command(dataset: Path, lead: str, out_file: Path | None, observation_end: datetime | None,
-                     max_quarantined: float, timestamp_format: str | None) -> None:
+                     max_quarantined: float, timestamp_format: str | None, filters: Filters) -> None:
     """One lead's waiting webhook, every callback resolved to it and its state (LEAD: lead or conversion ID)."""
     with user_errors():
-        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format)
+        audit = replayed(dataset, observation_end, max_quarantined, timestamp_format, filters)
         frame = lead_timeline(audit, lead)
         shown = frame.assign(since_created=frame.since_created_s.map(human_duration))[
             ["time", "since_created", "event", "outcome", "status_code", "recorded_status", "request_id", "method",

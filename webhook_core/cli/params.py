@@ -3,6 +3,7 @@ options, each failing with one line that says how to write the value."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -11,11 +12,13 @@ from typing import Any, TypeVar
 
 import click
 
+from webhook_core.audit.filters import Filters
 from webhook_core.load.gate import DEFAULT_MAX_QUARANTINED
 from webhook_core.load.timestamps import check_timestamp_format
 from webhook_core.rules.settings import parse_timestamp
 
-__all__ = ["MemorySize", "Share", "TimeoutOption", "Timestamp", "TimestampFormat", "end_option", "out_option",
+__all__ = ["MemorySize", "Share", "TimeoutOption", "Timestamp", "TimestampFormat", "end_option", "filter_options",
+           "out_option",
            "quarantine_option", "timestamp_format_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -139,3 +142,28 @@ def timestamp_format_option(command: F) -> F:
         help="Also read timestamps written this way (strptime directives, e.g. '%d/%m/%Y %H:%M:%S' for "
              "02/11/2026 02:12:17); ISO 8601 is always read. A time without a zone is UTC.",
     )(command)
+
+
+def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--advertiser``, ``--webhook`` (repeatable), ``--since``, ``--until``, handed to the command as one
+    ``filters`` argument (webhook_core.audit.filters)."""
+
+    @functools.wraps(command)
+    def with_filters(*args: Any, advertisers: tuple[str, ...], webhooks: tuple[str, ...], since: datetime | None,
+                     until: datetime | None, **kwargs: Any) -> Any:
+        return command(*args, filters=Filters(advertisers, webhooks, since, until), **kwargs)
+
+    options = [
+        click.option("--advertiser", "advertisers", multiple=True, metavar="ID",
+                     help="Only this advertiser's webhooks and leads (repeatable)."),
+        click.option("--webhook", "webhooks", multiple=True, metavar="ID",
+                     help="Only this webhook's callbacks and leads (repeatable)."),
+        click.option("--since", type=Timestamp(), default=None,
+                     help="Only leads created and callbacks received at or after this instant."),
+        click.option("--until", type=Timestamp(), default=None,
+                     help="Only leads created and callbacks received before this instant."),
+    ]
+    decorated: Callable[..., Any] = with_filters
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated

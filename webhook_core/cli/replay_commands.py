@@ -15,6 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from webhook_core.audit.audit import NOTHING_THERE, Audit, open_audit
 from webhook_core.audit.database import write_audit_database
+from webhook_core.audit.filters import Filters, apply_filters
 from webhook_core.audit.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, replay
 from webhook_core.audit.schema import CALLBACK_OUTCOMES, LEAD_OUTCOMES, LOAD_REPORT, QUARANTINE
 from webhook_core.cli.errors import user_errors
@@ -134,8 +135,18 @@ def _export_outcomes(con: duckdb.DuckDBPyConnection, out_dir: Path, file_format:
 
 
 def replayed(dataset: Path, observation_end: datetime | None = None, max_quarantined: float | None = None,
-             timestamp_format: str | None = None) -> Audit:
-    """DATASET as the analysis commands take it: an audit database file, or a folder to load and replay."""
+             timestamp_format: str | None = None, filters: Filters | None = None) -> Audit:
+    """DATASET as the analysis commands take it (a folder loaded and replayed, or an audit database), with
+    the load's warnings printed and narrowed to ``filters``."""
+    audit = _opened(dataset, observation_end, max_quarantined, timestamp_format)
+    if not filters:
+        return audit
+    stderr.print(f"Only {filters.describe()}", highlight=False, markup=False)
+    return apply_filters(audit, filters)
+
+
+def _opened(dataset: Path, observation_end: datetime | None, max_quarantined: float | None,
+            timestamp_format: str | None) -> Audit:
     if dataset.is_file():
         if timestamp_format is not None:
             raise click.ClickException(f"{dataset}: an audit database was loaded already; --timestamp-format "
