@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from lifelines import KaplanMeierFitter
 
+import webhook_core as wc
 from webhook_core import Audit, ReplayError, connect, load_dataset, replay
 from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
 from webhook_core.analysis.rates import disagreements, lead_headline, rates
@@ -188,7 +189,7 @@ RATES_CALLBACKS = [
 
 def rate_row(key: str, *, callbacks: int = 0, matched: int = 0, interim: int = 0, leads: int = 0,
              received: int = 0, timed_out: int = 0, waiting: int = 0, recorded: int = 0, agree: int = 0,
-             **reasons: int) -> Row:
+             misrouted_out: int = 0, misrouted_in: int = 0, token_not_live: int = 0, **reasons: int) -> Row:
     """The expected row, with rates as hand-divided fractions of the counts given."""
     answered_404 = sum(reasons.values())
     assert answered_404 + matched + interim == callbacks
@@ -200,6 +201,7 @@ def rate_row(key: str, *, callbacks: int = 0, matched: int = 0, interim: int = 0
         "leads": leads, "received": received, "timed_out": timed_out, "waiting": waiting,
         "recorded": recorded, "agree": agree, "disagree": recorded - agree,
         "agreement_rate": Fraction(agree, recorded) if recorded else None,
+        "misrouted_out": misrouted_out, "misrouted_in": misrouted_in, "token_not_live": token_not_live,
     }
 
 
@@ -233,17 +235,19 @@ def test_rates_per_webhook_with_all_row(rates_audit: Audit) -> None:
     assert list(frame.columns) == [
         "webhook_id", "callbacks", "matched", "interim", "answered_404", "match_rate", "rate_404",
         *[f"404_{r}" for r in REASONS_404], "leads", "received", "timed_out", "waiting",
-        "recorded", "agree", "disagree", "lead_quarantined", "agreement_rate"]
+        "recorded", "agree", "disagree", "lead_quarantined", "agreement_rate",
+        "misrouted_out", "misrouted_in", "token_not_live"]
+    # r7, sent to wh-b naming wh-a's C1: charged to wh-b (misrouted_out), told to wh-a (misrouted_in).
     assert_rows(keyed(frame, "webhook_id"), [
         rate_row("(unknown)", callbacks=1, unknown_token=1, recorded=1, agree=1),
         rate_row("wh-a", callbacks=5, matched=1, duplicate=1, late=1, not_found=1, no_identifiers=1,
-                 leads=4, received=1, timed_out=3, recorded=4, agree=2),
+                 leads=4, received=1, timed_out=3, recorded=4, agree=2, misrouted_in=1),
         rate_row("wh-b", callbacks=5, matched=1, interim=2, wrong_webhook=1, early=1,
-                 leads=2, received=1, waiting=1, recorded=4, agree=4),
+                 leads=2, received=1, waiting=1, recorded=4, agree=4, misrouted_out=1),
         rate_row("wh-c", callbacks=1, matched=1, leads=1, received=1, recorded=1, agree=0),
         rate_row("(all)", callbacks=12, matched=3, interim=2, duplicate=1, late=1, not_found=1, no_identifiers=1,
                  wrong_webhook=1, early=1, unknown_token=1, leads=7, received=3, timed_out=3, waiting=1,
-                 recorded=10, agree=7),
+                 recorded=10, agree=7, misrouted_out=1, misrouted_in=1),
     ])
 
 
@@ -253,12 +257,12 @@ def test_rates_per_advertiser_groups_webhooks_of_one_advertiser(rates_audit: Aud
     assert_rows(keyed(frame, "advertiser_id"), [
         rate_row("(unknown)", callbacks=1, unknown_token=1, recorded=1, agree=1),
         rate_row("A", callbacks=6, matched=2, duplicate=1, late=1, not_found=1, no_identifiers=1,
-                 leads=5, received=2, timed_out=3, recorded=5, agree=2),
+                 leads=5, received=2, timed_out=3, recorded=5, agree=2, misrouted_in=1),
         rate_row("B", callbacks=5, matched=1, interim=2, wrong_webhook=1, early=1,
-                 leads=2, received=1, waiting=1, recorded=4, agree=4),
+                 leads=2, received=1, waiting=1, recorded=4, agree=4, misrouted_out=1),
         rate_row("(all)", callbacks=12, matched=3, interim=2, duplicate=1, late=1, not_found=1, no_identifiers=1,
                  wrong_webhook=1, early=1, unknown_token=1, leads=7, received=3, timed_out=3, waiting=1,
-                 recorded=10, agree=7),
+                 recorded=10, agree=7, misrouted_out=1, misrouted_in=1),
     ])
 
 
@@ -271,11 +275,11 @@ def test_rates_per_day_callbacks_by_received_day_leads_by_created_day(rates_audi
     expected = [
         (DAY1, rate_row("(unknown)", callbacks=1, unknown_token=1, recorded=1, agree=1)),
         (DAY1, rate_row("wh-a", callbacks=5, matched=1, duplicate=1, late=1, not_found=1, no_identifiers=1,
-                        leads=3, received=1, timed_out=2, recorded=4, agree=2)),
+                        leads=3, received=1, timed_out=2, recorded=4, agree=2, misrouted_in=1)),
         # A day with a lead and no callback: zero callbacks, rates undefined.
         (DAY2, rate_row("wh-a", leads=1, timed_out=1)),
         (DAY1, rate_row("wh-b", callbacks=3, interim=1, wrong_webhook=1, early=1, leads=1, received=1,
-                        recorded=3, agree=3)),
+                        recorded=3, agree=3, misrouted_out=1)),
         # r10 was sent at 22:00:05-02:00, i.e. on day 2 in UTC.
         (DAY2, rate_row("wh-b", callbacks=2, matched=1, interim=1, leads=1, waiting=1, recorded=1, agree=1)),
         (DAY2, rate_row("wh-c", callbacks=1, matched=1, leads=1, received=1, recorded=1, agree=0)),
@@ -290,7 +294,7 @@ def test_rates_per_day_by_advertiser(rates_audit: Audit) -> None:
         ("(unknown)", DAY1), ("A", DAY1), ("A", DAY2), ("B", DAY1), ("B", DAY2)]
     assert_rows(rows[1:3], [
         rate_row("A", callbacks=5, matched=1, duplicate=1, late=1, not_found=1, no_identifiers=1,
-                 leads=3, received=1, timed_out=2, recorded=4, agree=2),
+                 leads=3, received=1, timed_out=2, recorded=4, agree=2, misrouted_in=1),
         rate_row("A", callbacks=1, matched=1, leads=2, received=1, timed_out=1, recorded=1, agree=0),
     ])
 
@@ -307,7 +311,8 @@ def test_rates_match_plus_interim_plus_404_shares_sum_to_one(sample: Audit) -> N
 @pytest.mark.parametrize("by", ["webhook_id", "advertiser_id"])
 def test_rates_per_day_rows_add_up_to_the_overall_rows(sample: Audit, by: str) -> None:
     counts = ["callbacks", "matched", "interim", "answered_404", *[f"404_{r}" for r in REASONS_404],
-              "leads", "received", "timed_out", "waiting", "recorded", "agree", "disagree"]
+              "leads", "received", "timed_out", "waiting", "recorded", "agree", "disagree",
+              "misrouted_out", "misrouted_in", "token_not_live"]
     overall: pd.DataFrame = rates(sample, by=by).set_index(by)[counts]  # type: ignore[arg-type]
     per_day: pd.DataFrame = rates(sample, by=by, per_day=True).groupby(by)[counts].sum()  # type: ignore[arg-type]
     assert list(overall.loc["(all)"]) == list(per_day.sum(axis=0))
@@ -351,6 +356,136 @@ def test_disagreements_equals_every_recorded_row_that_differs_on_sample(
     frame = disagreements(sample)
     assert frame.request_id.tolist() == differ.request_id.tolist()
     assert len(frame) == rates(sample).set_index("webhook_id").loc["(all)", "disagree"]
+
+
+# --------------------------------------------------------------------------- both sides: misrouted, token not live
+#
+# wh-a and wh-a2 belong to advertiser A, wh-b to B; wh-old (advertiser O) was retired at T0, wh-new (advertiser N)
+# goes live a day after T0: their tokens are configured but not live at any callback below. wh-never is in no
+# version. Every callback is at T0 + a few seconds.
+
+BOTH_SIDES_WEBHOOKS = [
+    webhook("wh-a", "A"),
+    webhook("wh-a2", "A"),
+    webhook("wh-b", "B"),
+    webhook("wh-old", "O", active_to=ts(0)),
+    webhook("wh-new", "N", active_from=ts(86400)),
+]
+BOTH_SIDES_LEADS = [lead("La", "Ca", "wh-a", "A"), lead("Lb", "Cb", "wh-b", "B"), lead("La2", "Ca2", "wh-a2", "A")]
+BOTH_SIDES_CALLBACKS = [
+    call("ok", "wh-a", "pcid=Ca", at=1),         # matched
+    call("m1", "wh-b", "pcid=Ca", at=2),         # wrong_webhook: called wh-b (B), names wh-a's lead (A)
+    call("m2", "wh-b", "pcid=Ca", at=3),         # the same again
+    call("m3", "wh-a", "pcid=Cb", at=4),         # wrong_webhook: called wh-a (A), names wh-b's lead (B)
+    call("m4", "wh-a2", "pcid=Ca", at=5),        # wrong_webhook within advertiser A: wh-a2 names wh-a's lead
+    call("nf", "wh-a", "pcid=C404", at=6),       # not_found: names no lead, so no owner
+    call("old", "wh-old", "pcid=Ca", at=7),      # unknown_token: wh-old retired at T0
+    call("new", "wh-new", "pcid=Ca", at=8),      # unknown_token: wh-new not live yet
+    call("never", "wh-never", "pcid=Ca", at=9),  # unknown_token: no version has the token
+    {"request_id": "notoken", "received_at": ts(10), "url": "/"},  # unknown_token: the URL has no token
+    {**call("refused", "wh-old", "pcid=Ca", at=11), "refused": True, "response_status": 413},  # not judged
+]
+
+
+@pytest.fixture(scope="module")
+def both_sides_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audit]:
+    yield from module_case(tmp_path_factory, "both-sides", BOTH_SIDES_WEBHOOKS, BOTH_SIDES_LEADS,
+                           BOTH_SIDES_CALLBACKS)
+
+
+def test_misrouted_and_token_columns_of_callback_outcomes(both_sides_audit: Audit) -> None:
+    got = both_sides_audit.con.execute("""
+        SELECT request_id, outcome, webhook_id, lead_id, owner_webhook_id, token_webhook_id, token_status
+        FROM callback_outcomes ORDER BY ord""").fetchall()
+    assert got == [
+        ("ok", "matched", "wh-a", "La", None, None, None),
+        ("m1", "wrong_webhook", "wh-b", "La", "wh-a", None, None),
+        ("m2", "wrong_webhook", "wh-b", "La", "wh-a", None, None),
+        ("m3", "wrong_webhook", "wh-a", "Lb", "wh-b", None, None),
+        ("m4", "wrong_webhook", "wh-a2", "La", "wh-a", None, None),
+        ("nf", "not_found", "wh-a", None, None, None, None),
+        # The outcome stays the rules' (M1): only the attribution is new.
+        ("old", "unknown_token", None, None, None, "wh-old", "not live at received_at"),
+        ("new", "unknown_token", None, None, None, "wh-new", "not live at received_at"),
+        ("never", "unknown_token", None, None, None, None, "never configured"),
+        ("notoken", "unknown_token", None, None, None, None, "never configured"),
+        ("refused", "refused", None, None, None, None, None),
+    ]
+
+
+def test_rates_misrouted_in_and_out_and_token_not_live_per_webhook(both_sides_audit: Audit) -> None:
+    # ok, m3, nf are wh-a's; m4 wh-a2's; m1, m2 wh-b's; old, new their token's webhook's; never and notoken
+    # (unknown)'s; refused nobody's. misrouted_in: wh-a is named by m1, m2, m4; wh-b by m3.
+    assert_rows(keyed(rates(both_sides_audit), "webhook_id"), [
+        rate_row("(unknown)", callbacks=2, unknown_token=2),
+        rate_row("wh-a", callbacks=3, matched=1, wrong_webhook=1, not_found=1, leads=1, received=1,
+                 misrouted_out=1, misrouted_in=3),
+        rate_row("wh-a2", callbacks=1, wrong_webhook=1, leads=1, waiting=1, misrouted_out=1),
+        rate_row("wh-b", callbacks=2, wrong_webhook=2, leads=1, waiting=1, misrouted_out=2, misrouted_in=1),
+        rate_row("wh-new", callbacks=1, unknown_token=1, token_not_live=1),
+        rate_row("wh-old", callbacks=1, unknown_token=1, token_not_live=1),
+        # Every judged callback once (10: refused is not judged); misrouted_in and _out both count the 4 misroutes.
+        rate_row("(all)", callbacks=10, matched=1, wrong_webhook=4, not_found=1, unknown_token=4, leads=3,
+                 received=1, waiting=2, misrouted_out=4, misrouted_in=4, token_not_live=2),
+    ])
+
+
+def test_rates_misrouted_in_and_out_per_advertiser(both_sides_audit: Audit) -> None:
+    # A (wh-a, wh-a2) sent m3 and m4 astray and is named by m1, m2, m4 (m4 on both sides: within A).
+    assert_rows(keyed(rates(both_sides_audit, by="advertiser_id"), "advertiser_id"), [
+        rate_row("(unknown)", callbacks=2, unknown_token=2),
+        rate_row("A", callbacks=4, matched=1, wrong_webhook=2, not_found=1, leads=2, received=1, waiting=1,
+                 misrouted_out=2, misrouted_in=3),
+        rate_row("B", callbacks=2, wrong_webhook=2, leads=1, waiting=1, misrouted_out=2, misrouted_in=1),
+        rate_row("N", callbacks=1, unknown_token=1, token_not_live=1),
+        rate_row("O", callbacks=1, unknown_token=1, token_not_live=1),
+        rate_row("(all)", callbacks=10, matched=1, wrong_webhook=4, not_found=1, unknown_token=4, leads=3,
+                 received=1, waiting=2, misrouted_out=4, misrouted_in=4, token_not_live=2),
+    ])
+
+
+@pytest.mark.parametrize("by", ["webhook_id", "advertiser_id"])
+def test_rates_token_not_live_and_misrouted_reconcile_with_the_all_row(both_sides_audit: Audit, by: str) -> None:
+    frame: pd.DataFrame = rates(both_sides_audit, by=by).set_index(by)  # type: ignore[arg-type]
+    counts = ["callbacks", "answered_404", *[f"404_{r}" for r in REASONS_404], "misrouted_out", "misrouted_in",
+              "token_not_live"]
+    assert list(frame.loc["(all)"][counts]) == list(frame.drop(index="(all)")[counts].sum(axis=0))
+    (judged, wrong) = both_sides_audit.con.execute(
+        "SELECT count(*), count(*) FILTER (outcome = 'wrong_webhook') FROM callback_outcomes "
+        "WHERE outcome <> 'refused'").fetchone()  # type: ignore[misc]
+    configured = {entry["webhook_id"] for entry in BOTH_SIDES_WEBHOOKS}
+    unknown = [token for (token,) in both_sides_audit.con.execute(
+        "SELECT token FROM callback_outcomes WHERE outcome = 'unknown_token'").fetchall()]
+    not_live = sum(token in configured for token in unknown)
+    assert frame.loc["(all)", "callbacks"] == judged == 10
+    # Each misroute once on each side; each unknown token once, on its webhook's row or on (unknown).
+    assert frame.loc["(all)", "misrouted_in"] == frame.loc["(all)", "misrouted_out"] == wrong == 4
+    assert frame.loc["(all)", "token_not_live"] == not_live == 2
+    assert frame.loc["(unknown)", "404_unknown_token"] == len(unknown) - not_live == 2
+
+
+def test_rates_on_sample_tell_both_sides(sample: Audit) -> None:
+    # Worked out from the inputs, not from the new columns: a wrong_webhook callback's conversion ID names a
+    # dispatch, whose webhook_id is the owner; an unknown_token's token is "not live" when webhooks.json has it.
+    named = dict(sample.con.execute("""
+        SELECT d.webhook_id, count(*) FROM callback_outcomes c JOIN dispatches d ON d.conversion_id = c.conversion_id
+        WHERE c.outcome = 'wrong_webhook' GROUP BY ALL""").fetchall())
+    called = dict(sample.con.execute(
+        "SELECT webhook_id, count(*) FROM callback_outcomes WHERE outcome = 'wrong_webhook' GROUP BY ALL").fetchall())
+    configured = {entry["webhook_id"] for entry in json.loads((SAMPLE / "webhooks.json").read_text(encoding="utf-8"))}
+    tokens = sample.con.execute(
+        "SELECT token, count(*) FROM callback_outcomes WHERE outcome = 'unknown_token' GROUP BY ALL").fetchall()
+    not_live = {token: n for token, n in tokens if token in configured}
+    never = sum(n for token, n in tokens if token not in configured)
+    assert (named, called) == ({"wh-fastpay": 6}, {"wh-retry": 6})
+    # wh-fastpay-v1 is no webhook_id of data/sample/webhooks.json: never configured, so it stays (unknown).
+    assert (not_live, never) == ({"wh-slowbank": 1}, 13)
+    frame = rates(sample).set_index("webhook_id")
+    assert frame.misrouted_in[frame.misrouted_in > 0].to_dict() == named | {"(all)": 6}
+    assert frame.misrouted_out[frame.misrouted_out > 0].to_dict() == called | {"(all)": 6}
+    assert frame.token_not_live[frame.token_not_live > 0].to_dict() == not_live | {"(all)": 1}
+    assert frame.loc["(unknown)", "404_unknown_token"] == never
+    assert frame.loc["(all)", "404_unknown_token"] == never + sum(not_live.values())
 
 
 # =========================================================================== per-lead headline
@@ -1709,3 +1844,22 @@ def test_km_finishing_curve_equals_lifelines(sample: Audit, generated_replays: d
     data = finishing_durations(audit.con)
     assert (~data.event).sum() > 0 and data.event.sum() > 0
     assert_matches_lifelines(audit, data, curve=finishing_curve(audit))
+
+
+# --------------------------------------------------------------------------- curves thinned for drawing
+
+
+@pytest.mark.parametrize("steps", [1, 7, 50])
+def test_a_curve_thinned_in_sql_keeps_the_steps_the_chart_would(generated_replays: dict[int, Audit],
+                                                                 steps: int) -> None:
+    """capture_curve(max_steps) thins before pandas holds the curve, exactly as the chart thins a full one."""
+    from webhook_core.report.charts import _thin_steps
+
+    audit = next(iter(generated_replays.values()))
+    for curve_of in (wc.capture_curve, wc.finishing_curve):
+        full = curve_of(audit)
+        assert len(full) > steps * full.webhook_id.nunique()  # the case that thins
+        thinned = curve_of(audit, max_steps=steps)
+        expected = _thin_steps(full, per_webhook=steps).reset_index(drop=True)
+        pd.testing.assert_frame_equal(thinned, expected, check_dtype=False)
+        assert curve_of(audit, max_steps=10**9).equals(full)

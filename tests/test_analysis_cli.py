@@ -28,8 +28,17 @@ from webhook_core.analysis.rates import lead_headline, rates
 from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve
 from webhook_core.analysis.timeouts import timeout_advice, timeout_whatifs
 from webhook_core.cli import cli
-from webhook_core.cli.analysis_commands import ADVICE_TITLE, CALLBACKS_TITLE, HEADLINE_TITLE, REASONS_TITLE
+from webhook_core.cli.analysis_commands import (
+    ADVICE_TITLE,
+    ATTRIBUTION_LEGEND,
+    ATTRIBUTION_TITLE,
+    CALLBACKS_TITLE,
+    HEADLINE_TITLE,
+    REASONS_TITLE,
+)
 from webhook_core.synth.generate import generate
+
+from datasets import write_dataset
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -216,6 +225,8 @@ def test_summary_prints_load_report_leads_first_then_callbacks_and_disagreements
     ]
     assert "1 callbacks where production's recorded answer differs from the model (first 10):" in printed
     assert cells(result.stdout)[-1] == ["r2", "2026-11-20 10:00:06", "wh-a", "duplicate", "404", "200"]
+    # No misroute and no configured token called while not live: no such table.
+    assert ATTRIBUTION_TITLE not in printed
 
 
 def test_summary_by_advertiser(small: Path) -> None:
@@ -241,6 +252,33 @@ def test_summary_per_day(small: Path) -> None:
         assert [(r[0], r[1]) for r in rows[1:]] == [
             ("(unknown)", "2026-11-20"), ("wh-a", "2026-11-20"), ("wh-b", "2026-11-20"), ("wh-n", "2026-11-21")]
     assert table(result.stdout, CALLBACKS_TITLE)[2][2] == "3"
+
+
+def test_summary_prints_misrouted_and_token_not_live_for_the_groups_concerned(tmp_path: Path) -> None:
+    webhooks = [*WEBHOOKS, {"webhook_id": "wh-old", "advertiser_id": "O", "active_to": "2026-11-20T00:00:00Z"}]
+    callbacks = [
+        _call("m1", 1, "/webhooks/wh-b?pcid=C1"),               # wrong_webhook: to wh-b (B), names wh-a's L1 (A)
+        _call("m2", 2, "/webhooks/wh-b?pcid=C1", day=21),       # again, the next day
+        _call("old", 3, "/webhooks/wh-old?pcid=C1"),            # unknown_token: wh-old retired the day before
+        _call("never", 4, "/webhooks/wh-never?pcid=C1"),        # unknown_token: never configured, (unknown)'s
+    ]
+    folder = write_dataset(tmp_path / "both", webhooks, LEADS, callbacks)
+    legend = list(ATTRIBUTION_LEGEND)
+    result = invoke("summary", folder)
+    assert result.exit_code == 0, result.output
+    assert table(result.stdout, ATTRIBUTION_TITLE) == [
+        ["webhook_id", "misrouted_out", "misrouted_in", "token_not_live"],
+        ["wh-a", "0", "2", "0"], ["wh-b", "2", "0", "0"], ["wh-old", "0", "0", "1"], ["(all)", "2", "2", "1"]]
+    printed = lines(result.stdout)
+    end = printed.index(ATTRIBUTION_TITLE) + 1 + len(table(result.stdout, ATTRIBUTION_TITLE)) + 3
+    assert printed[end:end + 3] == legend
+    # By advertiser, and per day: summed over the days.
+    for options in (("--by", "advertiser"), ("--by", "advertiser", "--per-day")):
+        result = invoke("summary", folder, *options)
+        assert result.exit_code == 0, result.output
+        assert table(result.stdout, ATTRIBUTION_TITLE) == [
+            ["advertiser_id", "misrouted_out", "misrouted_in", "token_not_live"],
+            ["A", "0", "2", "0"], ["B", "2", "0", "0"], ["O", "0", "0", "1"], ["(all)", "2", "2", "1"]]
 
 
 @pytest.mark.parametrize("options", [(), ("--by", "advertiser"), ("--per-day",)], ids=["webhook", "advertiser",
@@ -559,9 +597,19 @@ def test_missing_dataset_folder_is_one_line(tmp_path: Path, command: str) -> Non
     assert "Traceback" not in result.output
 
 
-def test_out_is_required_where_documented(small: Path) -> None:
-    for command in ("wait-times", "timeouts", "pairing"):
-        assert_usage_error(invoke(command, small), "Missing option '--out'.")
+@pytest.mark.parametrize(("command", "title"), [
+    ("wait-times", "Time to first callback (Kaplan-Meier)"),
+    ("timeouts", "Timeout advice"),
+    ("pairing", "Locations read by the replay"),
+])
+def test_out_is_optional_to_look(small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str,
+                                 title: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke(command, small)
+    assert result.exit_code == 0, result.output
+    assert any(line.startswith(title) for line in lines(result.stdout))
+    assert not any(line.startswith("wrote ") for line in lines(result.stdout))
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- generate

@@ -715,3 +715,25 @@ def test_replay_that_releases_its_inputs_gives_the_same_outcomes(audit_dataset: 
     """).fetchall()}
     assert relations == {"callback_outcomes", "callback_outcome_rows", "lead_outcomes", "lead_outcome_rows",
                          "quarantine", "dispatch_quarantine", "load_report", "webhook_versions", "replay_versions"}
+
+
+# --------------------------------------------------------------------------- tables that fit
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+
+
+def test_a_table_wider_than_the_terminal_is_split_and_none_is_cut() -> None:
+    narrow = CliRunner(env={"COLUMNS": "100"}).invoke(cli, ["summary", str(SAMPLE)])
+    assert narrow.exit_code == 0, narrow.output
+    printed = lines(narrow.stdout)
+    assert max(len(line) for line in printed) <= 100
+    # Every part repeats the key column, and no cell is cut ("wh-…").
+    parts = [line for line in printed if line.startswith("Leads: ")]
+    assert parts == ["Leads: answered in time, timed out, still waiting, never called back (1/2)",
+                     "Leads: answered in time, timed out, still waiting, never called back (2/2)"]
+    assert "…" not in narrow.stdout
+    wide = CliRunner(env={"COLUMNS": "100"}).invoke(cli, ["--wide", "summary", str(SAMPLE)])
+    assert wide.exit_code == 0, wide.output
+    assert max(len(line) for line in lines(wide.stdout)) > 100
+    assert "Leads: answered in time, timed out, still waiting, never called back" in lines(wide.stdout)

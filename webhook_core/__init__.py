@@ -4,11 +4,13 @@ The rules live in docs/semantics.md; this package follows them exactly, once
 one callback at a time (:class:`OnlineMatcher`) and once set-based in DuckDB
 (:func:`replay`). The layers and where each thing lives: docs/architecture.md.
 This module re-exports the public API: loading, the replay, the online matcher
-and the analysis functions (rates, the per-lead headline, survival, timeouts, pairing, timeline).
+and the analysis functions (rates, the per-lead headline, survival, timeouts, pairing, timeline, period
+comparison).
 """
 
 from __future__ import annotations
 
+from webhook_core.analysis.compare import compare, compare_split
 from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
 from webhook_core.analysis.rates import disagreements, lead_headline, rates
 from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve, finishing_curve, wait_summary
@@ -37,6 +39,7 @@ from webhook_core.exceptions import (
     ReplayError,
     ReplayHttpError,
     ReportError,
+    SparkEngineError,
     WebhookAuditError,
 )
 from webhook_core.load.dataset import Dataset, FileReport, connect, load_dataset
@@ -85,6 +88,7 @@ __all__ = [
     "ReplayHttpError",
     "ReplayResult",
     "ReportError",
+    "SparkEngineError",
     "WaitingWebhook",
     "WebhookAuditError",
     "WebhookSettings",
@@ -92,6 +96,8 @@ __all__ = [
     "blocking_webhooks",
     "callbacks_from_table",
     "capture_curve",
+    "compare",
+    "compare_split",
     "connect",
     "disagreements",
     "discover_locations",

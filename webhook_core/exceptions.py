@@ -17,7 +17,8 @@ Hierarchy::
     ├── ReportError            a report notebook failed (names the notebook and cell)
     ├── CaptureLogError        the live capture log cannot be opened, read back or written
     ├── ReceiverError          serve cannot start with these options, or its log disagrees with the dataset
-    └── ReplayHttpError        replay-http options that cannot work (a remote target, a bad URL or rate)
+    ├── ReplayHttpError        replay-http options that cannot work (a remote target, a bad URL or rate)
+    └── SparkEngineError       the Spark engine cannot run here (pyspark or Java missing, no master reached)
 
 Row-level problems (a bad line, a bad timestamp) are *not* errors: those rows
 go to the quarantine table and loading goes on.
@@ -37,6 +38,7 @@ __all__ = [
     "ReplayError",
     "ReplayHttpError",
     "ReportError",
+    "SparkEngineError",
     "WebhookAuditError",
 ]
 
@@ -110,3 +112,7 @@ class ReceiverError(WebhookAuditError):
 
 class ReplayHttpError(WebhookAuditError):
     """Options that cannot work (a remote target without --allow-remote, a bad URL or rate)."""
+
+
+class SparkEngineError(WebhookAuditError):
+    """``--engine spark`` cannot run: pyspark is not installed, Spark did not start, or a load it cannot read."""

@@ -32,7 +32,7 @@ from webhook_core.quoting import quote_literal
 from webhook_core.rules.extraction import STANDARD_NAMES
 from webhook_core.rules.settings import IDENTIFIERS, WebhookVersions
 
-__all__ = ["NEAR_MISS_TRANSFORMS", "discover_locations", "near_misses", "pairing_validation"]
+__all__ = ["NEAR_MISS_TRANSFORMS", "discover_locations", "near_miss_rescues", "near_misses", "pairing_validation"]
 
 #: Transform name → (SQL applied to the callback's value, SQL applied to the lead's key); ``{}`` is the column.
 NEAR_MISS_TRANSFORMS = {
@@ -186,25 +186,27 @@ def discover_locations(audit: Audit, *, min_support: int = 1) -> pd.DataFrame:
     """).df()
 
 
-def near_misses(audit: Audit) -> pd.DataFrame:
-    """Per webhook and transform: ``not_found`` / ``no_identifiers`` callbacks it would rescue.
+def near_miss_rescues(audit: Audit) -> str:
+    """SQL: one row per ``not_found`` / ``no_identifiers`` callback and way a near-miss rescues it.
 
-    An external ID only names a lead together with the callback's advertiser ID (M3),
-    here as in the replay. ``unmapped_location`` counts values at locations the replay
-    does *not* read for that identifier.
+    Columns ``seq, webhook_id, transform`` (a :data:`NEAR_MISS_TRANSFORMS` name or ``unmapped_location``),
+    ``identifier``, ``value`` (the callback's), ``lead_key`` (the lead's value it equals once transformed;
+    NULL for ``unmapped_location``) and ``location`` (where an unmapped value was found; NULL otherwise).
+    The per-callback form of :func:`near_misses` (``webhook_core.analysis.evidence`` names each rescue).
     """
     _request_values(audit)
     branches = []
     for name, (value_sql, key_sql) in NEAR_MISS_TRANSFORMS.items():
         # An equi-join on the transformed value: a hash join, never misses × leads.
         branches.append(f"""
-            SELECT DISTINCT m.seq, m.webhook_id, '{name}' AS transform
+            SELECT DISTINCT m.seq, m.webhook_id, '{name}' AS transform, m.identifier, m.v AS value,
+                   l.k AS lead_key, NULL::VARCHAR AS location
             FROM (SELECT *, {value_sql.format("v")} AS tv FROM misses) m
             JOIN (SELECT *, {key_sql.format("k")} AS tk FROM keyed_leads) l
               ON l.webhook_id = m.webhook_id AND l.identifier = m.identifier AND l.tk = m.tv
             WHERE m.v <> l.k AND (m.identifier = 'conversion_id' OR l.advertiser_id = m.advertiser_id)""")
     union = " UNION ALL ".join(branches)
-    return audit.con.execute(f"""
+    return f"""
         WITH keys AS ({_LEAD_KEYS}),
         keyed_leads AS (
             SELECT webhook_id, advertiser_id, 'conversion_id' AS identifier, conversion_id AS k FROM {DISPATCHES}
@@ -224,16 +226,30 @@ def near_misses(audit: Audit) -> pd.DataFrame:
             UNION ALL
             SELECT seq, webhook_id, 'external_id', external_id, advertiser_id
             FROM {CALLBACK_OUTCOMES} WHERE outcome = 'not_found' AND external_id IS NOT NULL
-        ),
-        rescued AS (
-            {union}
-            UNION ALL
-            SELECT DISTINCT c.seq, c.webhook_id, 'unmapped_location'
-            FROM candidates c
-            JOIN {_REQUEST_VALUES} v ON v.seq = c.seq
-            JOIN keys k ON k.webhook_id = c.webhook_id AND k.k = v.value AND k.identifier <> 'advertiser_id'
-            WHERE NOT EXISTS (SELECT 1 FROM expected e WHERE e.webhook_id = c.webhook_id
-                                                        AND e.identifier = k.identifier AND e.location = v.location)
+        )
+        {union}
+        UNION ALL
+        SELECT DISTINCT c.seq, c.webhook_id, 'unmapped_location', k.identifier, v.value, NULL, v.location
+        FROM candidates c
+        JOIN {_REQUEST_VALUES} v ON v.seq = c.seq
+        JOIN keys k ON k.webhook_id = c.webhook_id AND k.k = v.value AND k.identifier <> 'advertiser_id'
+        WHERE NOT EXISTS (SELECT 1 FROM expected e WHERE e.webhook_id = c.webhook_id
+                                                    AND e.identifier = k.identifier AND e.location = v.location)
+    """
+
+
+def near_misses(audit: Audit) -> pd.DataFrame:
+    """Per webhook and transform: ``not_found`` / ``no_identifiers`` callbacks it would rescue.
+
+    An external ID only names a lead together with the callback's advertiser ID (M3),
+    here as in the replay. ``unmapped_location`` counts values at locations the replay
+    does *not* read for that identifier.
+    """
+    return audit.con.execute(f"""
+        WITH rescued AS ({near_miss_rescues(audit)}),
+        candidates AS (
+            SELECT seq, webhook_id, outcome FROM {CALLBACK_OUTCOMES}
+            WHERE outcome IN ('not_found', 'no_identifiers')
         ),
         totals AS (
             SELECT webhook_id, count(*) FILTER (outcome = 'not_found') AS not_found,

@@ -11,6 +11,10 @@ All figures are read from the replay's tables (``callback_outcomes``,
   model's ``status_code``; callbacks without a recorded answer are not compared;
 * a ``refused`` line (the receiver answered it without judging it) is no callback
   judged: it is in none of these figures;
+* a callback is charged to the webhook live for its token, else (``unknown_token``) to the
+  configured webhook its token names (``token_not_live``), else to ``(unknown)``: once each, so
+  every count of the ``(all)`` row is the sum of the group rows; ``misrouted_in`` counts a
+  ``wrong_webhook`` callback again, on the group whose lead it named;
 * :func:`lead_headline` counts leads first: ``answer_rate`` = leads answered in time ÷
   leads; ``never_called_back`` = leads to which no callback at all (any outcome: early,
   late, duplicate, interim included) was resolved by the observation end (W4 ``callbacks = 0``);
@@ -41,14 +45,21 @@ _UNKNOWN = "(unknown)"
 
 
 def _keyed_callbacks(by: Grouping) -> str:
-    column = "c.webhook_id" if by == "webhook_id" else "a.advertiser_id"
-    key = f"coalesce({column}, '{_UNKNOWN}')"
+    """Each judged callback with ``key``, the group it is charged to, and ``owner_key``, the group whose lead a
+    ``wrong_webhook`` callback named (NULL otherwise)."""
+    # Charged to the webhook live for the token, else to the configured webhook the token names (a callback to
+    # it while no version was live), else to (unknown): every callback to exactly one group.
+    charged = "coalesce(c.webhook_id, c.token_webhook_id)"
+    key = f"coalesce({charged}, '{_UNKNOWN}')" if by == "webhook_id" else f"coalesce(a.advertiser_id, '{_UNKNOWN}')"
+    owner_key = "c.owner_webhook_id" if by == "webhook_id" else "o.advertiser_id"
+    advertisers = f"""(SELECT webhook_id,
+                              arg_max(advertiser_id, coalesce(active_from_us, -9223372036854775808)) AS advertiser_id
+                       FROM {REPLAY_VERSIONS} GROUP BY webhook_id)"""
     return f"""
-        SELECT {key} AS key, c.*
+        SELECT {key} AS key, {owner_key} AS owner_key, c.*
         FROM {CALLBACK_OUTCOMES} c
-        LEFT JOIN (SELECT webhook_id,
-                          arg_max(advertiser_id, coalesce(active_from_us, -9223372036854775808)) AS advertiser_id
-                   FROM {REPLAY_VERSIONS} GROUP BY webhook_id) a ON a.webhook_id = c.webhook_id
+        LEFT JOIN {advertisers} a ON a.webhook_id = {charged}
+        LEFT JOIN {advertisers} o ON o.webhook_id = c.owner_webhook_id
         WHERE c.outcome <> '{Outcome.REFUSED.value}'
     """
 
@@ -85,8 +96,16 @@ def rates(audit: Audit, *, by: Grouping = "webhook_id", per_day: bool = False) -
                    count(recorded_status) AS recorded,
                    count(*) FILTER (recorded_status = status_code) AS agree,
                    count(*) FILTER (recorded_status <> status_code) AS disagree,
-                   count(*) FILTER (lead_quarantined) AS lead_quarantined
+                   count(*) FILTER (lead_quarantined) AS lead_quarantined,
+                   count(*) FILTER (outcome = '{Outcome.WRONG_WEBHOOK.value}') AS misrouted_out,
+                   count(*) FILTER (token_webhook_id IS NOT NULL) AS token_not_live
             FROM c {group_clause}
+        ),
+        -- Keyed by the group whose lead was named, not the one charged: told to both sides.
+        mi AS (
+            SELECT {key_select}{", day" if per_day else ""}, count(*) AS misrouted_in
+            FROM (SELECT owner_key AS key{", day" if per_day else ""} FROM c WHERE owner_key IS NOT NULL)
+            {group_clause}
         ),
         ld AS (
             SELECT {key_select}{", day" if per_day else ""},
@@ -96,7 +115,8 @@ def rates(audit: Audit, *, by: Grouping = "webhook_id", per_day: bool = False) -
                    count(*) FILTER (state = 'waiting') AS waiting
             FROM l {group_clause}
         )
-        SELECT coalesce(cb.key, ld.key) AS {column}{", coalesce(cb.day, ld.day) AS day" if per_day else ""},
+        SELECT coalesce(cb.key, ld.key, mi.key) AS {column}
+               {", coalesce(cb.day, ld.day, mi.day) AS day" if per_day else ""},
                coalesce(cb.callbacks, 0) AS callbacks,
                coalesce(cb.matched, 0) AS matched,
                coalesce(cb.interim, 0) AS interim,
@@ -112,8 +132,12 @@ def rates(audit: Audit, *, by: Grouping = "webhook_id", per_day: bool = False) -
                coalesce(cb.agree, 0) AS agree,
                coalesce(cb.disagree, 0) AS disagree,
                coalesce(cb.lead_quarantined, 0) AS lead_quarantined,
-               cb.agree / nullif(cb.recorded, 0) AS agreement_rate
+               cb.agree / nullif(cb.recorded, 0) AS agreement_rate,
+               coalesce(cb.misrouted_out, 0) AS misrouted_out,
+               coalesce(mi.misrouted_in, 0) AS misrouted_in,
+               coalesce(cb.token_not_live, 0) AS token_not_live
         FROM cb FULL JOIN ld ON cb.key = ld.key {"AND cb.day = ld.day" if per_day else ""}
+        FULL JOIN mi ON mi.key = coalesce(cb.key, ld.key) {"AND mi.day = coalesce(cb.day, ld.day)" if per_day else ""}
         ORDER BY {column} = '(all)', {column}{", day" if per_day else ""}
     """).df()
     return frame
@@ -130,7 +154,7 @@ def lead_headline(audit: Audit, *, by: Grouping = "webhook_id") -> pd.DataFrame:
     A retry storm multiplies callbacks, not leads: ``answer_rate`` (leads answered in time ÷ leads) is
     what an advertiser delivered; the callback rates beside it say how noisily. Leads are grouped by
     their webhook (or its dispatch's advertiser), callbacks by the webhook their token names, so
-    ``(unknown)`` (tokens of no live webhook) has callbacks and no leads: its lead figures are empty.
+    ``(unknown)`` (tokens no webhook has) has callbacks and no leads: its lead figures are empty.
     """
     _check_grouping(by)
     column = quote_identifier(by)

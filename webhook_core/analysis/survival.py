@@ -31,7 +31,15 @@ import pandas as pd
 from webhook_core.audit.audit import Audit
 from webhook_core.audit.schema import CALLBACK_OUTCOMES, LEAD_OUTCOMES
 
-__all__ = ["CURVE_COLUMNS", "Z_95", "capture_curve", "finishing_curve", "finishing_waits_sql", "wait_summary"]
+__all__ = [
+    "CURVE_COLUMNS",
+    "Z_95",
+    "capture_curve",
+    "finishing_curve",
+    "finishing_waits_sql",
+    "thinned_sql",
+    "wait_summary",
+]
 
 #: The standard normal quantile for a two-sided 95 % interval.
 Z_95 = 1.959963984540054
@@ -127,15 +135,45 @@ def _kaplan_meier_sql(source: str, z: float) -> str:
     """
 
 
-def capture_curve(audit: Audit) -> pd.DataFrame:
-    """Kaplan–Meier share of leads answered by ``t_s`` per webhook, one row per event time."""
-    return audit.con.execute(capture_curve_sql()).df()
+def capture_curve(audit: Audit, *, max_steps: int | None = None) -> pd.DataFrame:
+    """Kaplan–Meier share of leads answered by ``t_s`` per webhook, one row per event time.
+
+    ``max_steps`` thins the table for drawing (:func:`thinned_sql`): a curve of a million leads has
+    about a million steps, a picture needs hundreds, and the thinning happens before pandas holds them.
+    """
+    return audit.con.execute(thinned_sql(capture_curve_sql(), max_steps)).df()
 
 
-def finishing_curve(audit: Audit) -> pd.DataFrame:
+def finishing_curve(audit: Audit, *, max_steps: int | None = None) -> pd.DataFrame:
     """Kaplan–Meier share of leads whose wait is finished by ``t_s``, per webhook that waits, one row per
-    event time; the columns of :func:`capture_curve`."""
-    return audit.con.execute(finishing_curve_sql()).df()
+    event time; the columns of :func:`capture_curve`, and ``max_steps`` as there."""
+    return audit.con.execute(thinned_sql(finishing_curve_sql(), max_steps)).df()
+
+
+def thinned_sql(curve_sql: str, max_steps: int | None) -> str:
+    """``curve_sql`` (a Kaplan–Meier table) with at most about ``max_steps`` steps per webhook: the last step in
+    each of that many log-spaced time bins (over all webhooks' times), when the table has more rows than
+    ``max_steps`` per webhook; ``None`` keeps every step. The band and the estimate are the curve's own at the
+    steps kept."""
+    if max_steps is None:
+        return curve_sql
+    steps = int(max_steps)
+    if steps < 1:
+        raise ValueError("max_steps must be at least 1")
+    return f"""
+        WITH curve AS ({curve_sql}),
+        logs AS (SELECT *, log10(greatest(t_s, 1e-3)) AS lg FROM curve),
+        span AS (SELECT min(lg) AS lo, max(lg) AS hi, count(*) AS n, count(DISTINCT webhook_id) AS webhooks
+                 FROM logs),
+        binned AS (
+            SELECT l.*, CAST(floor((l.lg - s.lo) / greatest(s.hi - s.lo, 1e-9) * {steps}) AS BIGINT) AS bin,
+                   s.n > {steps} * greatest(s.webhooks, 1) AS thin
+            FROM logs l CROSS JOIN span s
+        )
+        SELECT * EXCLUDE (lg, bin, thin) FROM binned
+        QUALIFY NOT thin OR row_number() OVER (PARTITION BY webhook_id, bin ORDER BY t_s DESC) = 1
+        ORDER BY webhook_id, t_s
+    """
 
 
 def wait_summary(audit: Audit) -> pd.DataFrame:

@@ -5,9 +5,13 @@ For a webhook that waits, a timeout T changes only two things in the replay
 (docs/semantics.md M5, W2): which callbacks are ``late`` (after
 ``created_at + T``), and therefore which callback finishes each wait and which
 later ones are ``duplicate``. Resolution, ``early`` and ``interim`` do not depend
-on T. So the replay's resolved callbacks are crossed with the candidates and
-judged again with the same window rule, per ``(candidate, lead)``: the figures
-equal a separate ``replay(timeouts={webhook: T})`` for every T (tested).
+on T. Judging order is ``received_at`` first, so under T a wait finishes at the
+callback that finishes it with no timeout when that came within T, and otherwise
+never: a lead is ``received`` under T when its finishing wait is ``<= T``, and a
+callback is ``late`` under T exactly when ``T < min(its wait, the lead's finishing
+wait)``. Every candidate is then a threshold on two numbers per lead and callback,
+not a judging pass of its own; the figures equal a separate
+``replay(timeouts={webhook: T})`` for every T (tested).
 
 Per webhook that waits and candidate ``timeout_s``:
 
@@ -72,52 +76,45 @@ def timeout_whatifs(audit: Audit, candidates: Sequence[float] = DEFAULT_CANDIDAT
         ends AS (SELECT max(epoch_us(observation_end)) AS end_us FROM {LEAD_OUTCOMES}),
         leads AS (SELECT "row", webhook_id, epoch_us(created_at) AS created_us FROM {LEAD_OUTCOMES} WHERE waits),
         resolved AS (
-            SELECT c.ord, c.lead_row, c.us, c.is_interim, c.us < l.created_us AS is_early, l.created_us,
-                   l.webhook_id
+            SELECT c.lead_row, c.us, c.is_interim, c.us < l.created_us AS is_early, l.created_us, l.webhook_id
             FROM {CALLBACK_OUTCOMES} c JOIN leads l ON l."row" = c.lead_row
         ),
-        crossed AS (
-            SELECT r.*, k.timeout_s, r.us > r.created_us + k.timeout_us AS is_late
-            FROM resolved r CROSS JOIN candidates k
-        ),
-        finishing AS (
-            SELECT *, min(CASE WHEN NOT is_early AND NOT is_late AND NOT is_interim THEN ord END)
-                          OVER (PARTITION BY timeout_s, lead_row) AS finish_ord
-            FROM crossed
-        ),
-        judged AS (
-            SELECT *, CASE WHEN is_early THEN 'early'
-                           WHEN ord > finish_ord THEN 'duplicate'
-                           WHEN is_late THEN 'late'
-                           WHEN is_interim THEN 'interim'
-                           ELSE 'matched' END AS outcome
-            FROM finishing
-        ),
-        callback_counts AS (
-            SELECT webhook_id, timeout_s,
-                   count(*) FILTER (outcome = 'matched') AS matched,
-                   count(*) FILTER (outcome = 'late') AS late
-            FROM judged GROUP BY ALL
-        ),
-        finishes AS (
-            SELECT timeout_s, lead_row, min(us) FILTER (outcome = 'matched') AS finish_us
-            FROM judged GROUP BY ALL
-        ),
+        -- The callback that finishes the wait with no timeout: judging order is received_at first.
         untimed AS (
             SELECT lead_row, min(us) FILTER (NOT is_early AND NOT is_interim) AS finish_us
             FROM resolved GROUP BY lead_row
         ),
+        -- Under a timeout T a lead's wait finishes at that same callback if it came within T, else never
+        -- (every later callback came later still). So a callback is late under T exactly when
+        -- T < min(its wait, the lead's finishing wait): no candidate needs its own judging pass.
+        late_below AS (
+            SELECT r.webhook_id, least(r.us - r.created_us, coalesce(u.finish_us - r.created_us, {_FOREVER_US}))
+                       AS late_below_us
+            FROM resolved r LEFT JOIN untimed u USING (lead_row)
+            WHERE NOT r.is_early
+        ),
+        finish_waits AS (
+            SELECT l.webhook_id, l.created_us, u.finish_us, u.finish_us - l.created_us AS finish_wait_us
+            FROM leads l LEFT JOIN untimed u ON u.lead_row = l."row"
+        ),
+        callback_counts AS (
+            SELECT f.webhook_id, k.timeout_s, count(*) AS matched, NULL::BIGINT AS late
+            FROM finish_waits f JOIN candidates k ON f.finish_wait_us <= k.timeout_us
+            GROUP BY ALL
+            UNION ALL
+            SELECT b.webhook_id, k.timeout_s, NULL, count(*)
+            FROM late_below b JOIN candidates k ON b.late_below_us > k.timeout_us
+            GROUP BY ALL
+        ),
         lead_states AS (
-            SELECT l.webhook_id, k.timeout_s,
-                   f.finish_us <= e.end_us AS received,
-                   coalesce(f.finish_us <= e.end_us, false) = false
-                       AND e.end_us > l.created_us + k.timeout_us AS timed_out,
-                   u.finish_us <= e.end_us AS ever_answered,
-                   least(coalesce(u.finish_us - l.created_us, {_FOREVER_US}), k.timeout_us,
-                         greatest(e.end_us - l.created_us, 0)) AS block_us
-            FROM leads l CROSS JOIN candidates k CROSS JOIN ends e
-            LEFT JOIN finishes f ON f.lead_row = l."row" AND f.timeout_s = k.timeout_s
-            LEFT JOIN untimed u ON u.lead_row = l."row"
+            SELECT f.webhook_id, k.timeout_s,
+                   f.finish_wait_us <= k.timeout_us AND f.finish_us <= e.end_us AS received,
+                   coalesce(f.finish_wait_us <= k.timeout_us AND f.finish_us <= e.end_us, false) = false
+                       AND e.end_us > f.created_us + k.timeout_us AS timed_out,
+                   f.finish_us <= e.end_us AS ever_answered,
+                   least(coalesce(f.finish_wait_us, {_FOREVER_US}), k.timeout_us,
+                         greatest(e.end_us - f.created_us, 0)) AS block_us
+            FROM finish_waits f CROSS JOIN candidates k CROSS JOIN ends e
         ),
         lead_counts AS (
             SELECT webhook_id, timeout_s, count(*) AS leads,
@@ -141,7 +138,8 @@ def timeout_whatifs(audit: Audit, candidates: Sequence[float] = DEFAULT_CANDIDAT
                coalesce(km.km_first_callback, 0) AS km_first_callback,
                cur.current_timeout_s
         FROM lead_counts lc
-        LEFT JOIN callback_counts cc USING (webhook_id, timeout_s)
+        LEFT JOIN (SELECT webhook_id, timeout_s, max(matched) AS matched, max(late) AS late
+                   FROM callback_counts GROUP BY ALL) cc USING (webhook_id, timeout_s)
         LEFT JOIN km USING (webhook_id, timeout_s)
         LEFT JOIN current cur USING (webhook_id)
         ORDER BY webhook_id, timeout_s

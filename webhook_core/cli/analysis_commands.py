@@ -54,6 +54,7 @@ def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None
         frame = rates(audit, by=key, per_day=per_day)  # type: ignore[arg-type]
         _print_headline(headline, key)
         _print_callbacks(frame, [key, *(["day"] if per_day else [])])
+        _print_attribution(frame, key)
         _print_lead_quarantined(frame, key)
         differ = disagreements(audit)
         if len(differ):
@@ -79,6 +80,12 @@ def summary_command(dataset: Path, by: str, per_day: bool, out_file: Path | None
 HEADLINE_TITLE = "Leads: answered in time, timed out, still waiting, never called back"
 CALLBACKS_TITLE = "Callbacks: matched, interim and answered 404 (shares adding up to 100 %); agreement with production"
 REASONS_TITLE = "404s by reason (callbacks)"
+ATTRIBUTION_TITLE = "Both sides: misrouted callbacks (wrong_webhook) and calls to a webhook's token while not live"
+ATTRIBUTION_LEGEND = (
+    "misrouted_out: wrong_webhook callbacks to this row's webhooks, naming another's lead (in this row's 404s)",
+    "misrouted_in: wrong_webhook callbacks to another webhook, naming this row's leads (in the called one's 404s)",
+    "token_not_live: unknown_token callbacks to this row's webhooks while no version was live (in this row's 404s)",
+)
 
 
 def _print_headline(headline: pd.DataFrame, key: str) -> None:
@@ -103,6 +110,20 @@ def _print_callbacks(frame: pd.DataFrame, keys: list[str]) -> None:
     print_table(reasons.itertuples(index=False, name=None), list(reasons.columns), title=REASONS_TITLE)
 
 
+def _print_attribution(frame: pd.DataFrame, key: str) -> None:
+    """Only the groups concerned, over the whole observation (summed over days with --per-day)."""
+    columns = ["misrouted_out", "misrouted_in", "token_not_live"]
+    groups = frame[frame[key] != "(all)"].groupby(key, as_index=False)[columns].sum()
+    concerned = groups[groups[columns].sum(axis=1) > 0]
+    if concerned.empty:
+        return
+    total = pd.DataFrame([{key: "(all)", **{c: int(groups[c].sum()) for c in columns}}])
+    shown = pd.concat([concerned, total], ignore_index=True)
+    print_table(shown.itertuples(index=False, name=None), list(shown.columns), title=ATTRIBUTION_TITLE)
+    for line in ATTRIBUTION_LEGEND:
+        stdout.print(line, highlight=False)
+
+
 def _print_lead_quarantined(frame: pd.DataFrame, key: str) -> None:
     """The not_found 404s that are the load's doing, not the advertiser's: counted apart, by group."""
     flagged = frame[(frame[key] != "(all)") & (frame["lead_quarantined"] > 0)]
@@ -114,12 +135,12 @@ def _print_lead_quarantined(frame: pd.DataFrame, key: str) -> None:
 
 @click.command("wait-times")
 @click.argument("dataset", type=click.Path(path_type=Path))
-@out_option("The Kaplan-Meier table: webhook_id, t_s, at_risk, events, captured, ci_low, ci_high.", required=True)
+@out_option("Also write the Kaplan-Meier table: webhook_id, t_s, at_risk, events, captured, ci_low, ci_high.")
 @end_option
 @quarantine_option
 @timestamp_format_option
 @filter_options
-def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime | None,
+def wait_times_command(dataset: Path, out_file: Path | None, observation_end: datetime | None,
                        max_quarantined: float, timestamp_format: str | None, filters: Filters) -> None:
     """Time to first callback per webhook, Kaplan-Meier (leads still waiting count as censored)."""
     with user_errors():
@@ -135,13 +156,14 @@ def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime 
         print_table(shown.itertuples(index=False, name=None), list(shown.columns),
                      title="Time to first callback (Kaplan-Meier)")
         stdout.print("* plain percentiles over answered leads only: biased low, they ignore leads still waiting.")
-        write_frame(curve[list(CURVE_COLUMNS)], out_file)
+        if out_file is not None:
+            write_frame(curve[list(CURVE_COLUMNS)], out_file)
 
 
 @click.command("timeouts")
 @click.argument("dataset", type=click.Path(path_type=Path))
-@out_option("One row per waiting webhook and candidate timeout; the advice goes beside it as STEM.advice.EXT.",
-            required=True)
+@out_option("Also write one row per waiting webhook and candidate timeout; the advice goes beside it as "
+            "STEM.advice.EXT.")
 @click.option("--candidates", default=",".join(f"{c:g}" for c in DEFAULT_CANDIDATES), show_default=True,
               help="Candidate timeouts in seconds, comma-separated (the what-if table only; the advice reads "
                    "no candidates).")
@@ -154,7 +176,7 @@ def wait_times_command(dataset: Path, out_file: Path, observation_end: datetime 
 @quarantine_option
 @timestamp_format_option
 @filter_options
-def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: float, max_timeout: int | None,
+def timeouts_command(dataset: Path, out_file: Path | None, candidates: str, target: float, max_timeout: int | None,
                      observation_end: datetime | None,
                      max_quarantined: float, timestamp_format: str | None, filters: Filters) -> None:
     """What each candidate timeout would have done, per webhook that waits, and the timeout that keeps a target
@@ -176,8 +198,9 @@ def timeouts_command(dataset: Path, out_file: Path, candidates: str, target: flo
             stdout.print(f"warning: {row.webhook_id} waits without a timeout and {row.never_answered:,} of "
                          f"{row.leads:,} leads never got an answer: the ping tree is blocked for them "
                          f"(longest {seconds(row.longest_block_s)}). Set a timeout.", highlight=False)
-        write_frame(frame, out_file)
-        write_frame(advice, out_file.with_name(f"{out_file.stem}.advice{out_file.suffix}"))
+        if out_file is not None:
+            write_frame(frame, out_file)
+            write_frame(advice, out_file.with_name(f"{out_file.stem}.advice{out_file.suffix}"))
 
 
 #: The advice table's title (tests find the table by it).
@@ -208,13 +231,13 @@ def _print_advice(advice: pd.DataFrame, target: float) -> None:
 
 @click.command("pairing")
 @click.argument("dataset", type=click.Path(path_type=Path))
-@out_option("Validation table; discovery and near-misses go beside it as STEM.discovered.EXT and "
-             "STEM.near_misses.EXT.", required=True)
+@out_option("Also write the validation table; discovery and near-misses go beside it as STEM.discovered.EXT "
+            "and STEM.near_misses.EXT.")
 @end_option
 @quarantine_option
 @timestamp_format_option
 @filter_options
-def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | None,
+def pairing_command(dataset: Path, out_file: Path | None, observation_end: datetime | None,
                     max_quarantined: float, timestamp_format: str | None, filters: Filters) -> None:
     """Check Lead ID pairing: where each identifier is found, where else it hides, and near-misses."""
     with user_errors():
@@ -235,10 +258,11 @@ def pairing_command(dataset: Path, out_file: Path, observation_end: datetime | N
         if len(rescued):
             print_table(rescued.itertuples(index=False, name=None), list(rescued.columns),
                          title="Near-misses: 404s a normalisation would rescue (not applied to the replay)")
-        write_frame(validation, out_file)
-        suffix = out_file.suffix
-        write_frame(found, out_file.with_name(f"{out_file.stem}.discovered{suffix}"))
-        write_frame(misses, out_file.with_name(f"{out_file.stem}.near_misses{suffix}"))
+        if out_file is not None:
+            write_frame(validation, out_file)
+            suffix = out_file.suffix
+            write_frame(found, out_file.with_name(f"{out_file.stem}.discovered{suffix}"))
+            write_frame(misses, out_file.with_name(f"{out_file.stem}.near_misses{suffix}"))
 
 
 @click.command("timeline")

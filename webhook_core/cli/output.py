@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable
 from datetime import datetime
@@ -65,16 +66,58 @@ def print_outcomes(frame: Any) -> None:
     print_table(frame[columns].itertuples(index=False, name=None), columns, title="Outcomes per webhook")
 
 
-def print_table(rows: Any, columns: list[str], title: str | None = None) -> None:
+#: ``webhook-audit --wide``: print every table whole, however wide.
+WIDE = False
+
+
+def print_table(rows: Any, columns: list[str], title: str | None = None, *, keys: int = 1) -> None:
+    """A table; one wider than the terminal is split into several, each repeating the first ``keys``
+    columns, so no cell is cut (``--wide`` prints it whole)."""
     rows = list(rows)
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for index, name in enumerate(columns):
-        values = [row[index] for row in rows if row[index] is not None and not isinstance(row[index], str)]
-        numeric = bool(values) and all(isinstance(v, (int, float)) for v in values)
-        table.add_column(name, justify="right" if numeric or _looks_numeric(rows, index) else "left")
-    for row in rows:
-        table.add_row(*(_cell(v) for v in row))
-    stdout.print(table)
+    cells = [[_cell(v) for v in row] for row in rows]
+    # Each column costs its widest text plus a border and two spaces of padding.
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) + 3 for i, name in enumerate(columns)]
+    budget = _table_width()
+    groups = [list(range(len(columns)))]
+    if budget is not None and sum(widths) + 1 > budget and len(columns) > keys + 1:
+        groups = _split(widths, keys, budget)
+    for part, group in enumerate(groups, 1):
+        suffix = f" ({part}/{len(groups)})" if len(groups) > 1 and title else ""
+        table = Table(title=f"{title}{suffix}" if title else None, title_justify="left", header_style="bold")
+        for index in group:
+            values = [row[index] for row in rows if row[index] is not None and not isinstance(row[index], str)]
+            numeric = bool(values) and all(isinstance(v, (int, float)) for v in values)
+            table.add_column(columns[index], justify="right" if numeric or _looks_numeric(rows, index) else "left")
+        for row in cells:
+            table.add_row(*(row[index] for index in group))
+        stdout.print(table)
+
+
+def _table_width() -> int | None:
+    """The columns a table may take: the terminal's, or ``COLUMNS`` (else 200) when piped."""
+    if WIDE:
+        return None
+    if stdout.is_terminal:
+        return stdout.width
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() else 200
+
+
+def _split(widths: list[int], keys: int, budget: int) -> list[list[int]]:
+    """Column groups, each the key columns and as many others as fit in ``budget``."""
+    key_columns = list(range(min(keys, len(widths))))
+    base = sum(widths[i] for i in key_columns) + 1
+    groups: list[list[int]] = []
+    current: list[int] = []
+    used = base
+    for index in range(len(key_columns), len(widths)):
+        if current and used + widths[index] > budget:
+            groups.append(key_columns + current)
+            current, used = [], base
+        current.append(index)
+        used += widths[index]
+    groups.append(key_columns + current)
+    return groups
 
 
 def _looks_numeric(rows: list[Any], index: int) -> bool:

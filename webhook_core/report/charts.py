@@ -8,6 +8,9 @@ Vega from a CDN, which shows nothing offline.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -29,6 +32,7 @@ __all__ = [
     "reasons_chart",
     "timeout_tradeoff_chart",
     "use_offline_renderer",
+    "webhook_colors",
 ]
 
 WIDTH = 520
@@ -37,6 +41,56 @@ OUTCOME_COLORS = {
     "wrong_webhook": "#6d4c41", "not_found": "#1e88e5", "no_identifiers": "#00acc1", "unknown_token": "#757575",
     "refused": "#bdbdbd",
 }
+
+
+#: Webhook colours, in the order the sorted webhook IDs take them: dark enough for text on white (axis and
+#: panel labels are coloured too), the first ones clear of the outcome palette's green and red.
+WEBHOOK_PALETTE = (
+    "#4e79a7", "#f28e2b", "#499894", "#b07aa1", "#9d7660", "#b6992d", "#d37295", "#59a14f", "#e15759",
+    "#a0cbe8", "#ffbe7d", "#86bcb6", "#d4a6c8", "#d7b5a6", "#fabfd2", "#f1ce63", "#8cd17d", "#ff9d9a",
+)
+#: Callbacks whose token names no configured webhook, grouped by the analyses under this name.
+UNKNOWN_WEBHOOK = "(unknown)"
+UNKNOWN_COLOR = "#79706e"
+
+
+def webhook_colors(webhook_ids: Iterable[str]) -> alt.Scale:
+    """The one colour scale for webhooks in every chart of a report: pass it the audit's webhook IDs
+    (``audit.webhooks.webhook_ids``) so that a webhook drawn in one chart has its colour in all of them, whichever
+    webhooks each chart happens to show. Sorted IDs take :data:`WEBHOOK_PALETTE` in turn (again from the start
+    past its end); ``(unknown)`` is always last, in grey."""
+    ids = sorted(set(webhook_ids) - {UNKNOWN_WEBHOOK})
+    return alt.Scale(domain=[*ids, UNKNOWN_WEBHOOK],
+                     range=[*(WEBHOOK_PALETTE[i % len(WEBHOOK_PALETTE)] for i in range(len(ids))), UNKNOWN_COLOR])
+
+
+def _webhook_scale(colors: alt.Scale | None, shown: Iterable[str]) -> alt.Scale:
+    return colors if colors is not None else webhook_colors(shown)
+
+
+def _webhook_color_expr(colors: alt.Scale, value: str) -> str:
+    """A Vega expression giving the colour of the webhook ID ``value`` (an expression) under ``colors``; black
+    for one it has none for (``(all)``)."""
+    spec = colors.to_dict()
+    domain, colours = json.dumps(spec["domain"]), json.dumps(spec["range"])
+    return f'indexof({domain}, {value}) >= 0 ? {colours}[indexof({domain}, {value})] : "black"'
+
+
+def _webhook_labels(colors: alt.Scale | None, value: str = "datum.value") -> dict[str, object]:
+    """Axis properties that write each webhook ID in its colour (nothing without ``colors``)."""
+    if colors is None:
+        return {}
+    return {"labelColor": alt.ExprRef(_webhook_color_expr(colors, value)), "labelFontWeight": "bold"}
+
+
+def _webhook_header(colors: alt.Scale | None, field: str = "webhook_id") -> alt.Header:
+    """A facet header that writes each panel's webhook ID in its colour."""
+    if colors is None:
+        return alt.Header()
+    # Vega-Lite draws a facet's header label from the panel's group, ``parent[field]`` (so it compiles its own
+    # labelExpr); a colour expression there has no ``datum``.
+    return alt.Header(labelColor=alt.ExprRef(_webhook_color_expr(colors, f"parent[{json.dumps(field)}]")),
+                      labelFontWeight="bold", labelFontSize=12)
 
 
 def use_offline_renderer(scale: float = 1.5) -> None:
@@ -48,12 +102,13 @@ def _color(outcomes: list[str]) -> alt.Scale:
     return alt.Scale(domain=outcomes, range=[OUTCOME_COLORS[o] for o in outcomes])
 
 
-def outcome_chart(counts: pd.DataFrame) -> alt.Chart:
-    """Callbacks per webhook, stacked by outcome. ``counts``: ``ReplayResult.outcome_counts()``."""
+def outcome_chart(counts: pd.DataFrame, *, colors: alt.Scale | None = None) -> alt.Chart:
+    """Callbacks per webhook, stacked by outcome. ``counts``: ``ReplayResult.outcome_counts()``; ``colors``
+    (:func:`webhook_colors`) writes each webhook ID in its colour."""
     outcomes = [o for o in OUTCOME_COLORS if o in counts.columns]
     long = counts[["webhook_id", *outcomes]].melt(id_vars=["webhook_id"], var_name="outcome", value_name="n")
     return alt.Chart(long, title="Callbacks per webhook by outcome").mark_bar().encode(
-        y=alt.Y("webhook_id:N", title="Webhook"),
+        y=alt.Y("webhook_id:N", title="Webhook", axis=alt.Axis(**_webhook_labels(colors))),
         x=alt.X("sum(n):Q", title="Callbacks"),
         color=alt.Color("outcome:N", scale=_color(outcomes), title="Outcome", sort=outcomes),
         order=alt.Order("outcome_order:Q"),
@@ -67,10 +122,11 @@ def outcome_chart(counts: pd.DataFrame) -> alt.Chart:
 RATE_SEGMENTS = {"matched": "matched", "interim": "interim", **{f"404_{r}": f"404: {r}" for r in REASONS_404}}
 
 
-def rates_chart(frame: pd.DataFrame, key: str = "webhook_id") -> alt.Chart:
+def rates_chart(frame: pd.DataFrame, key: str = "webhook_id", *, colors: alt.Scale | None = None) -> alt.Chart:
     """Each webhook's (or advertiser's) callbacks as one 100 % bar: matched, interim and the 404s by reason.
 
-    ``frame``: :func:`rates.rates`; a group without callbacks has no bar.
+    ``frame``: :func:`rates.rates`; a group without callbacks has no bar. ``colors`` (:func:`webhook_colors`)
+    writes each webhook ID in its colour.
     """
     data = frame[(frame[key] != "(all)") & (frame["callbacks"] > 0)]
     data = data[[key, "callbacks", *RATE_SEGMENTS]].melt(id_vars=[key, "callbacks"], var_name="outcome",
@@ -79,16 +135,16 @@ def rates_chart(frame: pd.DataFrame, key: str = "webhook_id") -> alt.Chart:
     segments = list(RATE_SEGMENTS.values())
     data["outcome"] = data["outcome"].map(RATE_SEGMENTS)
     data["outcome_order"] = data["outcome"].map(segments.index)
-    colors = [OUTCOME_COLORS[name.removeprefix("404: ")] for name in segments]
+    segment_colors = [OUTCOME_COLORS[name.removeprefix("404: ")] for name in segments]
     label = "Webhook" if key == "webhook_id" else "Advertiser"
     return alt.Chart(data, title=alt.Title(
         f"Callbacks per {label.lower()}: matched, interim and answered 404 by reason",
         subtitle="Each bar is all of its callbacks (100 %)")).mark_bar().encode(
-        y=alt.Y(f"{key}:N", title=label),
+        y=alt.Y(f"{key}:N", title=label, axis=alt.Axis(**_webhook_labels(colors if key == "webhook_id" else None))),
         x=alt.X("share:Q", title="Share of callbacks", stack="zero", axis=alt.Axis(format="%"),
                 scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("outcome:N", title="Callback outcome", sort=segments,
-                        scale=alt.Scale(domain=segments, range=colors)),
+                        scale=alt.Scale(domain=segments, range=segment_colors)),
         order=alt.Order("outcome_order:Q"),
         tooltip=[f"{key}:N", "outcome:N", alt.Tooltip("n:Q", title="callbacks"),
                  alt.Tooltip("share:Q", format=".1%")],
@@ -104,11 +160,13 @@ LEAD_SEGMENTS = {
 }
 
 
-def lead_states_chart(headline: pd.DataFrame, key: str = "webhook_id") -> alt.Chart:
+def lead_states_chart(headline: pd.DataFrame, key: str = "webhook_id", *,
+                      colors: alt.Scale | None = None) -> alt.Chart:
     """Each webhook's (or advertiser's) leads as one 100 % bar: answered in time (the answer rate), timed out
     or still waiting after callbacks none of which finished the wait, and never called back.
 
-    ``headline``: :func:`rates.lead_headline`; a group without leads (``(unknown)``) has no bar.
+    ``headline``: :func:`rates.lead_headline`; a group without leads (``(unknown)``) has no bar. ``colors``
+    (:func:`webhook_colors`) writes each webhook ID in its colour.
     """
     data = headline[(headline[key] != "(all)") & (headline["leads"] > 0)]
     never_waiting = data["never_called_back"] - data["never_called_back_timed_out"]
@@ -128,7 +186,7 @@ def lead_states_chart(headline: pd.DataFrame, key: str = "webhook_id") -> alt.Ch
     return alt.Chart(long, title=alt.Title(
         f"Leads per {label.lower()}: answered in time, timed out, still waiting, never called back",
         subtitle="Each bar is all of its leads (100 %); the green part is the answer rate")).mark_bar().encode(
-        y=alt.Y(f"{key}:N", title=label),
+        y=alt.Y(f"{key}:N", title=label, axis=alt.Axis(**_webhook_labels(colors if key == "webhook_id" else None))),
         x=alt.X("share:Q", title="Share of leads", stack="zero", axis=alt.Axis(format="%"),
                 scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("state:N", title="Lead at the observation end", sort=segments,
@@ -138,34 +196,73 @@ def lead_states_chart(headline: pd.DataFrame, key: str = "webhook_id") -> alt.Ch
     ).properties(width=WIDTH)
 
 
-def reasons_chart(frame: pd.DataFrame, key: str = "webhook_id") -> alt.Chart:
-    """404s per webhook or advertiser, stacked by reason. ``frame``: :func:`rates.rates`."""
+def reasons_chart(frame: pd.DataFrame, key: str = "webhook_id", *, colors: alt.Scale | None = None) -> alt.Chart:
+    """404s per webhook or advertiser, stacked by reason. ``frame``: :func:`rates.rates`; ``colors``
+    (:func:`webhook_colors`) writes each webhook ID in its colour."""
     columns = [f"404_{r}" for r in REASONS_404]
     data = frame[frame[key] != "(all)"][[key, *columns]].melt(id_vars=[key], var_name="reason", value_name="n")
     data["reason"] = data["reason"].str.removeprefix("404_")
     reasons = list(REASONS_404)
     label = "Webhook" if key == "webhook_id" else "Advertiser"
     return alt.Chart(data, title=f"Why callbacks were answered 404, per {label.lower()}").mark_bar().encode(
-        y=alt.Y(f"{key}:N", title=label),
+        y=alt.Y(f"{key}:N", title=label, axis=alt.Axis(**_webhook_labels(colors if key == "webhook_id" else None))),
         x=alt.X("sum(n):Q", title="Callbacks answered 404"),
         color=alt.Color("reason:N", scale=_color(reasons), title="Reason", sort=reasons),
         tooltip=[f"{key}:N", "reason:N", "n:Q"],
     ).properties(width=WIDTH)
 
 
-def daily_rates_chart(frame: pd.DataFrame) -> alt.Chart:
-    """Daily match rate and 404 rate per webhook. ``frame``: ``rates(audit, per_day=True)``."""
-    data = frame[frame["callbacks"] > 0][["webhook_id", "day", "match_rate", "rate_404"]].melt(
-        id_vars=["webhook_id", "day"], var_name="rate", value_name="share")
-    data["rate"] = data["rate"].map({"match_rate": "match rate", "rate_404": "404 rate"})
-    data["day"] = pd.to_datetime(data["day"])
-    return alt.Chart(data, title="Daily match rate and 404 rate").mark_line(point=True).encode(
-        x=alt.X("day:T", title="Day (UTC)", axis=alt.Axis(format="%b %d")),
-        y=alt.Y("share:Q", title="Share of callbacks", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("webhook_id:N", title="Webhook"),
-        strokeDash=alt.StrokeDash("rate:N", title="Rate"),
-        tooltip=["webhook_id:N", "day:T", "rate:N", alt.Tooltip("share:Q", format=".1%")],
-    ).properties(width=WIDTH, height=260)
+#: The daily chart's lines: one colour per measure, the outcome palette's matched green and 404 red.
+DAILY_MEASURES = {"match rate": OUTCOME_COLORS["matched"], "404 rate": OUTCOME_COLORS["late"]}
+VOLUME_COLOR = "#cfcfcf"
+
+
+def daily_rates_chart(frame: pd.DataFrame, *, colors: alt.Scale | None = None) -> alt.FacetChart:
+    """Per webhook, one panel: each UTC day's match rate and 404 rate (lines, left axis) over the day's callbacks
+    (grey bars, right axis, one scale for every panel), so a rate on 3 callbacks does not read like one on 3,000.
+
+    ``frame``: ``rates(audit, per_day=True)``; a day without callbacks has no rates and is not drawn. ``colors``
+    (:func:`webhook_colors`) writes each panel's webhook ID in its colour.
+    """
+    data = frame[(frame["webhook_id"] != "(all)") & (frame["callbacks"] > 0)]
+    data = pd.DataFrame({
+        "webhook_id": data["webhook_id"],
+        # Dates as text: Vega reads "YYYY-MM-DD" as UTC midnight, a naive timestamp as the viewer's local time.
+        "day": pd.to_datetime(data["day"]).dt.strftime("%Y-%m-%d"),
+        "callbacks": data["callbacks"].astype(int),
+        "match rate": data["match_rate"].astype(float),
+        "404 rate": data["rate_404"].astype(float),
+    })
+    x = alt.X("day:T", timeUnit="utcyearmonthdate", title="Day (UTC)", axis=alt.Axis(format="%b %d"))
+    # One volume scale for every panel, set here: a layer's independent scale is not shared across a facet.
+    most = max(int(data["callbacks"].max()), 1) if len(data) else 1
+    volume = alt.Chart().mark_bar(color=VOLUME_COLOR, width=alt.RelativeBandSize(0.8)).encode(
+        x=x,
+        y=alt.Y("callbacks:Q", title="Callbacks per day (bars)", scale=alt.Scale(domain=[0, most]),
+                axis=alt.Axis(orient="right", grid=False)),
+        tooltip=["webhook_id:N", alt.Tooltip("day:T", timeUnit="utcyearmonthdate", title="day (UTC)"),
+                 "callbacks:Q"],
+    )
+    measures = list(DAILY_MEASURES)
+    lines = alt.Chart().transform_fold(measures, as_=["measure", "share"]).mark_line(point=True).encode(
+        # Each point at the middle of its day's bar.
+        x=alt.X("day:T", timeUnit="utcyearmonthdate", bandPosition=0.5, title="Day (UTC)"),
+        y=alt.Y("share:Q", title="Share of callbacks", axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("measure:N", title=None, sort=measures,
+                        scale=alt.Scale(domain=measures, range=list(DAILY_MEASURES.values())),
+                        legend=alt.Legend(orient="top", symbolType="stroke")),
+        tooltip=["webhook_id:N", alt.Tooltip("day:T", timeUnit="utcyearmonthdate", title="day (UTC)"),
+                 "measure:N", alt.Tooltip("share:Q", type="quantitative", format=".1%"), "callbacks:Q"],
+    )
+    return alt.layer(volume, lines, data=data).resolve_scale(y="independent").properties(
+        width=300, height=150).facet(
+        facet=alt.Facet("webhook_id:N", title=None, header=_webhook_header(colors)), columns=2,
+        title=alt.Title("Daily match rate and 404 rate per webhook, over the day's callbacks",
+                        subtitle="Lines: share of the day's callbacks (left axis). Grey bars: callbacks that day "
+                                 "(right axis, the same scale in every panel)."),
+    # Each panel draws its own two axes: shared ones fail to compile with a layer's independent y (Vega-Lite).
+    ).resolve_axis(y="independent")
 
 
 def disagreement_chart(differ: pd.DataFrame) -> alt.Chart:
@@ -180,13 +277,19 @@ def disagreement_chart(differ: pd.DataFrame) -> alt.Chart:
     ).properties(width=WIDTH)
 
 
-def km_chart(curve: pd.DataFrame) -> alt.LayerChart:
-    """Kaplan–Meier share of leads answered by time, per webhook, with the 95 % band (log time axis)."""
+def km_chart(curve: pd.DataFrame, *, colors: alt.Scale | None = None) -> alt.LayerChart:
+    """Kaplan–Meier share of leads answered by time, per webhook, with the 95 % band (log time axis).
+
+    ``colors``: :func:`webhook_colors` of the audit (without: of the webhooks drawn).
+    """
     data = _drawn_steps(curve)
+    shown = sorted(data["webhook_id"].unique())
     base = alt.Chart(data).encode(
         x=alt.X("t_s:Q", title="Time since the waiting webhook was created (s, log scale)",
                 scale=alt.Scale(type="log")),
-        color=alt.Color("webhook_id:N", title="Webhook"),
+        # The legend lists the webhooks drawn, not every one the scale knows.
+        color=alt.Color("webhook_id:N", title="Webhook", scale=_webhook_scale(colors, shown),
+                        legend=alt.Legend(values=shown, symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3)),
     )
     # The band of the steps only: a start row would put a second point at the first step's time.
     band = base.mark_area(opacity=0.18, interpolate="step-after").transform_filter("datum.events > 0").encode(
@@ -225,12 +328,14 @@ RECOMMENDED = "recommended timeout"
 _FINISHING_COLORS = {FIRST_CALLBACK: "#90a4ae", FINISHING: "#1e88e5", CURRENT: "#e53935", RECOMMENDED: "#2e7d32"}
 
 
-def finishing_chart(first: pd.DataFrame, finishing: pd.DataFrame, advice: pd.DataFrame) -> alt.FacetChart:
+def finishing_chart(first: pd.DataFrame, finishing: pd.DataFrame, advice: pd.DataFrame, *,
+                    colors: alt.Scale | None = None) -> alt.FacetChart:
     """Per webhook that waits, Kaplan–Meier share of leads by time: to the first callback and to the one that
     finishes the wait, with the current and recommended timeouts as vertical rules (log time axis).
 
     ``first``: :func:`survival.capture_curve`; ``finishing``: :func:`survival.finishing_curve`; ``advice``:
-    :func:`timeouts.timeout_advice` (its webhooks are the ones drawn).
+    :func:`timeouts.timeout_advice` (its webhooks are the ones drawn). ``colors`` (:func:`webhook_colors`)
+    writes each panel's webhook ID in its colour; the lines' colours say which curve or timeout they are.
     """
     waiting = list(advice["webhook_id"])
     curves = []
@@ -266,7 +371,7 @@ def finishing_chart(first: pd.DataFrame, finishing: pd.DataFrame, advice: pd.Dat
         for name, dash in ((CURRENT, [1, 0]), (RECOMMENDED, [5, 4]))
     ]
     return alt.layer(steps, *rules, data=data).properties(width=240, height=180).facet(
-        facet=alt.Facet("webhook_id:N", title="Webhook"), columns=3,
+        facet=alt.Facet("webhook_id:N", title=None, header=_webhook_header(colors)), columns=3,
         title=alt.Title("Share of leads answered by time: first callback vs the callback that finishes the wait",
                         subtitle="Kaplan–Meier (leads still waiting censored); no red rule: the webhook waits "
                                  "without a timeout"),
@@ -284,9 +389,34 @@ def _thin_steps(curve: pd.DataFrame, per_webhook: int = 400) -> pd.DataFrame:
     return last.drop(columns="_bin").reset_index(drop=True)
 
 
-def timeout_tradeoff_chart(whatifs: pd.DataFrame, advice: pd.DataFrame) -> alt.FacetChart:
-    """Capture rate against mean ping-tree wait per candidate timeout, with the current and recommended timeouts
-    (``advice``: :func:`timeouts.timeout_advice`) on the same curve, whether or not they are candidates."""
+#: Where :func:`timeout_tradeoff_chart` writes a marked point's label, as text mark properties: each label on
+#: its own side of the curve (see there), turned the other way where it would run past the panel's edge.
+#: Labels are two lines, and Vega sets a text's lines downwards from its baseline whatever the baseline: a
+#: label above its point is raised by a line more.
+_LABEL_FONT_SIZE, _LABEL_LINE_HEIGHT = 10, 12
+LABEL_PLACES: dict[str, dict[str, str | int]] = {
+    "above left": {"align": "right", "baseline": "bottom", "dx": -7, "dy": -6 - _LABEL_LINE_HEIGHT},
+    "above right": {"align": "left", "baseline": "bottom", "dx": 7, "dy": -6 - _LABEL_LINE_HEIGHT},
+    "below right": {"align": "left", "baseline": "top", "dx": 7, "dy": 6},
+}
+_TRADEOFF_WIDTH, _TRADEOFF_HEIGHT = 260, 220
+#: The capture axis runs past 100 % for the labels above the curve (two lines and their gap fit there).
+_CAPTURE_TOP = 1.18
+#: Generous width of one character of the labels (px), to tell whether a label fits beside its point.
+_CHAR_PX = 6.0
+
+
+def timeout_tradeoff_chart(whatifs: pd.DataFrame, advice: pd.DataFrame, *,
+                           colors: alt.Scale | None = None) -> alt.FacetChart:
+    """Per webhook that waits, one panel: capture rate against mean ping-tree wait through the candidate timeouts,
+    with the current and recommended timeouts (``advice``: :func:`timeouts.timeout_advice`) on the same curve,
+    whether or not they are candidates. ``colors``: :func:`webhook_colors` of the audit (without: of the webhooks
+    drawn).
+
+    Only the current and recommended timeouts are labelled, so no two labels can meet: a longer timeout never
+    catches fewer answers nor waits less, so the curve climbs to the right; the longer of the two points gets its
+    label above it, the shorter one below it, each on its own side of the curve.
+    """
     # A webhook none of whose leads was ever answered has no capture rate to trade off (blocking_webhooks
     # warns about it); a wait of 0 s has no place on the log axis, so it is drawn at 0.01 s.
     answered = advice[advice["answered"] > 0]
@@ -308,35 +438,131 @@ def timeout_tradeoff_chart(whatifs: pd.DataFrame, advice: pd.DataFrame) -> alt.F
     data = data.sort_values(["webhook_id", "_key"], kind="stable").drop(columns="_key").reset_index(drop=True)
     data["order"] = range(len(data))
     data["mean_block_s"] = data["mean_block_s"].astype(float).clip(lower=0.01)
-    data["label"] = data["timeout_s"].map(lambda s: "no timeout" if pd.isna(s) else f"{s:,g} s")
-    base = alt.Chart(data).encode(
+    data["timeout"] = data["timeout_s"].map(lambda s: "no timeout" if pd.isna(s) else f"{s:,g} s")
+    data = data.join(_tradeoff_labels(data))
+    shown = sorted(data["webhook_id"].unique())
+    base = alt.Chart().encode(
+        # Each panel its own time axis, its points spread across it: waits differ by orders of magnitude between
+        # webhooks. Vega rounds a log domain out to whole powers of ten, as _log_domain does.
         x=alt.X("mean_block_s:Q", title="Mean time the ping tree waits per lead (s, log scale)",
-                scale=alt.Scale(type="log")),
-        y=alt.Y("capture_rate:Q", title="Answers caught in time", axis=alt.Axis(format="%")),
-        color=alt.Color("webhook_id:N", title="Webhook", legend=None),
+                scale=alt.Scale(type="log", nice=True), axis=alt.Axis(labelOverlap="greedy")),
+        # Room above 100 % for the labels of points there; ticks only up to 100 %.
+        y=alt.Y("capture_rate:Q", title="Answers caught in time", scale=alt.Scale(domain=[0, _CAPTURE_TOP], nice=False),
+                axis=alt.Axis(format="%", values=[0, 0.2, 0.4, 0.6, 0.8, 1])),
+        color=alt.Color("webhook_id:N", title="Webhook", scale=_webhook_scale(colors, shown), legend=None),
     )
     line = base.mark_line(opacity=0.5).encode(order="order:Q")
     kinds = ["candidate", "current", "recommended", "current = recommended"]
-    points_layer = base.mark_point(filled=True).encode(
-        shape=alt.Shape("mark:N", title="Timeout", scale=alt.Scale(
+    timeout_legend = alt.Legend(title="Timeout", orient="top", symbolFillColor="#555555", symbolStrokeColor="#555555")
+    points_layer = base.mark_point(filled=True, opacity=1).encode(
+        shape=alt.Shape("mark:N", title="Timeout", legend=timeout_legend, scale=alt.Scale(
             domain=kinds, range=["circle", "square", "triangle-up", "diamond"])),
-        size=alt.Size("mark:N", scale=alt.Scale(domain=kinds, range=[30, 140, 160, 200]), legend=None),
-        tooltip=["webhook_id:N", "label:N", alt.Tooltip("capture_rate:Q", format=".1%"),
+        size=alt.Size("mark:N", title="Timeout", legend=timeout_legend,
+                      scale=alt.Scale(domain=kinds, range=[25, 120, 140, 170])),
+        tooltip=["webhook_id:N", "timeout:N", alt.Tooltip("capture_rate:Q", format=".1%"),
                  alt.Tooltip("mean_block_s:Q", format=".1f"), "mark:N"],
     )
-    text = base.mark_text(dx=7, dy=-7, fontSize=9, align="left").encode(text="label:N")
-    return (line + points_layer + text).properties(width=240, height=200).facet(
-        facet=alt.Facet("webhook_id:N", title="Webhook"), columns=3,
+    labels = [
+        base.mark_text(fontSize=_LABEL_FONT_SIZE, lineHeight=_LABEL_LINE_HEIGHT, lineBreak="\n",
+                       **place)  # type: ignore[arg-type]
+        .transform_filter(alt.datum.label_place == name).encode(
+            x="label_x:Q", y="label_at:Q", text="label:N", color=alt.value("#333333"))
+        for name, place in LABEL_PLACES.items()
+    ]
+    return alt.layer(line, points_layer, *labels, data=data).properties(
+        width=_TRADEOFF_WIDTH, height=_TRADEOFF_HEIGHT).facet(
+        facet=alt.Facet("webhook_id:N", title=None, header=_webhook_header(colors)), columns=3,
         title=alt.Title("Timeout trade-off: answers caught in time vs time the ping tree waits",
-                        subtitle="■ current timeout   ▲ recommended   ◆ current = recommended   ● other candidates"),
-    )
+                        subtitle="Each line runs through the candidate timeouts (the what-if table gives each one); "
+                                 "the current and the recommended timeout are labelled"),
+    ).resolve_scale(x="independent")
 
 
-def discovery_chart(found: pd.DataFrame) -> alt.Chart:
-    """Where each webhook's IDs were found in the captured requests, by support; unmapped ones stand out."""
-    data = found.assign(where=found["webhook_id"] + "  " + found["location"])
+def _log_domain(values: pd.Series) -> tuple[float, float]:
+    """Whole powers of ten around ``values``, so that where a point falls across the panel is known here."""
+    if not len(values):
+        return 0.01, 1.0
+    low, high = float(values.min()), float(values.max())
+    low_exp, high_exp = int(np.floor(np.log10(low))), int(np.ceil(np.log10(high)))
+    return 10.0 ** low_exp, 10.0 ** max(high_exp, low_exp + 1)
+
+
+def label_box(x_px: float, y_px: float, text: str, place: str) -> tuple[float, float, float, float]:
+    """The box (left, top, right, bottom, in px from the panel's top left) that the trade-off chart's ``text``
+    covers when drawn at ``place`` from the anchor ``(x_px, y_px)``, at a generous width per character."""
+    spec = LABEL_PLACES[place]
+    lines = text.split("\n")
+    width = max(len(line) for line in lines) * _CHAR_PX
+    height = len(lines) * _LABEL_LINE_HEIGHT
+    x, y = x_px + float(spec["dx"]), y_px + float(spec["dy"])
+    left = x - width if spec["align"] == "right" else x
+    # A text's first line sits at the baseline; the others below it (see _LABEL_LINE_HEIGHT).
+    top = y - _LABEL_LINE_HEIGHT if spec["baseline"] == "bottom" else y
+    return left, top, left + width, top + height
+
+
+def tradeoff_px(mean_block_s: pd.Series | float, capture_rate: pd.Series | float,
+                x_domain: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Where the trade-off chart draws points in a panel whose time axis spans ``x_domain`` (px)."""
+    low, high = np.log10(x_domain[0]), np.log10(x_domain[1])
+    x = (np.log10(np.asarray(mean_block_s, dtype=float)) - low) / (high - low) * _TRADEOFF_WIDTH
+    y = (1 - np.asarray(capture_rate, dtype=float) / _CAPTURE_TOP) * _TRADEOFF_HEIGHT
+    return x, y
+
+
+def _tradeoff_labels(data: pd.DataFrame) -> pd.DataFrame:
+    """The trade-off chart's labels (empty for a candidate): ``label``, ``label_place`` (:data:`LABEL_PLACES`)
+    and the anchor each is drawn from, ``label_x`` (a wait, s) and ``label_at`` (a capture rate).
+
+    ``data`` is sorted by webhook and timeout, so each webhook's curve climbs to the right. Of its marked points,
+    the one with the longer timeout is labelled above the top of the whole curve, where nothing else is, on the
+    side of the point where the label fits. The other one is labelled below itself, on its right, where every
+    point is higher; where the label would run past the panel's edge it is moved left, and lowered below every
+    point it then passes (and the one before, for the segment to it).
+    """
+    labels = pd.DataFrame({"label": "", "label_place": "", "label_x": np.nan, "label_at": np.nan},
+                          index=data.index)
+    for webhook, group in data[data["mark"] != "candidate"].groupby("webhook_id", sort=False):
+        curve = data[data["webhook_id"] == webhook]
+        domain = _log_domain(curve["mean_block_s"])
+        low, high = np.log10(domain)
+        xs, _ = tradeoff_px(curve["mean_block_s"], curve["capture_rate"], domain)
+        for position, (index, row) in enumerate(group.iterrows()):
+            text = f"{row['mark']}\n{row['timeout']}: {row['capture_rate']:.1%}".replace("%", " %")
+            x = float(tradeoff_px(row["mean_block_s"], row["capture_rate"], domain)[0])
+            at = float(row["capture_rate"])
+            if position == len(group) - 1:
+                at = float(curve["capture_rate"].max())
+                fits_left = label_box(x, 0, text, "above left")[0] >= 0
+                place = "above left" if fits_left or x > _TRADEOFF_WIDTH / 2 else "above right"
+            else:
+                place = "below right"
+            left, _, right, _ = label_box(x, 0, text, place)
+            shift = max(0.0, right - _TRADEOFF_WIDTH) or min(0.0, left)
+            if shift:
+                x -= shift
+                if place == "below right":  # now also left of its point, where the curve is lower
+                    passed = (xs >= left - shift) & (xs <= x + shift)
+                    passed[max(int(np.argmax(passed)) - 1, 0)] = True
+                    at = min(at, float(curve["capture_rate"][passed].min()))
+            labels.loc[index] = [text, place, 10 ** (low + x / _TRADEOFF_WIDTH * (high - low)), at]
+    return labels
+
+
+#: Between the webhook ID and the location in the discovery chart's labels.
+_WHERE_SEPARATOR = "  "
+
+
+def discovery_chart(found: pd.DataFrame, *, colors: alt.Scale | None = None) -> alt.Chart:
+    """Where each webhook's IDs were found in the captured requests, by support; unmapped ones stand out.
+
+    ``colors`` (:func:`webhook_colors`) writes each label's webhook ID part in its colour.
+    """
+    data = found.assign(where=found["webhook_id"] + _WHERE_SEPARATOR + found["location"])
+    webhook = f"split(datum.value, {json.dumps(_WHERE_SEPARATOR)})[0]"
     return alt.Chart(data, title="Where the IDs were found (callbacks naming a lead)").mark_bar().encode(
-        y=alt.Y("where:N", title="Webhook and location", sort="-x"),
+        y=alt.Y("where:N", title="Webhook and location", sort="-x",
+                axis=alt.Axis(**_webhook_labels(colors, webhook))),
         x=alt.X("support:Q", title="Callbacks whose value there names a lead"),
         color=alt.Color("configured_as:N", title="Read by the replay as",
                         scale=alt.Scale(domain=["pairing", "standard", "unmapped"],
@@ -346,13 +572,16 @@ def discovery_chart(found: pd.DataFrame) -> alt.Chart:
     ).properties(width=WIDTH)
 
 
-def near_miss_chart(misses: pd.DataFrame) -> alt.Chart:
-    """404s each normalisation would rescue, per webhook."""
+def near_miss_chart(misses: pd.DataFrame, *, colors: alt.Scale | None = None) -> alt.Chart:
+    """404s each normalisation would rescue, per webhook. ``colors``: :func:`webhook_colors` of the audit
+    (without: of the webhooks drawn)."""
     data = misses[misses["rescued"] > 0]
+    shown = sorted(data["webhook_id"].unique())
     return alt.Chart(data, title="Near-misses: 404s a normalisation would rescue").mark_bar().encode(
         y=alt.Y("transform:N", title="Transform"),
         x=alt.X("rescued:Q", title="Callbacks rescued"),
-        color=alt.Color("webhook_id:N", title="Webhook"),
+        color=alt.Color("webhook_id:N", title="Webhook", scale=_webhook_scale(colors, shown),
+                        legend=alt.Legend(values=shown)),
         yOffset="webhook_id:N",
         tooltip=["webhook_id:N", "transform:N", "rescued:Q", "not_found:Q", "no_identifiers:Q"],
     ).properties(width=WIDTH)
