@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import altair as alt
 import duckdb
+import numpy as np
+import pandas as pd
 import pytest
+import vl_convert as vlc
 
 import webhook_core as wc
 from webhook_core.analysis.pairing import discover_locations, near_misses
@@ -46,22 +52,30 @@ def _titles(spec: dict[str, Any]) -> set[str]:
             if isinstance(channel, dict) and isinstance(channel.get("title"), str)}
 
 
+#: The charts that show webhooks: each must give every webhook the colour of the report's one palette.
+BY_WEBHOOK = ("outcome", "rates", "lead_states", "reasons", "daily", "km", "tradeoff", "finishing", "discovery",
+              "near_miss")
+
+
 def build_all(con: duckdb.DuckDBPyConnection, webhooks: wc.WebhookVersions,
               source: Path) -> dict[str, alt.TopLevelMixin]:
+    """Every chart, built as the notebooks build them: with the audit's one webhook palette."""
     result = wc.replay(con, webhooks)
     audit = wc.Audit(con, webhooks, result.observation_end or None, source, read_only=False)
+    colors = charts.webhook_colors(webhooks.webhook_ids)
     return {
-        "outcome": charts.outcome_chart(result.outcome_counts()),
-        "rates": charts.rates_chart(rates(audit)),
-        "lead_states": charts.lead_states_chart(lead_headline(audit)),
-        "reasons": charts.reasons_chart(rates(audit)),
-        "daily": charts.daily_rates_chart(rates(audit, per_day=True)),
+        "outcome": charts.outcome_chart(result.outcome_counts(), colors=colors),
+        "rates": charts.rates_chart(rates(audit), colors=colors),
+        "lead_states": charts.lead_states_chart(lead_headline(audit), colors=colors),
+        "reasons": charts.reasons_chart(rates(audit), colors=colors),
+        "daily": charts.daily_rates_chart(rates(audit, per_day=True), colors=colors),
         "disagreement": charts.disagreement_chart(disagreements(audit)),
-        "km": charts.km_chart(capture_curve(audit)),
-        "tradeoff": charts.timeout_tradeoff_chart(timeout_whatifs(audit), timeout_advice(audit)),
-        "finishing": charts.finishing_chart(capture_curve(audit), finishing_curve(audit), timeout_advice(audit)),
-        "discovery": charts.discovery_chart(discover_locations(audit)),
-        "near_miss": charts.near_miss_chart(near_misses(audit)),
+        "km": charts.km_chart(capture_curve(audit), colors=colors),
+        "tradeoff": charts.timeout_tradeoff_chart(timeout_whatifs(audit), timeout_advice(audit), colors=colors),
+        "finishing": charts.finishing_chart(capture_curve(audit), finishing_curve(audit), timeout_advice(audit),
+                                            colors=colors),
+        "discovery": charts.discovery_chart(discover_locations(audit), colors=colors),
+        "near_miss": charts.near_miss_chart(near_misses(audit), colors=colors),
     }
 
 
@@ -120,7 +134,7 @@ def test_tradeoff_chart_marks_current_and_recommended_candidates_or_not() -> Non
         ("wh-d", 0, 10.0, None, 10.0, None, None, None),    # never answered: left out
     )
     data = charts.timeout_tradeoff_chart(whatifs, advice).data
-    assert data[["webhook_id", "label", "mark", "capture_rate", "mean_block_s"]].values.tolist() == [
+    assert data[["webhook_id", "timeout", "mark", "capture_rate", "mean_block_s"]].values.tolist() == [
         ["wh-a", "5 s", "candidate", 0.2, 4.0], ["wh-a", "30 s", "current", 0.6, 20.0],
         ["wh-a", "45 s", "recommended", 0.8, 30.0], ["wh-a", "60 s", "candidate", 0.9, 40.0],
         ["wh-b", "5 s", "candidate", 0.5, 5.0], ["wh-b", "30 s", "recommended", 0.95, 25.0],
@@ -128,6 +142,15 @@ def test_tradeoff_chart_marks_current_and_recommended_candidates_or_not() -> Non
         ["wh-c", "10 s", "current = recommended", 0.97, 8.0],
     ]
     assert data["order"].is_monotonic_increasing  # the line runs through them by timeout, no timeout last
+    # Only the current and recommended timeouts are labelled: the longer one above the whole curve, the other
+    # below itself.
+    assert data[["webhook_id", "label", "label_place", "label_at"]].fillna(-1).values.tolist() == [
+        ["wh-a", "", "", -1], ["wh-a", "current\n30 s: 60.0 %", "below right", 0.6],
+        ["wh-a", "recommended\n45 s: 80.0 %", "above left", 0.9], ["wh-a", "", "", -1],
+        ["wh-b", "", "", -1], ["wh-b", "recommended\n30 s: 95.0 %", "below right", 0.95],
+        ["wh-b", "current\nno timeout: 100.0 %", "above left", 1.0],
+        ["wh-c", "current = recommended\n10 s: 97.0 %", "above left", 0.97],
+    ]
 
 
 def test_tradeoff_chart_on_sample_marks_what_the_advice_says(sample: wc.Audit) -> None:
@@ -281,3 +304,189 @@ def test_every_chart_builds_from_empty_tables(tmp_path: Path) -> None:
     for name, chart in built.items():
         assert chart.to_dict()["$schema"], name
     con.close()
+
+
+def _daily_fixture() -> pd.DataFrame:
+    # wh-a: 3,000 callbacks one day, 3 the next; wh-b: one day; a day without callbacks and (all) are not drawn.
+    return pd.DataFrame({
+        "webhook_id": ["wh-a", "wh-a", "wh-b", "wh-b", "(all)"],
+        "day": pd.to_datetime(["2026-11-02", "2026-11-03", "2026-11-02", "2026-11-04", "2026-11-02"]),
+        "callbacks": [3000, 3, 40, 0, 3040],
+        "match_rate": [0.9, 1 / 3, 0.5, np.nan, 0.89],
+        "rate_404": [0.1, 2 / 3, 0.25, np.nan, 0.11],
+    })
+
+
+def test_daily_chart_is_one_panel_per_webhook_with_its_volume_under_its_rates() -> None:
+    chart = charts.daily_rates_chart(_daily_fixture())
+    assert chart.data[["webhook_id", "day", "callbacks", "match rate", "404 rate"]].values.tolist() == [
+        ["wh-a", "2026-11-02", 3000, 0.9, 0.1], ["wh-a", "2026-11-03", 3, 1 / 3, 2 / 3],
+        ["wh-b", "2026-11-02", 40, 0.5, 0.25]]
+    spec = chart.to_dict()
+    assert spec["facet"]["field"] == "webhook_id"  # one panel per webhook, x (the UTC day) shared
+    assert spec["spec"]["resolve"]["scale"]["y"] == "independent"
+    volume, lines = spec["spec"]["layer"]
+    # Volume: grey bars of the day's callbacks on their own axis, one scale for every panel.
+    assert volume["mark"]["type"] == "bar" and volume["mark"]["color"] == charts.VOLUME_COLOR
+    assert "color" not in volume["encoding"]
+    assert volume["encoding"]["y"]["field"] == "callbacks" and volume["encoding"]["y"]["title"].startswith("Callbacks")
+    assert volume["encoding"]["y"]["axis"]["orient"] == "right"
+    assert volume["encoding"]["y"]["scale"]["domain"] == [0, 3000]
+    # Rates: a line per measure, its colour the measure (with a legend), not the webhook.
+    assert lines["mark"]["type"] == "line"
+    assert lines["transform"] == [{"fold": ["match rate", "404 rate"], "as": ["measure", "share"]}]
+    color = lines["encoding"]["color"]
+    assert color["field"] == "measure" and color["scale"]["domain"] == ["match rate", "404 rate"]
+    assert len(set(color["scale"]["range"])) == 2 and color.get("legend", {}) is not None
+    for encoding in (volume["encoding"], lines["encoding"]):
+        assert encoding["x"]["field"] == "day" and encoding["x"]["timeUnit"] == "utcyearmonthdate"
+
+
+def test_daily_chart_on_sample_has_a_panel_per_webhook_with_callbacks(sample: wc.Audit) -> None:
+    daily = rates(sample, per_day=True)
+    data = charts.daily_rates_chart(daily).data
+    with_callbacks = daily[daily.callbacks > 0]
+    assert set(data.webhook_id) == set(with_callbacks.webhook_id) - {"(all)"}
+    assert data.callbacks.sum() == with_callbacks[with_callbacks.webhook_id != "(all)"].callbacks.sum()
+
+
+def _svg_panels(svg: str) -> list[dict[str, Any]]:
+    """Per panel of a rendered trade-off chart: its webhook, the line's vertices, the points and the labels
+    (anchor, text-anchor, lines of text), all in the panel's pixels."""
+    panels = []
+    for chunk in svg.split("child_layer_0_pathgroup")[1:]:
+        line = re.search(r'aria-roledescription="line mark" d="M([^"]+)"', chunk)
+        assert line is not None
+        vertices = [tuple(map(float, pair.split(","))) for pair in line.group(1).split("L")]
+        points = [(float(x), float(y)) for x, y in re.findall(
+            r'aria-roledescription="point" transform="translate\(([-\d.e]+),([-\d.e]+)\)"', chunk)]
+        webhook = re.search(r"webhook_id: ([^;\"]+)", chunk)
+        labels = [(float(x), float(y), anchor, re.findall(r"<tspan[^>]*>([^<]*)</tspan>", body))
+                  for anchor, x, y, body in re.findall(
+                      r'aria-roledescription="text mark" text-anchor="(\w+)" transform="translate\(([-\d.e]+),'
+                      r'([-\d.e]+)\)"[^>]*>(.*?)</text>', chunk)]
+        panels.append({"webhook": webhook.group(1) if webhook else "?", "vertices": vertices, "points": points,
+                       "labels": labels})
+    return panels
+
+
+def _boxes(labels: list[tuple[float, float, str, list[str]]], size: float = 10) -> list[tuple[float, ...]]:
+    """Each label's box: a generous 0.6 em per character, the first line's baseline at the anchor, 1.2 em lines."""
+    boxes = []
+    for x, y, anchor, lines in labels:
+        width = max(len(line) for line in lines) * 0.6 * size
+        left = x - width if anchor == "end" else x - width / 2 if anchor == "middle" else x
+        boxes.append((left, y - 0.8 * size, left + width, y + 1.2 * size * (len(lines) - 1) + 0.25 * size))
+    return boxes
+
+
+def _tradeoff_fixtures() -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    whatifs = pd.DataFrame({"webhook_id": ["wh-a"] * 3 + ["wh-b"] * 2 + ["wh-edge"] * 3,
+                            "timeout_s": [5.0, 30.0, 60.0, 5.0, 30.0, 5.0, 30.0, 60.0],
+                            "capture_rate": [0.2, 0.6, 0.9, 0.5, 0.95, 0.3, 0.7, 0.9],
+                            "mean_block_s": [4.0, 20.0, 40.0, 5.0, 25.0, 3.0, 20.0, 40.0]})
+    advice = _advice(
+        ("wh-a", 9, 30.0, 0.6, 20.0, 45.0, 0.8, 30.0),
+        ("wh-b", 4, None, 1.0, 500.0, 30.0, 0.95, 25.0),
+        # The recommendation near the panel's right edge: its label, below it, does not fit on its right.
+        ("wh-edge", 9, 100.0, 0.97, 60.0, 70.0, 0.95, 45.0),
+    )
+    return {"hand-made": (whatifs, advice)}
+
+
+def test_tradeoff_labels_meet_no_other_label_point_or_line_in_the_rendered_chart(sample: wc.Audit) -> None:
+    cases = _tradeoff_fixtures()
+    cases["sample"] = (timeout_whatifs(sample), timeout_advice(sample))
+    for case, (whatifs, advice) in cases.items():
+        chart = charts.timeout_tradeoff_chart(whatifs, advice)
+        width = chart.to_dict()["spec"]["width"]
+        panels = _svg_panels(vlc.vegalite_to_svg(chart.to_dict()))
+        answered = advice[advice.answered > 0]
+        assert len(panels) == len(answered), case
+        for panel in panels:
+            where = f"{case} {panel['webhook']}"
+            row = answered[answered.webhook_id == panel["webhook"]].iloc[0]
+            # Labelled: the current and the recommended timeout, one label where they are the same.
+            same = row.current_timeout_s == row.recommended_timeout_s
+            assert len(panel["labels"]) == (1 if same else 2), where
+            boxes = _boxes(panel["labels"])
+            if len(boxes) == 2:
+                (l1, t1, r1, b1), (l2, t2, r2, b2) = boxes
+                assert r1 <= l2 or r2 <= l1 or b1 <= t2 or b2 <= t1, f"{where}: the labels overlap"
+            for left, top, right, bottom in boxes:
+                assert left >= 0 and right <= width, f"{where}: a label runs out of its panel"
+                for x, y in panel["points"]:  # a marker reaches about 5 px from its centre
+                    assert not (left - 5 < x < right + 5 and top - 5 < y < bottom + 5), f"{where}: label on a point"
+                for (x0, y0), (x1, y1) in pairwise(panel["vertices"]):
+                    for f in np.linspace(0, 1, 50):
+                        x, y = x0 + f * (x1 - x0), y0 + f * (y1 - y0)
+                        assert not (left < x < right and top < y < bottom), f"{where}: label on the line"
+
+
+def _color_mappings(spec: Any) -> list[tuple[list[str], list[str]]]:
+    """Every webhook colour mapping in a spec: colour scales of a webhook_id field, and the domain and range
+    inside each label colour expression (axis labels, facet headers)."""
+    found = []
+    stack = [spec]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("field") == "webhook_id" and isinstance(node.get("scale"), dict) and "range" in node["scale"]:
+                found.append((node["scale"]["domain"], node["scale"]["range"]))
+            color = node.get("labelColor")
+            if isinstance(color, dict) and "expr" in color:
+                domain, colours = re.match(r"indexof\((\[.*?\]), .*\? (\[.*?\])\[", color["expr"]).groups()
+                found.append((json.loads(domain), json.loads(colours)))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def test_each_webhook_has_one_colour_in_every_chart_of_the_report(sample: wc.Audit) -> None:
+    ids = sample.webhooks.webhook_ids
+    expected = charts.webhook_colors(ids).to_dict()
+    assert expected["domain"] == [*sorted(ids), "(unknown)"]
+    assert len(set(expected["range"])) == len(expected["range"])  # the sample's 6 webhooks: 6 colours, + grey
+    built = build_all(sample.con, sample.webhooks, sample.source)
+    for name in BY_WEBHOOK:
+        mappings = _color_mappings(built[name].to_dict())
+        assert mappings, f"{name}: no webhook colours"
+        for domain, colours in mappings:
+            assert (domain, colours) == (expected["domain"], expected["range"]), name
+    # A chart that draws fewer webhooks keeps their colours: wh-refco alone is still wh-refco's colour.
+    colors = charts.webhook_colors(ids)
+    curve, whatifs, advice, misses = (capture_curve(sample), timeout_whatifs(sample), timeout_advice(sample),
+                                      near_misses(sample))
+    alone = {
+        "km": charts.km_chart(curve[curve.webhook_id == "wh-refco"], colors=colors),
+        "tradeoff": charts.timeout_tradeoff_chart(whatifs[whatifs.webhook_id == "wh-refco"],
+                                                  advice[advice.webhook_id == "wh-refco"], colors=colors),
+        "near_miss": charts.near_miss_chart(misses[misses.webhook_id == "wh-refco"], colors=colors),
+    }
+    for name, chart in alone.items():
+        assert set(chart.data.webhook_id) == {"wh-refco"}, name
+        assert _color_mappings(chart.to_dict()) and all(
+            mapping == (expected["domain"], expected["range"]) for mapping in _color_mappings(chart.to_dict())), name
+    # The KM chart's legend lists the webhooks drawn, not the whole palette.
+    km = [e["color"] for e in _encodings(built["km"].to_dict()) if "color" in e]
+    assert km and all(c["legend"]["values"] == sorted(set(capture_curve(sample).webhook_id)) for c in km)
+
+
+def test_webhook_colours_depend_only_on_the_sorted_ids() -> None:
+    first = charts.webhook_colors(["wh-b", "wh-a", "(unknown)", "wh-a"]).to_dict()
+    assert first == charts.webhook_colors(("wh-a", "wh-b")).to_dict()
+    assert first["domain"] == ["wh-a", "wh-b", "(unknown)"]
+    assert first["range"] == [charts.WEBHOOK_PALETTE[0], charts.WEBHOOK_PALETTE[1], charts.UNKNOWN_COLOR]
+    many = charts.webhook_colors(f"wh-{i:02d}" for i in range(len(charts.WEBHOOK_PALETTE) + 1)).to_dict()
+    assert many["range"][len(charts.WEBHOOK_PALETTE)] == charts.WEBHOOK_PALETTE[0]  # the palette starts again
+
+
+def test_the_faceted_and_coloured_charts_render_to_png_offline(sample: wc.Audit) -> None:
+    """vl-convert renders in-process, with no network: the dual-axis panels and the coloured labels compile."""
+    built = build_all(sample.con, sample.webhooks, sample.source)
+    for name in ("daily", "tradeoff", "finishing", "rates"):
+        png = vlc.vegalite_to_png(built[name].to_dict(), scale=1)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n", name
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert width > 300 and height > 200, name

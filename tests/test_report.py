@@ -468,3 +468,53 @@ def test_charts_render_offline_in_headless_chromium(report: Path, tmp_path: Path
     from_page = [h for h in hosts if not h.endswith(BROWSER_SERVICES)]
     assert from_page == [], f"requests left the page for {from_page}"
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+# --------------------------------------------------------------------------- a report to hand on
+
+
+def test_report_pages_show_no_code_by_default(report: Path) -> None:
+    for page in report.glob("0*.html"):
+        text = page.read_text(encoding="utf-8")
+        # nbconvert writes each code cell's source highlighted as hl-ipython3; without code, none is written.
+        assert "hl-ipython3" not in text, page.name
+        assert "open_audit(" not in text, page.name
+
+
+def test_report_index_opens_with_the_advertisers_kpis_and_their_flags(report: Path) -> None:
+    from webhook_core.report.findings import FLAGS, advertiser_kpis
+
+    index = (report / "index.html").read_text(encoding="utf-8")
+    assert index.index("<h2>Advertisers at a glance</h2>") < index.index("<h2>Pages</h2>")
+    with open_audit(report / build.AUDIT_DATABASE) as audit:
+        kpis = advertiser_kpis(audit)
+    section = index[index.index("<h2>Advertisers at a glance</h2>"):index.index("<h2>Pages</h2>")]
+    for row in kpis.to_dict("records"):
+        name = "All advertisers" if row["advertiser_id"] == "(all)" else row["advertiser_id"]
+        cells = re.search(rf"<tr><th>{re.escape(name)}</th>(.*?)</tr>", section)
+        assert cells is not None, name
+        assert f"{row['answer_rate']:.1%}" in cells.group(1)
+        flagged = sum(bool(row[f"flag_{flag.column}"]) for flag in FLAGS)
+        assert cells.group(1).count("⚑") == flagged, name
+    # On the sample slowbank answers 53.1 % of its leads in time: flagged, as every reader should see.
+    assert re.search(r"<tr><th>slowbank</th><td class=\"n\">544</td><td class=\"n red\">53\.1%", section)
+
+
+def test_report_passes_its_settings_and_filters_to_the_notebooks(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    injected: list[dict[str, object]] = []
+
+    def record(path: Path, executed: Path, parameters: dict[str, object], timeout_s: int) -> None:
+        injected.append(dict(parameters))
+        shutil.copy(path, executed)
+
+    monkeypatch.setattr(build, "_execute", record)
+    result = CliRunner().invoke(cli, ["report", str(SAMPLE), "--out", str(tmp_path / "out"), "--candidates", "10,20",
+                                      "--target", "0.9", "--lead", "L0000068", "--advertiser", "fastpay",
+                                      "--since", "2026-11-03T00:00:00Z", "--show-code"])
+    assert result.exit_code == 0, result.output
+    assert injected and all(
+        {key: parameters[key] for key in ("CANDIDATES", "TARGET", "LEAD", "ADVERTISERS", "WEBHOOKS", "SINCE", "UNTIL")}
+        == {"CANDIDATES": [10.0, 20.0], "TARGET": 0.9, "LEAD": "L0000068", "ADVERTISERS": ["fastpay"],
+            "WEBHOOKS": [], "SINCE": "2026-11-03T00:00:00+00:00", "UNTIL": None}
+        for parameters in injected)

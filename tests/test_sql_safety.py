@@ -56,6 +56,9 @@ SQL_PARAMETERS = {
     "kind": "a SQL type (rules.keys._list_at)",
     "passthrough": "column names (rules.keys.keys_sql)",
     "end": "the observation end, a SQL expression (audit.replay._build_sql)",
+    "curve_sql": "a Kaplan–Meier query (analysis.survival.thinned_sql)",
+    "column": "a column or a SQL expression over columns (audit.filters._webhook_condition)",
+    "versions": "a relation's qualified name (audit.filters._webhook_condition)",
 }
 
 _SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|COPY|COMMENT|SET|DESCRIBE|PRAGMA|"

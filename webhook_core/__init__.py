@@ -5,12 +5,13 @@ one callback at a time (:class:`OnlineMatcher`) and once set-based in DuckDB
 (:func:`replay`). The layers and where each thing lives: docs/architecture.md.
 This module re-exports the public API: loading, the replay, the online matcher
 and the analysis functions (rates, the per-lead headline, survival, timeouts, pairing, timeline, period
-comparison).
+comparison, evidence for advertisers).
 """
 
 from __future__ import annotations
 
 from webhook_core.analysis.compare import compare, compare_split
+from webhook_core.analysis.evidence import EVIDENCE_COLUMNS, evidence, evidence_summary
 from webhook_core.analysis.pairing import discover_locations, near_misses, pairing_validation
 from webhook_core.analysis.rates import disagreements, lead_headline, rates
 from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve, finishing_curve, wait_summary
@@ -57,6 +58,7 @@ __all__ = [
     "CALLBACK_ORDER",
     "CURVE_COLUMNS",
     "DEFAULT_CANDIDATES",
+    "EVIDENCE_COLUMNS",
     "LEAD_COLUMNS",
     "NOT_FOUND_BODY",
     "OK_BODY",
@@ -101,6 +103,8 @@ __all__ = [
     "connect",
     "disagreements",
     "discover_locations",
+    "evidence",
+    "evidence_summary",
     "extract_identifiers",
     "finishing_curve",
     "lead_headline",

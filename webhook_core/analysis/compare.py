@@ -8,12 +8,13 @@ every test of the run and at least ``min_change``:
 * rates (``answer_rate`` per lead; ``match_rate``, ``rate_404`` and each ``404_<reason>`` per callback;
   ``capture_rate``, the share of the answers that finish a wait that the current timeout keeps):
   the pooled two-proportion z-test, and Newcombe's hybrid score interval (from Wilson's) for the
-  difference;
+  difference. Callbacks come in clusters (a retry storm to one lead), which carry less information than
+  as many independent callbacks: each side's variance is scaled by its design effect (at least 1);
 * the finishing wait's Kaplan–Meier median and p90 (``wait_median_s``, ``wait_p90_s``): the log-rank
   test of the two curves, one p-value per group shared by both rows; no interval (see the docs).
 
-The counts come from one SQL statement per audit (:func:`rates` and one over the finishing waits,
-grouped by event time); the statistics are vectorised over the few groups.
+The counts come from SQL, a few statements per audit (:func:`rates`' lead counts, the callbacks' per
+cluster, the finishing waits' per group and event time); the statistics are vectorised over the groups.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import stats  # type: ignore[import-untyped]  # no stubs ship with scipy
 
 from webhook_core.analysis.rates import _keyed_callbacks, rates
 from webhook_core.analysis.survival import finishing_waits_sql
@@ -104,7 +105,15 @@ def period_figures(audit: Audit, *, by: Grouping = "webhook_id") -> PeriodFigure
     counts = leads.join(clusters[["callbacks", *_CALLBACK_COUNTS.values()]], how="outer").join(capture, how="outer")
     counts = counts.fillna(0).astype("int64")
     counts.index.name = "key"
-    return PeriodFigures(by, counts, _design_effects(clusters), waits[["key", "t_us", "events", "leaving"]])
+    design = _design_effects(clusters)
+    if audit.filters:
+        # A filter keeps a callback to another webhook that names a kept lead (audit/filters.py): its group is
+        # none the filters chose, and a few misrouted callbacks are no figure of it.
+        kept = set(audit.webhooks.webhook_ids) if by == "webhook_id" else {
+            v.advertiser_id for v in audit.webhooks.versions}
+        counts = counts[counts.index.isin(kept) | (counts["leads"] > 0)]
+        design = design[design.index.isin(counts.index)]
+    return PeriodFigures(by, counts, design, waits[["key", "t_us", "events", "leaving"]])
 
 
 def _clusters_sql(by: Grouping) -> str:
@@ -246,8 +255,12 @@ def compare_figures(before: PeriodFigures, after: PeriodFigures, *, min_change: 
     # then the rest, changes in the bad direction first, each by p-value: the likeliest regressions next.
     flagged = frame["flagged"].to_numpy()
     badness = np.where(waits, np.sign(change) * size, change) * sign
-    frame = frame.assign(_1=~flagged, _2=np.where(flagged, -badness, 0.0), _3=~flagged & ~frame["worse"].to_numpy())
-    frame = frame.sort_values(["_1", "_2", "_3", "p_value", "key", "metric"], na_position="last", kind="stable")
+    # Mirror images (match_rate down, rate_404 up by as much) tie, though their floats may differ in the last bit.
+    with np.errstate(divide="ignore"):
+        evidence = np.round(np.log(frame["p_value"].to_numpy(dtype=float)), 9)
+    frame = frame.assign(_1=~flagged, _2=np.round(np.where(flagged, -badness, 0.0), 12),
+                         _3=~flagged & ~frame["worse"].to_numpy(), _4=evidence)
+    frame = frame.sort_values(["_1", "_2", "_3", "_4", "key", "metric"], na_position="last", kind="stable")
     frame = frame.rename(columns={"key": before.by})[[before.by, *COMPARE_COLUMNS]].reset_index(drop=True)
     frame.attrs["tests"] = len(tests)
     return frame

@@ -35,7 +35,8 @@ UNKNOWN_ADVERTISER = "(unknown)"
 
 #: Per outcome, the hint of :func:`evidence_summary` where a group's rows do not all share one.
 GENERAL_HINTS = {
-    "not_found": "send the pcid exactly as we sent it with the lead, to the webhook the lead came from",
+    "not_found": "send the pcid (or external ID) exactly as we sent it with the lead, to the webhook the lead came "
+                 "from",
     "no_identifiers": "no pcid: send pcid in the query string, or map your field with Lead ID pairing",
     "wrong_webhook": "call the webhook the lead belongs to (named in each row)",
     "late": "call back before the webhook's timeout (each row names it)",
@@ -49,41 +50,41 @@ GENERAL_HINTS = {
 _IDENTIFIER_WORDS = "CASE {} WHEN 'conversion_id' THEN 'pcid' ELSE 'external ID' END"
 
 
-def _quoted(expr: str) -> str:
+def _quoted(column: str) -> str:
     """SQL: ``'value'`` in single quotes, for a reader (not SQL quoting)."""
-    return f"'''' || {expr} || ''''"
+    return f"'''' || {column} || ''''"
 
 
-def _duration(us: str) -> str:
+def _duration(column: str) -> str:
     """SQL: a non-negative duration in microseconds as ``12 min 3.0 s``, the format of
     :func:`webhook_core.timeutil.human_duration`, exact: rounded half up to the tenth of a second in integers."""
-    tenths = f"(({us}) + 50000) // 100000"
+    tenths = f"(({column}) + 50000) // 100000"
     return f"""(CASE WHEN {tenths} >= 36000 THEN ({tenths} // 36000)::VARCHAR || ' h '
                                                 || ({tenths} % 36000 // 600)::VARCHAR || ' min '
                      WHEN {tenths} >= 600 THEN ({tenths} // 600)::VARCHAR || ' min ' ELSE '' END
                 || ({tenths} % 600 // 10)::VARCHAR || '.' || ({tenths} % 10)::VARCHAR || ' s')"""
 
 
-def _setting(us: str) -> str:
+def _setting(column: str) -> str:
     """SQL: a timeout in microseconds as written in webhooks.json: ``30 s``, ``3,600 s``, ``0.5 s``."""
-    return f"""(CASE WHEN ({us}) % 1000000 = 0 THEN format('{{:,}}', ({us}) // 1000000)
-                     ELSE format('{{:g}}', ({us}) / 1e6) END || ' s')"""
+    return f"""(CASE WHEN ({column}) % 1000000 = 0 THEN format('{{:,}}', ({column}) // 1000000)
+                     ELSE format('{{:g}}', ({column}) / 1e6) END || ' s')"""
 
 
-def _moment(us: str) -> str:
+def _moment(column: str) -> str:
     """SQL: an instant in microseconds as ``2026-11-20 10:00:10 UTC`` (a fraction only where there is one)."""
-    return f"""(strftime(make_timestamp({us}), '%Y-%m-%d %H:%M:%S')
-                || CASE WHEN ({us}) % 1000000 <> 0
-                        THEN '.' || rtrim(lpad((({us}) % 1000000)::VARCHAR, 6, '0'), '0') ELSE '' END || ' UTC')"""
+    return f"""(strftime(make_timestamp({column}), '%Y-%m-%d %H:%M:%S')
+                || CASE WHEN ({column}) % 1000000 <> 0
+                        THEN '.' || rtrim(lpad((({column}) % 1000000)::VARCHAR, 6, '0'), '0') ELSE '' END || ' UTC')"""
 
 
-def _spaces(value: str) -> str:
-    """SQL: where ``value``'s spaces are, in words (a value the ``trim`` transform rescues has some)."""
-    return f"""CASE WHEN ltrim({value}) = {value}
-                    THEN CASE WHEN length({value}) - length(rtrim({value})) = 1 THEN 'a trailing space'
+def _spaces(column: str) -> str:
+    """SQL: where a value's spaces are, in words (a value the ``trim`` transform rescues has some)."""
+    return f"""CASE WHEN ltrim({column}) = {column}
+                    THEN CASE WHEN length({column}) - length(rtrim({column})) = 1 THEN 'a trailing space'
                               ELSE 'trailing spaces' END
-                    WHEN rtrim({value}) = {value}
-                    THEN CASE WHEN length({value}) - length(ltrim({value})) = 1 THEN 'a leading space'
+                    WHEN rtrim({column}) = {column}
+                    THEN CASE WHEN length({column}) - length(ltrim({column})) = 1 THEN 'a leading space'
                               ELSE 'leading spaces' END
                     ELSE 'spaces around it' END"""
 
@@ -201,6 +202,10 @@ def evidence(audit: Audit, *, all_callbacks: bool = False) -> pd.DataFrame:
                CASE
                    WHEN r.outcome = 'not_found' AND r.lead_quarantined
                    THEN 'our side: the lead''s dispatch was quarantined; not your fault'
+                   WHEN r.outcome = 'not_found' AND r.conversion_id IS NOT NULL
+                   THEN 'send the pcid exactly as we sent it with the lead, to the webhook the lead came from'
+                   WHEN r.outcome = 'not_found'
+                   THEN 'send the external ID exactly as in the lead we sent you, with your advertiser ID'
                    WHEN r.outcome = 'wrong_webhook'
                    THEN 'the lead belongs to ' || r.owner_webhook_id || ': call /webhooks/' || r.owner_webhook_id
                    WHEN r.outcome = 'late'
@@ -228,9 +233,10 @@ def evidence(audit: Audit, *, all_callbacks: bool = False) -> pd.DataFrame:
     return frame[list(EVIDENCE_COLUMNS)]
 
 
-def _general_hint(outcome: str) -> str:
+def _general_hint(column: str) -> str:
+    """SQL: the outcome in ``column``'s :data:`GENERAL_HINTS`."""
     whens = " ".join(f"WHEN {quote_literal(o)} THEN {quote_literal(h)}" for o, h in GENERAL_HINTS.items())
-    return f"CASE {outcome} {whens} END"
+    return f"CASE {column} {whens} END"
 
 
 def evidence_summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -242,6 +248,8 @@ def evidence_summary(frame: pd.DataFrame) -> pd.DataFrame:
     keys = ["advertiser_id", "webhook_id", "outcome", "lead_quarantined"]
     # Groups in the frame's order (advertiser, then webhook, a callback to no webhook last), outcomes in the
     # order of docs/semantics.md within each.
+    if frame.empty:
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in SUMMARY_COLUMNS})
     rows = frame.assign(webhook_id=frame["webhook_id"].fillna(""))
     rows["group"] = pd.factorize(pd.MultiIndex.from_frame(rows[["advertiser_id", "webhook_id"]]))[0]
     summary = rows.groupby([*keys, "group"], sort=False).agg(

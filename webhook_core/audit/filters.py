@@ -69,7 +69,12 @@ def apply_filters(audit: Audit, filters: Filters) -> Audit:
     con = audit.con
     (database,) = con.execute("SELECT current_database()").fetchone() or ("memory",)
     main = f"{quote_identifier(database)}.main"
-    webhooks = _webhook_condition(filters, f"{main}.{REPLAY_VERSIONS}")
+    versions = f"{main}.{REPLAY_VERSIONS}"
+    webhooks = _webhook_condition(filters, versions, "webhook_id")
+    # A callback is charged to the webhook its token names, live or not (rates.py); one naming a kept lead
+    # from another webhook is kept too, so the kept webhook's misrouted_in is whole.
+    charged = (f"({_webhook_condition(filters, versions, 'coalesce(webhook_id, token_webhook_id)')} "
+               f"OR {_webhook_condition(filters, versions, 'owner_webhook_id')})")
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW {DISPATCHES} AS
         SELECT * FROM {main}.{DISPATCHES}
@@ -79,7 +84,7 @@ def apply_filters(audit: Audit, filters: Filters) -> Audit:
         WHERE {webhooks} AND {_window("created_at", filters)};
         CREATE OR REPLACE TEMP VIEW {CALLBACK_OUTCOMES} AS
         SELECT * FROM {main}.{CALLBACK_OUTCOMES}
-        WHERE {webhooks} AND {_window("received_at", filters)};
+        WHERE {charged} AND {_window("received_at", filters)};
     """)
     # What the analyses computed and kept (pairing's request values) was of the whole audit.
     audit.cache.clear()
@@ -96,16 +101,16 @@ def _advertisers_of(webhooks: WebhookVersions, webhook_id: str) -> set[str]:
     return {v.advertiser_id for v in webhooks.versions if v.webhook_id == webhook_id}
 
 
-def _webhook_condition(filters: Filters, versions: str) -> str:
-    """SQL over a row's ``webhook_id``: its webhook is one of ``--webhook`` and belongs to one of
-    ``--advertiser`` (a webhook's advertiser is that of its versions)."""
+def _webhook_condition(filters: Filters, versions: str, column: str) -> str:
+    """SQL over ``column``, a webhook ID: it is one of ``--webhook`` and belongs to one of ``--advertiser``
+    (a webhook's advertiser is that of its versions); NULL passes neither."""
     conditions = ["true"]
     if filters.webhooks:
-        conditions.append(f"webhook_id IN ({', '.join(quote_literal(w) for w in filters.webhooks)})")
+        conditions.append(f"{column} IN ({', '.join(quote_literal(w) for w in filters.webhooks)})")
     if filters.advertisers:
         names = ", ".join(quote_literal(a) for a in filters.advertisers)
-        conditions.append(f"webhook_id IN (SELECT webhook_id FROM {versions} WHERE advertiser_id IN ({names}))")
-    return " AND ".join(conditions)
+        conditions.append(f"{column} IN (SELECT webhook_id FROM {versions} WHERE advertiser_id IN ({names}))")
+    return "coalesce(" + " AND ".join(conditions) + ", false)"
 
 
 def _window(column: str, filters: Filters) -> str:

@@ -34,6 +34,7 @@ from types import TracebackType
 
 import duckdb
 import pyarrow as pa
+from pyarrow import parquet
 
 from webhook_core.audit.replay import (
     CALLBACK_COLUMNS,
@@ -52,7 +53,6 @@ from webhook_core.rules.settings import WebhookVersions
 from webhook_core.timeutil import from_us, to_us
 
 try:
-    from pyspark import StorageLevel
     from pyspark.errors import PySparkException
     from pyspark.sql import DataFrame, SparkSession
 except ImportError as error:  # the spark extra is not installed
@@ -119,8 +119,8 @@ def spark_session(master: str | None = None) -> SparkSession:
 class SparkReplay:
     """The replay's outputs as Spark DataFrames, lazily computed from the staged Parquet files.
 
-    Use it as a context manager (or call :meth:`close`): the DataFrames read the staging folder, which
-    :meth:`close` removes when the replay made it, and the extracted keys, cached until then.
+    Use it as a context manager (or call :meth:`close`): the DataFrames read the staging folder (the loaded
+    rows and the extracted keys), which :meth:`close` removes when the replay made it.
     """
 
     #: Every column of ``callback_outcomes`` but ``ord`` (:data:`CALLBACK_OUTCOME_COLUMNS`), in judging order.
@@ -129,7 +129,6 @@ class SparkReplay:
     lead_outcomes: DataFrame
     observation_end: datetime | None
     stage_dir: Path
-    _cached: DataFrame
     _owns_stage: bool
     _closed: bool = field(default=False)
 
@@ -149,7 +148,6 @@ class SparkReplay:
         if self._closed:
             return
         self._closed = True
-        self._cached.unpersist()
         if self._owns_stage:
             shutil.rmtree(self.stage_dir, ignore_errors=True)
 
@@ -200,19 +198,21 @@ def replay_loaded(spark: SparkSession, con: duckdb.DuckDBPyConnection, loaded: D
         if partitions is not None:
             callbacks = callbacks.repartition(int(partitions))
         keys = callbacks.mapInArrow(partial(_keys_of_partition, _task_sql(webhooks)), _KEYS_SCHEMA)
-        # Both outputs read the keys: extract them once.
-        keys = keys.persist(StorageLevel.MEMORY_AND_DISK)
+        # Written once and read back: the matching reads the keys in several places, and Spark would extract
+        # them again for each (a cached DataFrame was not reused there).
+        keys.write.mode("overwrite").parquet((stage / "keys.parquet").resolve().as_uri())
+        keys = spark.read.parquet((stage / "keys.parquet").resolve().as_uri())
+        _stage_versions(versions, stage)
         callback_outcomes, lead_outcomes = _match(
-            spark, keys,
-            dispatches=spark.read.parquet((stage / "dispatches.parquet").resolve().as_uri()),
-            quarantined=spark.read.parquet((stage / "dispatch_quarantine.parquet").resolve().as_uri()),
-            versions=_versions_frame(spark, versions), end_us=end_us)
+            spark, keys, end_us=end_us,
+            **{name: spark.read.parquet((stage / f"{name}.parquet").resolve().as_uri())
+               for name in ("dispatches", "dispatch_quarantine", "versions")})
     except BaseException:
         if owns_stage:
             shutil.rmtree(stage, ignore_errors=True)
         raise
     resolved_end = observation_end if observation_end is not None or end_us is None else from_us(end_us)
-    return SparkReplay(callback_outcomes, lead_outcomes, resolved_end, stage, keys, owns_stage)
+    return SparkReplay(callback_outcomes, lead_outcomes, resolved_end, stage, owns_stage)
 
 
 def _stage(con: duckdb.DuckDBPyConnection, stage: Path) -> None:
@@ -249,14 +249,18 @@ def _keys_of_partition(sql: str, batches: Iterator[pa.RecordBatch]) -> Iterator[
         con.close()
 
 
-def _versions_frame(spark: SparkSession, webhooks: WebhookVersions) -> DataFrame:
+def _stage_versions(webhooks: WebhookVersions, stage: Path) -> None:
+    """The versions (with the what-if timeouts) as ``versions.parquet``: a Parquet scan gives Spark their size,
+    so it broadcasts small ones (a DataFrame made from Python rows would be of unknown size)."""
     rows = [(v.webhook_id, v.wait, v.timeout_us, None if v.active_from is None else to_us(v.active_from),
              None if v.active_to is None else to_us(v.active_to)) for v in webhooks.versions]
-    return spark.createDataFrame(rows, "webhook_id STRING, wait BOOLEAN, timeout_us BIGINT, active_from_us BIGINT, "
-                                       "active_to_us BIGINT")
+    names = ("webhook_id", "wait", "timeout_us", "active_from_us", "active_to_us")
+    types = (pa.string(), pa.bool_(), pa.int64(), pa.int64(), pa.int64())
+    columns = [pa.array([row[index] for row in rows], kind) for index, kind in enumerate(types)]
+    parquet.write_table(pa.table(columns, names=list(names)), stage / "versions.parquet")
 
 
-def _match(spark: SparkSession, keys: DataFrame, *, dispatches: DataFrame, quarantined: DataFrame,
+def _match(spark: SparkSession, keys: DataFrame, *, dispatches: DataFrame, dispatch_quarantine: DataFrame,
            versions: DataFrame, end_us: int | None) -> tuple[DataFrame, DataFrame]:
     """``replay.py``'s matching in Spark SQL: ``callback_outcomes`` and ``lead_outcomes`` (every column)."""
     end = "CAST(NULL AS BIGINT)" if end_us is None else str(int(end_us))
@@ -266,10 +270,8 @@ def _match(spark: SparkSession, keys: DataFrame, *, dispatches: DataFrame, quara
     resolved = spark.sql(_RESOLVED, by_conversion=by_conversion, by_external=by_external)
     lead_calls = spark.sql(_lead_calls_sql(end), resolved=resolved)
     callback_outcomes = spark.sql(
-        _CALLBACK_OUTCOMES, args={"not_found": NOT_FOUND_BODY.decode()}, resolved=resolved, lead_calls=lead_calls, versions=versions,
-        quarantined_conversions=quarantined.where("conversion_id IS NOT NULL").select("conversion_id").distinct(),
-        quarantined_externals=quarantined.where("external_id IS NOT NULL")
-        .select("external_id", "advertiser_id").distinct())
+        _CALLBACK_OUTCOMES, args={"not_found": NOT_FOUND_BODY.decode()}, resolved=resolved, lead_calls=lead_calls,
+        versions=versions, dispatch_quarantine=dispatch_quarantine)
     lead_outcomes = spark.sql(_lead_outcomes_sql(end), leads=leads, lead_calls=lead_calls)
     return (callback_outcomes.orderBy("us", "seq").select(*CALLBACK_OUTCOME_COLUMNS),
             lead_outcomes.orderBy("row").select(*LEAD_OUTCOME_COLUMNS))
@@ -358,8 +360,8 @@ _TOKEN_STATUS = (f"CASE WHEN token_webhook_id IS NOT NULL THEN {quote_literal(TO
                  f"ELSE {quote_literal(TOKEN_NEVER_CONFIGURED)} END")
 
 
-#: ``callback_outcome_rows`` and the ``callback_outcomes`` view in one: outcomes by name, not code. The
-#: quarantined dispatches' identifiers and the configured webhooks are joined (DuckDB's ``IN (SELECT …)``).
+#: ``callback_outcome_rows`` and the ``callback_outcomes`` view in one: outcomes by name, not code. The 404 body
+#: is a parameter: ``spark.sql`` would read its braces as a placeholder.
 _CALLBACK_OUTCOMES = f"""
     SELECT seq, request_id, timestamp_micros(us) AS received_at, webhook_id, token, conversion_id, external_id,
            advertiser_id, matched_by, lead_id, outcome,
@@ -388,17 +390,15 @@ _CALLBACK_OUTCOMES = f"""
                CASE WHEN r.lead_row IS NOT NULL THEN (r.us - r.created_us) / 1e6 END AS wait_s,
                r.recorded_status, r.lead_row, r.is_interim, r.body_kind,
                coalesce(r.lead_row IS NULL AND r.webhook_id IS NOT NULL AND (
-                   qc.conversion_id IS NOT NULL
-                   OR (r.external_id IS NOT NULL AND qe.external_id IS NOT NULL)), false) AS lead_quarantined,
+                   r.conversion_id IN (SELECT conversion_id FROM {{dispatch_quarantine}} WHERE conversion_id IS NOT NULL)
+                   OR (r.external_id IS NOT NULL AND EXISTS (
+                       SELECT 1 FROM {{dispatch_quarantine}} q
+                       WHERE q.external_id = r.external_id AND q.advertiser_id = r.advertiser_id))), false)
+                   AS lead_quarantined,
                r.owner_webhook_id,
-               CASE WHEN NOT r.refused AND r.webhook_id IS NULL AND t.webhook_id IS NOT NULL THEN r.token END
-                   AS token_webhook_id
-        FROM {{resolved}} r
-        LEFT JOIN {{lead_calls}} f ON f.lead_row = r.lead_row
-        LEFT JOIN {{quarantined_conversions}} qc ON qc.conversion_id = r.conversion_id
-        LEFT JOIN {{quarantined_externals}} qe
-          ON qe.external_id = r.external_id AND qe.advertiser_id = r.advertiser_id
-        LEFT JOIN (SELECT DISTINCT webhook_id FROM {{versions}}) t ON t.webhook_id = r.token
+               CASE WHEN NOT r.refused AND r.webhook_id IS NULL
+                         AND r.token IN (SELECT webhook_id FROM {{versions}}) THEN r.token END AS token_webhook_id
+        FROM {{resolved}} r LEFT JOIN {{lead_calls}} f ON f.lead_row = r.lead_row
     )
 """
 

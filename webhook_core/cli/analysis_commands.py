@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,15 +13,17 @@ from webhook_core.analysis.pairing import discover_locations, near_misses, pairi
 from webhook_core.analysis.rates import disagreements, lead_headline, rates
 from webhook_core.analysis.survival import CURVE_COLUMNS, capture_curve, wait_summary
 from webhook_core.analysis.timeline import lead_timeline
-from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES, blocking_webhooks, timeout_advice, timeout_whatifs
+from webhook_core.analysis.timeouts import blocking_webhooks, timeout_advice, timeout_whatifs
 from webhook_core.audit.filters import Filters
 from webhook_core.cli.errors import user_errors
 from webhook_core.cli.output import percent, print_table, seconds, stdout, write_frame, write_json
 from webhook_core.cli.params import (
+    candidates_option,
     end_option,
     filter_options,
     out_option,
     quarantine_option,
+    target_option,
     timestamp_format_option,
 )
 from webhook_core.cli.replay_commands import replayed
@@ -164,11 +165,8 @@ def wait_times_command(dataset: Path, out_file: Path | None, observation_end: da
 @click.argument("dataset", type=click.Path(path_type=Path))
 @out_option("Also write one row per waiting webhook and candidate timeout; the advice goes beside it as "
             "STEM.advice.EXT.")
-@click.option("--candidates", default=",".join(f"{c:g}" for c in DEFAULT_CANDIDATES), show_default=True,
-              help="Candidate timeouts in seconds, comma-separated (the what-if table only; the advice reads "
-                   "no candidates).")
-@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
-              help="Recommend the smallest whole second that keeps this share of the answers that finish a wait.")
+@candidates_option
+@target_option
 @click.option("--max-timeout", "max_timeout", type=click.IntRange(min=1), default=None, metavar="SECONDS",
               help="Recommend no timeout longer than this many whole seconds; the advice then says what the cap "
                    "keeps.")
@@ -176,21 +174,15 @@ def wait_times_command(dataset: Path, out_file: Path | None, observation_end: da
 @quarantine_option
 @timestamp_format_option
 @filter_options
-def timeouts_command(dataset: Path, out_file: Path | None, candidates: str, target: float, max_timeout: int | None,
+def timeouts_command(dataset: Path, out_file: Path | None, candidates: tuple[float, ...], target: float,
+                     max_timeout: int | None,
                      observation_end: datetime | None,
                      max_quarantined: float, timestamp_format: str | None, filters: Filters) -> None:
     """What each candidate timeout would have done, per webhook that waits, and the timeout that keeps a target
     share of the answers that finish a wait."""
-    try:
-        values = [float(c) for c in candidates.split(",") if c.strip()]
-        if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter(f"{candidates!r}: write positive seconds separated by commas, e.g. 5,30,300",
-                                 param_hint="'--candidates'") from None
     with user_errors():
         audit = replayed(dataset, observation_end, max_quarantined, timestamp_format, filters)
-        frame = timeout_whatifs(audit, values)
+        frame = timeout_whatifs(audit, candidates)
         advice = timeout_advice(audit, target, max_timeout)
         _print_advice(advice, target)
         blocked = blocking_webhooks(audit)

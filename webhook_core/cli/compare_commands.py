@@ -60,7 +60,9 @@ def compare_command(before: Path, after: Path | None, split_at: datetime | None,
             audit = replayed(before, None, max_quarantined, timestamp_format)
             frame = compare_split(audit, split_at, by=key, filters=filters,  # type: ignore[arg-type]
                                   min_change=min_change / 100, alpha=alpha)
-            stdout.print(f"Comparing {before} before {split_at.isoformat()} with at or after it", highlight=False)
+            only = f", only {filters.describe()}" if filters else ""
+            stdout.print(f"Comparing {before} before {split_at.isoformat()} with at or after it{only}",
+                         highlight=False)
         elif after is not None:
             first = replayed(before, None, max_quarantined, timestamp_format, filters)
             second = replayed(after, None, max_quarantined, timestamp_format, filters)
@@ -73,9 +75,9 @@ def compare_command(before: Path, after: Path | None, split_at: datetime | None,
 
 def _print(frame: pd.DataFrame, key: str, min_change: float, alpha: float) -> None:
     tests = int(frame.attrs.get("tests", 0))
-    stdout.print(f"{tests:,} tests; flagged: p < {alpha:g} after Holm's correction across all of them, and a change "
+    stdout.print(f"{tests:,} tests; flagged: p < {alpha:g} after Holm's correction across all of them, and a change\n"
                  f"of at least {min_change:g} percentage points (finishing waits: {min_change:g} % of the value "
-                 "before). Rates in %, changes in percentage points (pp).", highlight=False)
+                 "before).\nShares in %, changes in percentage points (pp).", highlight=False)
     flagged = frame[frame["flagged"]]
     if flagged.empty:
         stdout.print("Nothing flagged: no change is both significant and that large.", highlight=False)

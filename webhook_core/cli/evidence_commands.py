@@ -37,7 +37,7 @@ _NAME_CHARS = 31
 #: Widths in characters: enough for the usual value, capped so a body does not push the hint off screen.
 _WIDTHS = {"received_at": 25, "method": 8, "outcome": 15, "lead_quarantined": 9, "callbacks": 10,
            "near_misses": 12}
-_MAX_WIDTH = 60
+_MIN_WIDTH, _MAX_WIDTH = 10, 60
 
 
 def _out_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
@@ -85,8 +85,8 @@ def _print_counts(frame: pd.DataFrame, all_callbacks: bool) -> None:
     counts = summary.groupby(["group", "position", "advertiser_id", "outcome"], as_index=False)[
         ["callbacks", "near_misses", "lead_quarantined"]].sum().drop(columns=["group", "position"])
     print_table(counts.itertuples(index=False, name=None), list(counts.columns), title=TERMINAL_TITLE)
-    stdout.print("near_misses: rows a near-miss would have paired (see near_miss); lead_quarantined: not_found "
-                 "because our load quarantined the lead's dispatch, not the advertiser's doing.", highlight=False)
+    stdout.print("near_misses: rows a near-miss would have paired (column near_miss); lead_quarantined: our "
+                 "load's doing, not the advertiser's.", highlight=False)
 
 
 def write_evidence(frame: pd.DataFrame, path: Path) -> Path:
@@ -154,7 +154,9 @@ def _write_sheet(sheet: WriteOnlyWorksheet, frame: pd.DataFrame) -> None:
         letter = get_column_letter(index + 1)
         lengths = frame[column].dropna().astype(str).str.len()
         natural = max(len(str(column)), int(lengths.max()) if len(lengths) else 0) + 2
-        sheet.column_dimensions[letter].width = _WIDTHS.get(str(column), min(natural, _MAX_WIDTH))
+        # Worksheet._setup gives a write-only sheet its column_dimensions; the stubs do not list them.
+        sheet.column_dimensions[letter].width = _WIDTHS.get(  # type: ignore[attr-defined]
+            str(column), min(max(natural, _MIN_WIDTH), _MAX_WIDTH))
     bold = Font(bold=True)
     header = []
     for column in frame.columns:
@@ -166,7 +168,7 @@ def _write_sheet(sheet: WriteOnlyWorksheet, frame: pd.DataFrame) -> None:
         sheet.append([_cell(sheet, value) for value in row])
 
 
-def _cell(sheet: WriteOnlyWorksheet, value: object) -> WriteOnlyCell | object:
+def _cell(sheet: WriteOnlyWorksheet, value: object) -> object:
     if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
         return None
     if isinstance(value, str):

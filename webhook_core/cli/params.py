@@ -4,6 +4,7 @@ options, each failing with one line that says how to write the value."""
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -12,14 +13,15 @@ from typing import Any, TypeVar
 
 import click
 
+from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES
 from webhook_core.audit.filters import Filters
 from webhook_core.load.gate import DEFAULT_MAX_QUARANTINED
 from webhook_core.load.timestamps import check_timestamp_format
 from webhook_core.rules.settings import parse_timestamp
 
-__all__ = ["MemorySize", "Share", "TimeoutOption", "Timestamp", "TimestampFormat", "end_option", "filter_options",
-           "out_option",
-           "quarantine_option", "timestamp_format_option"]
+__all__ = ["MemorySize", "Seconds", "Share", "TimeoutOption", "Timestamp", "TimestampFormat", "candidates_option",
+           "end_option", "filter_options", "out_option", "quarantine_option", "target_option",
+           "timestamp_format_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -167,3 +169,36 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         decorated = option(decorated)
     return decorated
+
+
+class Seconds(click.ParamType):  # type: ignore[type-arg]
+    """Positive seconds separated by commas, e.g. ``5,30,300``, as a tuple of floats."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[float, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            values = tuple(float(c) for c in str(value).split(",") if c.strip())
+            if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+                raise ValueError
+        except ValueError:
+            self.fail(f"{value!r}: write positive seconds separated by commas, e.g. 5,30,300", param, ctx)
+        return values
+
+
+def candidates_option(command: F) -> F:
+    """``--candidates``: the timeouts the what-if table tries."""
+    return click.option(
+        "--candidates", type=Seconds(), default=",".join(f"{c:g}" for c in DEFAULT_CANDIDATES), show_default=True,
+        help="Candidate timeouts in seconds, comma-separated (the what-if table only; the advice reads no "
+             "candidates).")(command)
+
+
+def target_option(command: F) -> F:
+    """``--target``: the share of the answers that finish a wait the timeout advice keeps."""
+    return click.option(
+        "--target", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
+        help="Recommend the smallest whole second that keeps this share of the answers that finish a wait.",
+    )(command)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn
 
+from webhook_core.audit.filters import Filters
 from webhook_core.cli.errors import user_errors
 from webhook_core.cli.output import print_warnings, stderr, stdout
-from webhook_core.cli.params import MemorySize, quarantine_option, timestamp_format_option
+from webhook_core.cli.params import (
+    MemorySize,
+    candidates_option,
+    end_option,
+    filter_options,
+    quarantine_option,
+    target_option,
+    timestamp_format_option,
+)
 from webhook_core.cli.replay_commands import DUCKDB_SHARE, duckdb_memory_limit
 from webhook_core.synth.generate import generate
 
@@ -26,16 +36,27 @@ __all__ = ["generate_command", "report_command"]
               help="Memory budget of the replay and of each notebook, e.g. 4GiB. DuckDB is given "
                    f"{DUCKDB_SHARE:.0%} of it and spills to disk beyond that.")
 @click.option("--temp-dir", type=click.Path(path_type=Path), default=None, help="Where DuckDB spills.")
+@click.option("--show-code", is_flag=True, help="Keep the notebooks' code on the pages (hidden by default: the report "
+                                                 "is for people who do not read code).")
+@candidates_option
+@target_option
+@click.option("--lead", default=None, metavar="ID",
+              help="The lead (lead or conversion ID) whose timeline page 04 shows (default: the one with most "
+                   "callbacks).")
+@end_option
 @quarantine_option
 @timestamp_format_option
+@filter_options
 def report_command(dataset: Path, out_dir: Path, with_http: bool, memory_limit: int | None,
-                   temp_dir: Path | None, max_quarantined: float, timestamp_format: str | None) -> None:
+                   temp_dir: Path | None, show_code: bool, candidates: tuple[float, ...], target: float,
+                   lead: str | None, observation_end: datetime | None, max_quarantined: float,
+                   timestamp_format: str | None, filters: Filters) -> None:
     """Run notebooks 01-04 on DATASET and write a self-contained HTML report (charts work offline).
 
     DATASET is a dataset folder, replayed once into OUT/audit.duckdb, or an audit database
     (webhook-audit replay --database). Notebook 05 (the receiver over HTTP) joins with --with-http.
     """
-    from webhook_core.report.build import build_report
+    from webhook_core.report.build import ReportSettings, build_report
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with user_errors(), Progress(*columns, console=stderr, transient=True) as progress:
@@ -51,7 +72,9 @@ def report_command(dataset: Path, out_dir: Path, with_http: bool, memory_limit: 
                              memory_limit=duckdb_memory_limit(memory_limit),
                              temp_directory=None if temp_dir is None else str(temp_dir.resolve()),
                              max_quarantined=max_quarantined, timestamp_format=timestamp_format,
-                             warn=print_warnings)
+                             warn=print_warnings, show_code=show_code, observation_end=observation_end,
+                             settings=ReportSettings(candidates=candidates, target=target, lead=lead,
+                                                     filters=filters))
     for page in pages:
         stdout.print(f"wrote {page.html}", highlight=False)
     stdout.print(f"open {out_dir / 'index.html'}", highlight=False)

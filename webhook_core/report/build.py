@@ -14,25 +14,30 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import nbformat
+import pandas as pd
 import papermill
 from nbconvert import HTMLExporter
 
 from webhook_core import exceptions
 from webhook_core.analysis.rates import lead_headline
+from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES
 from webhook_core.audit.audit import NOTHING_THERE, open_audit
 from webhook_core.audit.database import write_audit_database
+from webhook_core.audit.filters import Filters
 from webhook_core.audit.schema import read_meta
 from webhook_core.exceptions import AuditDatabaseLockedError, ReportError
 from webhook_core.load.dataset import connect
+from webhook_core.report.findings import FLAGS, advertiser_kpis
 
-__all__ = ["AUDIT_DATABASE", "HTTP_NOTEBOOK", "NOTEBOOKS_DIR", "ReportPage", "build_report", "notebook_paths",
-           "report_notebooks"]
+__all__ = ["AUDIT_DATABASE", "HTTP_NOTEBOOK", "NOTEBOOKS_DIR", "ReportPage", "ReportSettings", "build_report",
+           "notebook_paths", "report_notebooks"]
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent / "notebooks"
 HTTP_NOTEBOOK = "05_http_replay.ipynb"
@@ -47,6 +52,27 @@ ReportProgress = Callable[[str, int, int], None]
 _USER_ERRORS = frozenset(exceptions.__all__)
 
 _REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSettings:
+    """What the notebooks are asked, injected after their ``parameters`` cell: the what-if candidates, the
+    advice's target, the lead whose timeline page 04 shows (None: the one with most callbacks), and the
+    filters every page applies (webhook_core.audit.filters)."""
+
+    candidates: tuple[float, ...] = DEFAULT_CANDIDATES
+    target: float = 0.95
+    lead: str | None = None
+    filters: Filters = field(default_factory=Filters)
+
+    def parameters(self) -> dict[str, object]:
+        filters = self.filters
+        return {
+            "CANDIDATES": list(self.candidates), "TARGET": self.target, "LEAD": self.lead or "",
+            "ADVERTISERS": list(filters.advertisers), "WEBHOOKS": list(filters.webhooks),
+            "SINCE": None if filters.since is None else filters.since.isoformat(),
+            "UNTIL": None if filters.until is None else filters.until.isoformat(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +100,8 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
                  timeout_s: int = 1800, memory_limit: str | None = None,
                  temp_directory: str | None = None, max_quarantined: float | None = None,
                  timestamp_format: str | None = None,
-                 warn: Callable[[Sequence[str]], None] | None = None) -> list[ReportPage]:
+                 warn: Callable[[Sequence[str]], None] | None = None, show_code: bool = False,
+                 observation_end: datetime | None = None, settings: ReportSettings | None = None) -> list[ReportPage]:
     """Execute each notebook on ``dataset`` and write ``out_dir/NN_name.html`` and ``out_dir/index.html``.
 
     ``dataset`` is a dataset folder, replayed once into ``out_dir/audit.duckdb``, or an audit database
@@ -91,13 +118,17 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
     (out / "executed").mkdir(exist_ok=True)
     paths = notebooks if notebooks is not None else report_notebooks(with_http=with_http)
     limits = {"MEMORY_LIMIT": memory_limit, "TEMP_DIRECTORY": temp_directory}
-    database, folder, warnings = _audit_database(dataset, out, limits, max_quarantined, timestamp_format)
+    database, folder, warnings = _audit_database(dataset, out, limits, max_quarantined, timestamp_format,
+                                                 observation_end)
+    injected = (settings or ReportSettings()).parameters()
     if warn is not None and warnings:
         warn(warnings)
     if folder is None and any(p.name == HTTP_NOTEBOOK for p in paths):
         raise ReportError(f"{dataset}: {HTTP_NOTEBOOK} sends the dataset's callbacks to the receiver, and the folder "
                           "this audit database was replayed from is not there; give the dataset folder")
-    exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True)
+    # For people who do not read code: the pages show what the cells print and draw (show_code keeps the code).
+    exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True,
+                            exclude_input=not show_code)
     pages = []
     for index, path in enumerate(paths):
         if progress is not None:
@@ -105,7 +136,7 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
         executed = out / "executed" / path.name
         # The receiver of notebook 05 reads the dataset folder itself; the others read the audit database.
         source = folder if path.name == HTTP_NOTEBOOK and folder is not None else database
-        _execute(path, executed, {"DATASET": str(source), **limits}, timeout_s)
+        _execute(path, executed, {"DATASET": str(source), **limits, **injected}, timeout_s)
         notebook = nbformat.read(executed, as_version=4)
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": path.stem}})
         page = out / f"{path.stem}.html"
@@ -119,7 +150,8 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
 
 
 def _audit_database(dataset: Path, out: Path, limits: dict[str, str | None], max_quarantined: float | None,
-                    timestamp_format: str | None) -> tuple[Path, Path | None, tuple[str, ...]]:
+                    timestamp_format: str | None,
+                    observation_end: datetime | None) -> tuple[Path, Path | None, tuple[str, ...]]:
     """The database the notebooks read (``dataset`` itself, or ``out/audit.duckdb`` replayed from it) and
     the dataset folder, if there is one."""
     if dataset.is_file():
@@ -127,7 +159,7 @@ def _audit_database(dataset: Path, out: Path, limits: dict[str, str | None], max
             raise ReportError(f"{dataset}: an audit database was loaded already; --timestamp-format applies to a "
                               "dataset folder (replay it again with the format)")
         # Not an audit database, or of another version: the library's one-line error before any notebook runs.
-        with open_audit(dataset, max_quarantined=max_quarantined) as audit:
+        with open_audit(dataset, max_quarantined=max_quarantined, observation_end=observation_end) as audit:
             meta = read_meta(audit.con) or {}
         replayed_from = Path(meta.get("dataset", ""))
         return (dataset, replayed_from if meta.get("dataset") and replayed_from.is_dir() else None,
@@ -145,13 +177,13 @@ def _audit_database(dataset: Path, out: Path, limits: dict[str, str | None], max
                                        path=str(database)) from exc
     try:
         loaded, _ = write_audit_database(con, dataset, max_quarantined=max_quarantined,
-                                         timestamp_format=timestamp_format)
+                                         timestamp_format=timestamp_format, observation_end=observation_end)
     finally:
         con.close()
     return database, dataset, loaded.warnings
 
 
-def _execute(path: Path, executed: Path, parameters: dict[str, str | None], timeout_s: int) -> None:
+def _execute(path: Path, executed: Path, parameters: Mapping[str, object], timeout_s: int) -> None:
     try:
         papermill.execute_notebook(
             str(path), str(executed), parameters=parameters, cwd=str(path.parent),
@@ -186,10 +218,12 @@ def _index(pages: list[ReportPage], dataset: Path, database: Path) -> str:
 li{{margin-bottom:1rem}} p{{margin:.25rem 0 0;color:#444}} code{{background:#f4f4f4;padding:0 .2rem}}
 table{{border-collapse:collapse;margin:.5rem 0}} th,td{{padding:.2rem .7rem;border-bottom:1px solid #ddd}}
 th{{text-align:left}} td.n{{text-align:right;font-variant-numeric:tabular-nums}} dt{{font-weight:600}}
+td.red{{color:#b00020;font-weight:600}}
 dd{{margin:0 0 .4rem 0;color:#444}}</style>
 </head><body>
 <h1>webhook-audit report</h1>
 <p>Dataset: <code>{html.escape(str(dataset))}</code></p>
+{_kpi_section(database)}
 {_headline_section(database)}
 <h2>Pages</h2>
 <ol>
@@ -209,6 +243,45 @@ _HEADLINE_WORDS = (
     ("404s per lead", "Callbacks to this webhook answered 404 (\u201cWaiting Webhook not found\u201d), divided by "
                       "its leads. Every retry counts, so an advertiser that retries failed callbacks can exceed 1."),
 )
+
+
+def _kpi_section(database: Path) -> str:
+    """Per advertiser: the KPIs of webhook_core.report.findings with their red flags, and what each means."""
+    with open_audit(database) as audit:
+        kpis = advertiser_kpis(audit)
+    heading = "<h2>Advertisers at a glance</h2>"
+    if kpis.empty or int(kpis["leads"].sum()) == 0:
+        return f"{heading}\n<p>No leads were loaded, so there are no per-advertiser figures.</p>"
+    columns = [("Leads", "leads", "{:,}"), ("Answer rate", "answer_rate", "{:.1%}"),
+               ("Timed out", "timed_out_share", "{:.1%}"), ("Misrouted", "misrouted", "{:,}"),
+               ("Quarantined", "quarantined", "{:,}"), ("Disagreement", "disagreement_rate", "{:.1%}")]
+    flagged = {flag.column for flag in FLAGS}
+    rows = []
+    for row in kpis.to_dict("records"):
+        name = "All advertisers" if row["advertiser_id"] == "(all)" else str(row["advertiser_id"])
+        cells = []
+        for _, column, form in columns:
+            value = row[column]
+            text = "" if pd.isna(value) else form.format(value)
+            red = column in flagged and bool(row[f"flag_{column}"])
+            cells.append(f'<td class="n{" red" if red else ""}">{html.escape(text)}{" ⚑" if red else ""}</td>')
+        rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
+    header = "".join(f"<th>{html.escape(title)}</th>" for title, _, _ in columns)
+    flags = "\n".join(f"<li>{html.escape(flag.words)}</li>" for flag in FLAGS)
+    return f"""{heading}
+<table>
+<thead><tr><th>Advertiser</th>{header}</tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody>
+</table>
+<p>⚑ marks a figure that needs a word with the advertiser:</p>
+<ul>
+{flags}
+</ul>
+<p>Misrouted: callbacks sent to another webhook than their lead's (either side). Quarantined: dispatches the
+load could not read, and callbacks that named them. Disagreement: recorded answers production gave
+otherwise than the model.</p>"""
 
 
 def _headline_section(database: Path) -> str:

@@ -76,11 +76,12 @@ def _webhook_color_expr(colors: alt.Scale, value: str) -> str:
     return f'indexof({domain}, {value}) >= 0 ? {colours}[indexof({domain}, {value})] : "black"'
 
 
-def _webhook_labels(colors: alt.Scale | None, value: str = "datum.value") -> dict[str, object]:
-    """Axis properties that write each webhook ID in its colour (nothing without ``colors``)."""
+def _webhook_axis(colors: alt.Scale | None, value: str = "datum.value") -> alt.Axis:
+    """An axis that writes each webhook ID (``value``, from its label's value) in its colour (a plain one without
+    ``colors``)."""
     if colors is None:
-        return {}
-    return {"labelColor": alt.ExprRef(_webhook_color_expr(colors, value)), "labelFontWeight": "bold"}
+        return alt.Axis()
+    return alt.Axis(labelColor=alt.ExprRef(_webhook_color_expr(colors, value)), labelFontWeight="bold")
 
 
 def _webhook_header(colors: alt.Scale | None, field: str = "webhook_id") -> alt.Header:
@@ -108,7 +109,7 @@ def outcome_chart(counts: pd.DataFrame, *, colors: alt.Scale | None = None) -> a
     outcomes = [o for o in OUTCOME_COLORS if o in counts.columns]
     long = counts[["webhook_id", *outcomes]].melt(id_vars=["webhook_id"], var_name="outcome", value_name="n")
     return alt.Chart(long, title="Callbacks per webhook by outcome").mark_bar().encode(
-        y=alt.Y("webhook_id:N", title="Webhook", axis=alt.Axis(**_webhook_labels(colors))),
+        y=alt.Y("webhook_id:N", title="Webhook", axis=_webhook_axis(colors)),
         x=alt.X("sum(n):Q", title="Callbacks"),
         color=alt.Color("outcome:N", scale=_color(outcomes), title="Outcome", sort=outcomes),
         order=alt.Order("outcome_order:Q"),
@@ -140,7 +141,7 @@ def rates_chart(frame: pd.DataFrame, key: str = "webhook_id", *, colors: alt.Sca
     return alt.Chart(data, title=alt.Title(
         f"Callbacks per {label.lower()}: matched, interim and answered 404 by reason",
         subtitle="Each bar is all of its callbacks (100 %)")).mark_bar().encode(
-        y=alt.Y(f"{key}:N", title=label, axis=alt.Axis(**_webhook_labels(colors if key == "webhook_id" else None))),
+        y=alt.Y(f"{key}:N", title=label, axis=_webhook_axis(colors if key == "webhook_id" else None)),
         x=alt.X("share:Q", title="Share of callbacks", stack="zero", axis=alt.Axis(format="%"),
                 scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("outcome:N", title="Callback outcome", sort=segments,
@@ -186,7 +187,7 @@ def lead_states_chart(headline: pd.DataFrame, key: str = "webhook_id", *,
     return alt.Chart(long, title=alt.Title(
         f"Leads per {label.lower()}: answered in time, timed out, still waiting, never called back",
         subtitle="Each bar is all of its leads (100 %); the green part is the answer rate")).mark_bar().encode(
-        y=alt.Y(f"{key}:N", title=label, axis=alt.Axis(**_webhook_labels(colors if key == "webhook_id" else None))),
+        y=alt.Y(f"{key}:N", title=label, axis=_webhook_axis(colors if key == "webhook_id" else None)),
         x=alt.X("share:Q", title="Share of leads", stack="zero", axis=alt.Axis(format="%"),
                 scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("state:N", title="Lead at the observation end", sort=segments,
@@ -205,7 +206,7 @@ def reasons_chart(frame: pd.DataFrame, key: str = "webhook_id", *, colors: alt.S
     reasons = list(REASONS_404)
     label = "Webhook" if key == "webhook_id" else "Advertiser"
     return alt.Chart(data, title=f"Why callbacks were answered 404, per {label.lower()}").mark_bar().encode(
-        y=alt.Y(f"{key}:N", title=label, axis=alt.Axis(**_webhook_labels(colors if key == "webhook_id" else None))),
+        y=alt.Y(f"{key}:N", title=label, axis=_webhook_axis(colors if key == "webhook_id" else None)),
         x=alt.X("sum(n):Q", title="Callbacks answered 404"),
         color=alt.Color("reason:N", scale=_color(reasons), title="Reason", sort=reasons),
         tooltip=[f"{key}:N", "reason:N", "n:Q"],
@@ -244,7 +245,7 @@ def daily_rates_chart(frame: pd.DataFrame, *, colors: alt.Scale | None = None) -
                  "callbacks:Q"],
     )
     measures = list(DAILY_MEASURES)
-    lines = alt.Chart().transform_fold(measures, as_=["measure", "share"]).mark_line(point=True).encode(
+    lines = alt.Chart().transform_fold([*measures], as_=["measure", "share"]).mark_line(point=True).encode(
         # Each point at the middle of its day's bar.
         x=alt.X("day:T", timeUnit="utcyearmonthdate", bandPosition=0.5, title="Day (UTC)"),
         y=alt.Y("share:Q", title="Share of callbacks", axis=alt.Axis(format="%"),
@@ -395,15 +396,16 @@ def _thin_steps(curve: pd.DataFrame, per_webhook: int = 400) -> pd.DataFrame:
 #: label above its point is raised by a line more.
 _LABEL_FONT_SIZE, _LABEL_LINE_HEIGHT = 10, 12
 LABEL_PLACES: dict[str, dict[str, str | int]] = {
-    "above left": {"align": "right", "baseline": "bottom", "dx": -7, "dy": -6 - _LABEL_LINE_HEIGHT},
-    "above right": {"align": "left", "baseline": "bottom", "dx": 7, "dy": -6 - _LABEL_LINE_HEIGHT},
+    "above left": {"align": "right", "baseline": "bottom", "dx": -7, "dy": -8 - _LABEL_LINE_HEIGHT},
+    "above right": {"align": "left", "baseline": "bottom", "dx": 7, "dy": -8 - _LABEL_LINE_HEIGHT},
     "below right": {"align": "left", "baseline": "top", "dx": 7, "dy": 6},
 }
 _TRADEOFF_WIDTH, _TRADEOFF_HEIGHT = 260, 220
 #: The capture axis runs past 100 % for the labels above the curve (two lines and their gap fit there).
 _CAPTURE_TOP = 1.18
-#: Generous width of one character of the labels (px), to tell whether a label fits beside its point.
-_CHAR_PX = 6.0
+#: Generous width of one character of the labels (px), to tell whether a label fits beside its point; and
+#: of half the largest point, for the points a label passes.
+_CHAR_PX, _POINT_RADIUS = 6.0, 6.0
 
 
 def timeout_tradeoff_chart(whatifs: pd.DataFrame, advice: pd.DataFrame, *,
@@ -413,9 +415,8 @@ def timeout_tradeoff_chart(whatifs: pd.DataFrame, advice: pd.DataFrame, *,
     whether or not they are candidates. ``colors``: :func:`webhook_colors` of the audit (without: of the webhooks
     drawn).
 
-    Only the current and recommended timeouts are labelled, so no two labels can meet: a longer timeout never
-    catches fewer answers nor waits less, so the curve climbs to the right; the longer of the two points gets its
-    label above it, the shorter one below it, each on its own side of the curve.
+    Only the current and recommended timeouts are labelled (timeout and capture rate; the what-if table gives
+    the candidates'), placed so that they meet neither each other nor the curve: see :func:`_tradeoff_labels`.
     """
     # A webhook none of whose leads was ever answered has no capture rate to trade off (blocking_webhooks
     # warns about it); a wait of 0 s has no place on the log axis, so it is drawn at 0.01 s.
@@ -441,13 +442,18 @@ def timeout_tradeoff_chart(whatifs: pd.DataFrame, advice: pd.DataFrame, *,
     data["timeout"] = data["timeout_s"].map(lambda s: "no timeout" if pd.isna(s) else f"{s:,g} s")
     data = data.join(_tradeoff_labels(data))
     shown = sorted(data["webhook_id"].unique())
+    x_title, y_title = "Mean time the ping tree waits per lead (s, log scale)", "Answers caught in time"
     base = alt.Chart().encode(
         # Each panel its own time axis, its points spread across it: waits differ by orders of magnitude between
         # webhooks. Vega rounds a log domain out to whole powers of ten, as _log_domain does.
-        x=alt.X("mean_block_s:Q", title="Mean time the ping tree waits per lead (s, log scale)",
-                scale=alt.Scale(type="log", nice=True), axis=alt.Axis(labelOverlap="greedy")),
+        x=alt.X("mean_block_s:Q", title=x_title,
+                scale=alt.Scale(type="log", nice=True),
+                # Ticks at whole powers of ten only, thousands as "k": the default ones crowd a narrow panel.
+                axis=alt.Axis(values=[10.0 ** k for k in range(-2, 9)],
+                              labelExpr="datum.value >= 1000 ? format(datum.value / 1000, ',~f') + 'k' "
+                                        ": format(datum.value, '~f')")),
         # Room above 100 % for the labels of points there; ticks only up to 100 %.
-        y=alt.Y("capture_rate:Q", title="Answers caught in time", scale=alt.Scale(domain=[0, _CAPTURE_TOP], nice=False),
+        y=alt.Y("capture_rate:Q", title=y_title, scale=alt.Scale(domain=[0, _CAPTURE_TOP], nice=False),
                 axis=alt.Axis(format="%", values=[0, 0.2, 0.4, 0.6, 0.8, 1])),
         color=alt.Color("webhook_id:N", title="Webhook", scale=_webhook_scale(colors, shown), legend=None),
     )
@@ -466,7 +472,8 @@ def timeout_tradeoff_chart(whatifs: pd.DataFrame, advice: pd.DataFrame, *,
         base.mark_text(fontSize=_LABEL_FONT_SIZE, lineHeight=_LABEL_LINE_HEIGHT, lineBreak="\n",
                        **place)  # type: ignore[arg-type]
         .transform_filter(alt.datum.label_place == name).encode(
-            x="label_x:Q", y="label_at:Q", text="label:N", color=alt.value("#333333"))
+            x=alt.X("label_x:Q", title=x_title), y=alt.Y("label_at:Q", title=y_title), text="label:N",
+            color=alt.value("#333333"))
         for name, place in LABEL_PLACES.items()
     ]
     return alt.layer(line, points_layer, *labels, data=data).properties(
@@ -487,27 +494,19 @@ def _log_domain(values: pd.Series) -> tuple[float, float]:
     return 10.0 ** low_exp, 10.0 ** max(high_exp, low_exp + 1)
 
 
-def label_box(x_px: float, y_px: float, text: str, place: str) -> tuple[float, float, float, float]:
-    """The box (left, top, right, bottom, in px from the panel's top left) that the trade-off chart's ``text``
-    covers when drawn at ``place`` from the anchor ``(x_px, y_px)``, at a generous width per character."""
+def _label_span(x_px: float, text: str, place: str) -> tuple[float, float]:
+    """From where to where across the panel (px) the trade-off chart's ``text`` runs when drawn at ``place``
+    from ``x_px``, at a generous width per character."""
     spec = LABEL_PLACES[place]
-    lines = text.split("\n")
-    width = max(len(line) for line in lines) * _CHAR_PX
-    height = len(lines) * _LABEL_LINE_HEIGHT
-    x, y = x_px + float(spec["dx"]), y_px + float(spec["dy"])
-    left = x - width if spec["align"] == "right" else x
-    # A text's first line sits at the baseline; the others below it (see _LABEL_LINE_HEIGHT).
-    top = y - _LABEL_LINE_HEIGHT if spec["baseline"] == "bottom" else y
-    return left, top, left + width, top + height
+    width = max(len(line) for line in text.split("\n")) * _CHAR_PX
+    x = x_px + float(spec["dx"])
+    return (x - width, x) if spec["align"] == "right" else (x, x + width)
 
 
-def tradeoff_px(mean_block_s: pd.Series | float, capture_rate: pd.Series | float,
-                x_domain: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Where the trade-off chart draws points in a panel whose time axis spans ``x_domain`` (px)."""
-    low, high = np.log10(x_domain[0]), np.log10(x_domain[1])
-    x = (np.log10(np.asarray(mean_block_s, dtype=float)) - low) / (high - low) * _TRADEOFF_WIDTH
-    y = (1 - np.asarray(capture_rate, dtype=float) / _CAPTURE_TOP) * _TRADEOFF_HEIGHT
-    return x, y
+def _panel_x(mean_block_s: pd.Series | float, domain: tuple[float, float]) -> np.ndarray:
+    """Where the trade-off chart draws a wait across a panel whose log axis spans ``domain`` (px)."""
+    low, high = np.log10(domain)
+    return np.asarray((np.log10(np.asarray(mean_block_s, dtype=float)) - low) / (high - low) * _TRADEOFF_WIDTH)
 
 
 def _tradeoff_labels(data: pd.DataFrame) -> pd.DataFrame:
@@ -517,8 +516,8 @@ def _tradeoff_labels(data: pd.DataFrame) -> pd.DataFrame:
     ``data`` is sorted by webhook and timeout, so each webhook's curve climbs to the right. Of its marked points,
     the one with the longer timeout is labelled above the top of the whole curve, where nothing else is, on the
     side of the point where the label fits. The other one is labelled below itself, on its right, where every
-    point is higher; where the label would run past the panel's edge it is moved left, and lowered below every
-    point it then passes (and the one before, for the segment to it).
+    point is higher; where the label would run past the panel's edge it is moved left, and lowered below the
+    curve where the label now starts (its lowest point under the label).
     """
     labels = pd.DataFrame({"label": "", "label_place": "", "label_x": np.nan, "label_at": np.nan},
                           index=data.index)
@@ -526,25 +525,23 @@ def _tradeoff_labels(data: pd.DataFrame) -> pd.DataFrame:
         curve = data[data["webhook_id"] == webhook]
         domain = _log_domain(curve["mean_block_s"])
         low, high = np.log10(domain)
-        xs, _ = tradeoff_px(curve["mean_block_s"], curve["capture_rate"], domain)
+        xs = _panel_x(curve["mean_block_s"], domain)
         for position, (index, row) in enumerate(group.iterrows()):
             text = f"{row['mark']}\n{row['timeout']}: {row['capture_rate']:.1%}".replace("%", " %")
-            x = float(tradeoff_px(row["mean_block_s"], row["capture_rate"], domain)[0])
+            x = float(_panel_x(row["mean_block_s"], domain))
             at = float(row["capture_rate"])
             if position == len(group) - 1:
                 at = float(curve["capture_rate"].max())
-                fits_left = label_box(x, 0, text, "above left")[0] >= 0
+                fits_left = _label_span(x, text, "above left")[0] >= 0
                 place = "above left" if fits_left or x > _TRADEOFF_WIDTH / 2 else "above right"
             else:
                 place = "below right"
-            left, _, right, _ = label_box(x, 0, text, place)
+            left, right = _label_span(x, text, place)
             shift = max(0.0, right - _TRADEOFF_WIDTH) or min(0.0, left)
             if shift:
                 x -= shift
                 if place == "below right":  # now also left of its point, where the curve is lower
-                    passed = (xs >= left - shift) & (xs <= x + shift)
-                    passed[max(int(np.argmax(passed)) - 1, 0)] = True
-                    at = min(at, float(curve["capture_rate"][passed].min()))
+                    at = min(at, float(np.interp(left - shift - _POINT_RADIUS, xs, curve["capture_rate"])))
             labels.loc[index] = [text, place, 10 ** (low + x / _TRADEOFF_WIDTH * (high - low)), at]
     return labels
 
@@ -562,7 +559,7 @@ def discovery_chart(found: pd.DataFrame, *, colors: alt.Scale | None = None) -> 
     webhook = f"split(datum.value, {json.dumps(_WHERE_SEPARATOR)})[0]"
     return alt.Chart(data, title="Where the IDs were found (callbacks naming a lead)").mark_bar().encode(
         y=alt.Y("where:N", title="Webhook and location", sort="-x",
-                axis=alt.Axis(**_webhook_labels(colors, webhook))),
+                axis=_webhook_axis(colors, webhook)),
         x=alt.X("support:Q", title="Callbacks whose value there names a lead"),
         color=alt.Color("configured_as:N", title="Read by the replay as",
                         scale=alt.Scale(domain=["pairing", "standard", "unmapped"],
