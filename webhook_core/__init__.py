@@ -25,6 +25,7 @@ from webhook_core.analysis.timeouts import (
 )
 from webhook_core.audit.audit import Audit, open_audit
 from webhook_core.audit.database import write_audit_database
+from webhook_core.audit.filters import Filters, apply_filters
 from webhook_core.audit.online import callbacks_from_table, matcher_from_tables
 from webhook_core.audit.replay import CALLBACK_COLUMNS, CALLBACK_ORDER, LEAD_COLUMNS, ReplayResult, replay
 from webhook_core.domain import NOT_FOUND_BODY, OK_BODY, REASONS_404, LeadState, MatchedBy, Outcome
@@ -73,6 +74,7 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "FileReport",
+    "Filters",
     "Identifiers",
     "LeadOutcome",
     "LeadState",
@@ -95,6 +97,7 @@ __all__ = [
     "WebhookAuditError",
     "WebhookSettings",
     "WebhookVersions",
+    "apply_filters",
     "blocking_webhooks",
     "callbacks_from_table",
     "capture_curve",

@@ -25,7 +25,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -198,13 +198,9 @@ def replay_loaded(spark: SparkSession, con: duckdb.DuckDBPyConnection, loaded: D
         if partitions is not None:
             callbacks = callbacks.repartition(int(partitions))
         keys = callbacks.mapInArrow(partial(_keys_of_partition, _task_sql(webhooks)), _KEYS_SCHEMA)
-        # Written once and read back: the matching reads the keys in several places, and Spark would extract
-        # them again for each (a cached DataFrame was not reused there).
-        keys.write.mode("overwrite").parquet((stage / "keys.parquet").resolve().as_uri())
-        keys = spark.read.parquet((stage / "keys.parquet").resolve().as_uri())
         _stage_versions(versions, stage)
         callback_outcomes, lead_outcomes = _match(
-            spark, keys, end_us=end_us,
+            spark, keys, end_us=end_us, checkpoint=partial(_checkpoint, spark, stage),
             **{name: spark.read.parquet((stage / f"{name}.parquet").resolve().as_uri())
                for name in ("dispatches", "dispatch_quarantine", "versions")})
     except BaseException:
@@ -260,14 +256,24 @@ def _stage_versions(webhooks: WebhookVersions, stage: Path) -> None:
     parquet.write_table(pa.table(columns, names=list(names)), stage / "versions.parquet")
 
 
+def _checkpoint(spark: SparkSession, stage: Path, name: str, frame: DataFrame) -> DataFrame:
+    """``frame`` written to ``stage`` and read back, so that the plans reading it several times compute it once
+    (a cached DataFrame was not reused by the SQL below: Spark extracted the keys again for each reader)."""
+    location = (stage / f"{name}.parquet").resolve().as_uri()
+    frame.write.mode("overwrite").parquet(location)
+    return spark.read.parquet(location)
+
+
 def _match(spark: SparkSession, keys: DataFrame, *, dispatches: DataFrame, dispatch_quarantine: DataFrame,
-           versions: DataFrame, end_us: int | None) -> tuple[DataFrame, DataFrame]:
+           versions: DataFrame, end_us: int | None,
+           checkpoint: Callable[[str, DataFrame], DataFrame]) -> tuple[DataFrame, DataFrame]:
     """``replay.py``'s matching in Spark SQL: ``callback_outcomes`` and ``lead_outcomes`` (every column)."""
     end = "CAST(NULL AS BIGINT)" if end_us is None else str(int(end_us))
-    leads = spark.sql(_LEADS, dispatches=dispatches, versions=versions)
+    keys = checkpoint("keys", keys)
+    leads = checkpoint("leads", spark.sql(_LEADS, dispatches=dispatches, versions=versions))
     by_conversion = spark.sql(_BY_CONVERSION, keys=keys, leads=leads)
     by_external = spark.sql(_BY_EXTERNAL, by_conversion=by_conversion, leads=leads)
-    resolved = spark.sql(_RESOLVED, by_conversion=by_conversion, by_external=by_external)
+    resolved = checkpoint("resolved", spark.sql(_RESOLVED, by_conversion=by_conversion, by_external=by_external))
     lead_calls = spark.sql(_lead_calls_sql(end), resolved=resolved)
     callback_outcomes = spark.sql(
         _CALLBACK_OUTCOMES, args={"not_found": NOT_FOUND_BODY.decode()}, resolved=resolved, lead_calls=lead_calls,

@@ -26,11 +26,12 @@ import papermill
 from nbconvert import HTMLExporter
 
 from webhook_core import exceptions
+from webhook_core.analysis.evidence import evidence
 from webhook_core.analysis.rates import lead_headline
 from webhook_core.analysis.timeouts import DEFAULT_CANDIDATES
-from webhook_core.audit.audit import NOTHING_THERE, open_audit
+from webhook_core.audit.audit import NOTHING_THERE, Audit, open_audit
 from webhook_core.audit.database import write_audit_database
-from webhook_core.audit.filters import Filters
+from webhook_core.audit.filters import Filters, apply_filters
 from webhook_core.audit.schema import read_meta
 from webhook_core.exceptions import AuditDatabaseLockedError, ReportError
 from webhook_core.load.dataset import connect
@@ -145,8 +146,30 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
         pages.append(ReportPage(path.name, page, title, question))
     if progress is not None:
         progress("index.html", len(paths), len(paths))
-    (out / "index.html").write_text(_index(pages, dataset, database), encoding="utf-8")
+    with open_audit(database) as whole:
+        audit = apply_filters(whole, (settings or ReportSettings()).filters)
+        links = _write_evidence(audit, out / EVIDENCE_DIR)
+        front = _index(pages, dataset, audit, links)
+    (out / "index.html").write_text(front, encoding="utf-8")
     return pages
+
+
+#: Where a report writes each advertiser's evidence pack (``evidence.py``: its 404s with reasons and hints).
+EVIDENCE_DIR = "evidence"
+
+
+def _write_evidence(audit: Audit, folder: Path) -> dict[str, str]:
+    """One CSV per advertiser of its callbacks answered 404; their links relative to the index, by advertiser."""
+    rows = evidence(audit)
+    folder.mkdir(exist_ok=True)
+    links: dict[str, str] = {}
+    for advertiser, part in rows.groupby("advertiser_id", sort=True, dropna=False):
+        name = "(unknown)" if pd.isna(advertiser) else str(advertiser)
+        # A file name from an advertiser ID: only characters every file system takes, and no two alike.
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", name) + f"-{len(links) + 1}"
+        part.to_csv(folder / f"{stem}.csv", index=False)
+        links[name] = f"{EVIDENCE_DIR}/{stem}.csv"
+    return links
 
 
 def _audit_database(dataset: Path, out: Path, limits: dict[str, str | None], max_quarantined: float | None,
@@ -208,7 +231,7 @@ def _heading(notebook: nbformat.NotebookNode) -> tuple[str, str]:
     return title, " ".join(lines[1:])
 
 
-def _index(pages: list[ReportPage], dataset: Path, database: Path) -> str:
+def _index(pages: list[ReportPage], dataset: Path, audit: Audit, links: dict[str, str]) -> str:
     items = "\n".join(
         f'<li><a href="{html.escape(p.html.name)}">{html.escape(p.title)}</a><p>{html.escape(p.question)}</p></li>'
         for p in pages)
@@ -223,8 +246,8 @@ dd{{margin:0 0 .4rem 0;color:#444}}</style>
 </head><body>
 <h1>webhook-audit report</h1>
 <p>Dataset: <code>{html.escape(str(dataset))}</code></p>
-{_kpi_section(database)}
-{_headline_section(database)}
+{_kpi_section(audit, links)}
+{_headline_section(audit)}
 <h2>Pages</h2>
 <ol>
 {items}
@@ -245,10 +268,9 @@ _HEADLINE_WORDS = (
 )
 
 
-def _kpi_section(database: Path) -> str:
+def _kpi_section(audit: Audit, links: dict[str, str]) -> str:
     """Per advertiser: the KPIs of webhook_core.report.findings with their red flags, and what each means."""
-    with open_audit(database) as audit:
-        kpis = advertiser_kpis(audit)
+    kpis = advertiser_kpis(audit)
     heading = "<h2>Advertisers at a glance</h2>"
     if kpis.empty or int(kpis["leads"].sum()) == 0:
         return f"{heading}\n<p>No leads were loaded, so there are no per-advertiser figures.</p>"
@@ -259,13 +281,16 @@ def _kpi_section(database: Path) -> str:
     rows = []
     for row in kpis.to_dict("records"):
         name = "All advertisers" if row["advertiser_id"] == "(all)" else str(row["advertiser_id"])
+        link = links.get(str(row["advertiser_id"]))
+        label = (f'{html.escape(name)} <a href="{html.escape(link)}">(evidence)</a>' if link
+                 else html.escape(name))
         cells = []
         for _, column, form in columns:
             value = row[column]
             text = "" if pd.isna(value) else form.format(value)
             red = column in flagged and bool(row[f"flag_{column}"])
             cells.append(f'<td class="n{" red" if red else ""}">{html.escape(text)}{" ⚑" if red else ""}</td>')
-        rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
+        rows.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
     header = "".join(f"<th>{html.escape(title)}</th>" for title, _, _ in columns)
     flags = "\n".join(f"<li>{html.escape(flag.words)}</li>" for flag in FLAGS)
     return f"""{heading}
@@ -279,15 +304,16 @@ def _kpi_section(database: Path) -> str:
 <ul>
 {flags}
 </ul>
-<p>Misrouted: callbacks sent to another webhook than their lead's (either side). Quarantined: dispatches the
+<p>(evidence): the advertiser's callbacks answered 404, each with its request as captured, the reason in
+words and what to change (CSV). Misrouted: callbacks sent to another webhook than their lead's (either side).
+Quarantined: dispatches the
 load could not read, and callbacks that named them. Disagreement: recorded answers production gave
 otherwise than the model.</p>"""
 
 
-def _headline_section(database: Path) -> str:
+def _headline_section(audit: Audit) -> str:
     """Per webhook: leads, answer rate, timed out, 404s per lead (docs/analysis.md), from the audit database."""
-    with open_audit(database) as audit:
-        headline = lead_headline(audit)
+    headline = lead_headline(audit)
     total = headline[headline["webhook_id"] == "(all)"].iloc[0]
     heading = "<h2>Headline per webhook</h2>"
     if total["leads"] == 0:
