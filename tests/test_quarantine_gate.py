@@ -4,6 +4,7 @@ warnings under it, --timestamp-format for exports, and callbacks of quarantined 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from click.testing import CliRunner, Result
 import webhook_core as wc
 from webhook_core.cli import cli
 from webhook_core.exceptions import DatasetError, ReplayError
+from webhook_core.live.receiver import Receiver, ReceiverConfig
 from webhook_core.load.gate import load_warnings
 
 from datasets import write_dataset
@@ -198,3 +200,20 @@ def test_summary_counts_the_flagged_callbacks_apart(one_bad_dispatch: Path, tmp_
     written = duckdb.sql(f"SELECT webhook_id, \"404_not_found\", lead_quarantined FROM '{tmp_path}/rates.csv' "
                          "ORDER BY webhook_id").fetchall()
     assert written == [("(all)", 2, 1), ("wh-a", 2, 1)]
+
+
+def test_serve_is_held_to_the_limit_on_its_dispatches_only(one_bad_dispatch: Path, tmp_path: Path) -> None:
+    """serve answers from the dispatches: a quarantined one is a lead it would answer 404 for."""
+    refused = invoke("serve", one_bad_dispatch, "--port", "0", "--capture-dir", tmp_path / "capture")
+    assert refused.exit_code == 1
+    assert stderr_lines(refused)[-1].startswith(
+        f"Error: {one_bad_dispatch / 'dispatches.jsonl'}: "
+        f"{QUARANTINED_10.format(over=', over --max-quarantined 1%')}")
+    # The callbacks file is history serve never reads: all of it quarantined stops nothing.
+    (one_bad_dispatch / "dispatches.jsonl").write_text(
+        "\n".join(json.dumps(lead(n)) for n in range(1, 11)) + "\n", encoding="utf-8")
+    (one_bad_dispatch / "callbacks.jsonl").write_text("not json\n" * 5, encoding="utf-8")
+    config = ReceiverConfig(max_quarantined=0.01)
+    receiver, report = Receiver.open(one_bad_dispatch, tmp_path / "capture2", config)
+    receiver.close()
+    assert report.dispatches == 10

@@ -464,6 +464,12 @@ def test_charts_render_offline_in_headless_chromium(report: Path, tmp_path: Path
             assert title is not None, f"{page.name}: the page did not finish loading"
             assert (int(title.group(1)), int(title.group(2))) == (charts, charts), page.name
             assert charts > 0
+            # As the reader's browser shows it: findings first, and no code anywhere on the page.
+            assert "hl-ipython3" not in dom and "open_audit(" not in dom, page.name
+            assert "Findings" in dom, page.name
+        index = _chromium((report / "index.html").as_uri(), proxy.port, tmp_path / "profile", "--dump-dom")
+        kpis = re.search(r"<h2>Advertisers at a glance</h2>\s*<table>(.*?)</table>", index, re.DOTALL)
+        assert kpis is not None and "Answer rate" in kpis.group(1) and "⚑" in kpis.group(1)
         _chromium((report / "03_wait_times_and_timeouts.html").as_uri(), proxy.port, tmp_path / "profile",
                   f"--screenshot={tmp_path / 'page.png'}", "--window-size=1280,2400")
     hosts = sorted({_host(request) for request in proxy.requests})

@@ -89,15 +89,17 @@ _KEYS_CAST = ", ".join(f"CAST({name} AS {duck}) AS {name}" for name, (duck, _) i
 _PART = "wa_part"
 
 
-def spark_session(master: str | None = None) -> SparkSession:
-    """The session to run on: the active one (spark-submit, a Databricks notebook) when ``master`` is None,
-    else a new one on ``master`` (``local[2]``, ``spark://host:7077``, ``yarn``, …).
+def spark_session(master: str | None = None, config: Mapping[str, str] | None = None) -> SparkSession:
+    """The session to run on: the active one (spark-submit, a Databricks notebook) when ``master`` is None or
+    names its master, else a new one on ``master`` (``local[2]``, ``spark://host:7077``, ``yarn``, …) with
+    ``config`` (e.g. ``{"spark.driver.memory": "4g"}``).
 
     A local session's Python workers run this interpreter (they import webhook_core and the same duckdb)
     and bind to 127.0.0.1: a local run needs no network, and a hostname that resolves to nothing else
     only earns a warning.
     """
-    if master is None and (active := SparkSession.getActiveSession()) is not None:
+    active = SparkSession.getActiveSession()
+    if active is not None and master in (None, active.sparkContext.master):
         return active
     launched = "PYSPARK_GATEWAY_PORT" in os.environ  # a JVM started by spark-submit: it set master and workers
     if (master or "local").startswith("local") and not launched:
@@ -106,10 +108,12 @@ def spark_session(master: str | None = None) -> SparkSession:
     builder = SparkSession.builder.appName("webhook-audit replay")
     if master is not None:
         builder = builder.master(master)
+    # A naive timestamp means UTC (docs/semantics.md, I2), whatever the machine's zone.
+    settings = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false", **(config or {})}
+    for key, value in settings.items():
+        builder = builder.config(key, value)
     try:
-        # A naive timestamp means UTC (docs/semantics.md, I2), whatever the machine's zone.
-        return (builder.config("spark.sql.session.timeZone", "UTC")
-                .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+        return builder.getOrCreate()
     except PySparkException as exc:
         raise SparkEngineError(f"Spark did not start ({str(exc).splitlines()[0]}); Spark 4 needs Java 17 "
                                "(`java -version`), and --spark-master a master it can reach") from exc

@@ -67,13 +67,14 @@ __all__ = ["replay_http_command", "serve_command"]
               show_default=True, help="Seconds a kept-alive connection may wait for its next request.")
 @click.option("--max-connections", type=click.IntRange(min=1), default=DEFAULT_LIMITS.max_connections,
               show_default=True, help="Open connections at most; one more is answered 503 and closed.")
+@quarantine_option
 def serve_command(dataset: Path, host: str, port: int, prefix: str, capture_dir: Path, admin_token: str | None,
                   max_body_bytes: int, replay_clock: bool, header_timeout: float, body_timeout: float,
-                  idle_timeout: float, max_connections: int) -> None:
+                  idle_timeout: float, max_connections: int, max_quarantined: float) -> None:
     """Answer webhook callbacks for DATASET's waiting webhooks exactly as production does."""
     with user_errors():
         config = ReceiverConfig(prefix=prefix, max_body_bytes=max_body_bytes, admin_token=admin_token or None,
-                                replay_clock=replay_clock)
+                                replay_clock=replay_clock, max_quarantined=max_quarantined)
         limits = ConnectionLimits(header_timeout, body_timeout, idle_timeout, max_connections)
         if replay_clock and not _loopback_name(host):
             _refuse_remote_clock(host)

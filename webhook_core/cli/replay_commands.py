@@ -67,13 +67,19 @@ def duckdb_memory_limit(process_budget: int | None) -> str | None:
 @click.option("--memory-limit", type=MemorySize(), default=None, metavar="SIZE",
               help="Memory budget of the whole process, e.g. 4GB or 4GiB. DuckDB is given "
                    f"{DUCKDB_SHARE:.0%} of it (the rest is Python's) and spills to disk beyond that.")
-@click.option("--temp-dir", type=click.Path(path_type=Path), default=None, help="Where DuckDB spills.")
+@click.option("--temp-dir", type=click.Path(path_type=Path), default=None,
+              help="Where DuckDB spills (and --engine spark stages the loaded rows for Spark).")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Where the replay runs: DuckDB in this process, or Apache Spark (the same outputs; "
+                   "pip install 'webhook-audit[spark]'; docs/spark.md).")
+@click.option("--spark-master", default=None, metavar="URL",
+              help="With --engine spark: local[2], spark://HOST:7077, yarn, … (default: spark-submit's, else local[*]).")
 @quarantine_option
 @timestamp_format_option
 def replay_command(dataset: Path, out_dir: Path | None, file_format: str, parquet_version: str,
                    timeouts: tuple[tuple[str | None, float], ...], observation_end: datetime | None,
-                   database: Path | None, memory_limit: int | None, temp_dir: Path | None,
-                   max_quarantined: float, timestamp_format: str | None) -> None:
+                   database: Path | None, memory_limit: int | None, temp_dir: Path | None, engine: str,
+                   spark_master: str | None, max_quarantined: float, timestamp_format: str | None) -> None:
     """Replay DATASET's captured callbacks and write one outcome per callback and per lead.
 
     --out writes them as files; --database keeps them, with the loaded dataset, as an audit database.
@@ -81,6 +87,11 @@ def replay_command(dataset: Path, out_dir: Path | None, file_format: str, parque
     if out_dir is None and database is None:
         raise click.UsageError("give --out DIR for the outcome files, --database FILE for an audit database, "
                                "or both")
+    if engine == "spark" and database is not None:
+        raise click.ClickException("--database: an audit database is written by --engine duckdb only; give --out "
+                                   "DIR with --engine spark, or drop --engine spark")
+    if spark_master is not None and engine != "spark":
+        raise click.ClickException("--spark-master applies to --engine spark; add --engine spark")
     # The connection is closed before the error is reported: a --database left open would hold its lock.
     with user_errors(), contextlib.ExitStack() as cleanup:
         if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
@@ -96,6 +107,12 @@ def replay_command(dataset: Path, out_dir: Path | None, file_format: str, parque
                                                                               timestamp_format=timestamp_format),
                                                   timeouts=dict(timeouts),
                                                   observation_end=observation_end)
+        elif engine == "spark":
+            from webhook_core.cli.spark_engine import replay_on_spark
+
+            result = replay_on_spark(con, dataset, master=spark_master, timeouts=dict(timeouts),
+                                     observation_end=observation_end, max_quarantined=max_quarantined,
+                                     timestamp_format=timestamp_format, temp_dir=temp_dir)
         else:
             # Without --database only the replay reads the callbacks: keep just what it judges them by.
             loaded = load_with_progress(con, dataset, keep_requests=False, max_quarantined=max_quarantined,

@@ -42,6 +42,7 @@ from webhook_core.live.wire import (
     json_error,
 )
 from webhook_core.load.dataset import Dataset, connect, load_dataset
+from webhook_core.load.gate import check_quarantine
 from webhook_core.rules.matching import OnlineMatcher, WaitingWebhook
 from webhook_core.rules.requests import CapturedRequest
 from webhook_core.rules.settings import WebhookVersions, parse_timestamp
@@ -84,6 +85,8 @@ class ReceiverConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     admin_token: str | None = None
     replay_clock: bool = False
+    #: Stop when more than this share of the dispatches file is quarantined (webhook_core.load.gate).
+    max_quarantined: float | None = None
 
     def __post_init__(self) -> None:
         prefix = self.prefix.rstrip("/")
@@ -143,6 +146,9 @@ class Receiver:
             # admin endpoint on, leads may all come by registration: an empty dispatches file is fine.
             loaded = load_dataset(con, dataset, required=("dispatches",),
                                   may_be_empty=("dispatches",) if config.admin_token else ())
+            if config.max_quarantined is not None:
+                # A quarantined dispatch is a lead the receiver answers 404 for; its callbacks file is history.
+                check_quarantine(con, dataset, config.max_quarantined, tables=("dispatches",))
             # The order check is per lead: with the replay clock, leads interleave (docs/http.md).
             matcher = matcher_from_tables(con, loaded.webhooks)
             matcher.per_lead_order = True

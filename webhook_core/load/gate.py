@@ -13,6 +13,7 @@ and for an audit database read later.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,9 +73,11 @@ def quarantine_shares(con: duckdb.DuckDBPyConnection) -> list[QuarantineShare]:
     return [QuarantineShare(*row) for row in rows]
 
 
-def check_quarantine(con: duckdb.DuckDBPyConnection, folder: str | Path, max_share: float) -> list[QuarantineShare]:
-    """The files with a quarantine (to warn of); a :class:`DatasetError` for the first over ``max_share``."""
-    shares = quarantine_shares(con)
+def check_quarantine(con: duckdb.DuckDBPyConnection, folder: str | Path, max_share: float, *,
+                     tables: Collection[str] | None = None) -> list[QuarantineShare]:
+    """The files with a quarantine (to warn of); a :class:`DatasetError` for the first over ``max_share``.
+    ``tables``: only the files of these tables count (``serve`` reads no callbacks file)."""
+    shares = [file for file in quarantine_shares(con) if tables is None or file.table in tables]
     for file in shares:
         if file.share > max_share:
             raise DatasetError(f"{file.describe(max_share)}; figures from it would mislead: fix those rows"
