@@ -490,7 +490,8 @@ def test_pairing_on_sample_proposes_refcos_unmapped_key(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("lead", ["L1", "C1"], ids=["by-lead-id", "by-conversion-id"])
 def test_timeline_prints_the_leads_events(small: Path, lead: str) -> None:
-    result = invoke("timeline", small, lead)
+    # --wide: the events as one table (its URLs and details are wider than a terminal; see the split test).
+    result = invoke("--wide", "timeline", small, lead)
     assert result.exit_code == 0, result.output
     assert f"Lead {lead}" in lines(result.stdout)
     rows = cells(result.stdout)

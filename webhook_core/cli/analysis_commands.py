@@ -83,8 +83,8 @@ CALLBACKS_TITLE = "Callbacks: matched, interim and answered 404 (shares adding u
 REASONS_TITLE = "404s by reason (callbacks)"
 ATTRIBUTION_TITLE = "Both sides: misrouted callbacks (wrong_webhook) and calls to a webhook's token while not live"
 ATTRIBUTION_LEGEND = (
-    "misrouted_out: wrong_webhook callbacks to this row's webhooks naming another's lead (this row's 404s)",
-    "misrouted_in: wrong_webhook callbacks to another webhook naming this row's leads (its 404s, not ours)",
+    "misrouted_out: wrong_webhook callbacks to this row's webhooks naming another's lead (its 404s)",
+    "misrouted_in: wrong_webhook callbacks to another webhook naming this row's leads (its 404s)",
     "token_not_live: unknown_token callbacks to this row's webhooks while none was live (this row's 404s)",
 )
 
