@@ -553,7 +553,11 @@ def test_each_page_opens_with_its_findings_from_the_data(report: Path) -> None:
 def test_report_links_each_advertiser_to_its_evidence_pack(report: Path) -> None:
     index = (report / "index.html").read_text(encoding="utf-8")
     with open_audit(report / build.AUDIT_DATABASE) as audit:
-        rows = wc.evidence(audit)
+        rows = wc.evidence(audit, examples_per_reason=build.EVIDENCE_EXAMPLES)
+        every = wc.evidence(audit)
+    # Examples: at most EVIDENCE_EXAMPLES of each webhook and reason, the first by received_at.
+    assert rows.groupby(["webhook_id", "outcome"], dropna=False).size().max() == build.EVIDENCE_EXAMPLES
+    assert len(rows) < len(every)
     linked = dict(re.findall(r'<tr><th>([^<]+?) <a href="(evidence/[^"]+\.csv)">\(evidence\)</a></th>', index))
     # Every advertiser with a callback answered 404 has its pack, holding exactly its rows.
     with_404s = sorted(set(rows["advertiser_id"].dropna()) - {"(unknown)"})  # tokens of no webhook: no advertiser

@@ -115,7 +115,7 @@ def _main(con: duckdb.DuckDBPyConnection) -> str:
     return f"{quote_identifier(str(database))}.main"
 
 
-def evidence(audit: Audit, *, all_callbacks: bool = False) -> pd.DataFrame:
+def evidence(audit: Audit, *, all_callbacks: bool = False, examples_per_reason: int | None = None) -> pd.DataFrame:
     """Every callback answered 404 (``all_callbacks``: every callback, ``matched``, ``interim`` and
     ``refused`` included), as captured, with its outcome, ``reason``, ``hint`` and ``near_miss``
     (:data:`EVIDENCE_COLUMNS`), ordered by advertiser, webhook and ``received_at``.
@@ -124,6 +124,8 @@ def evidence(audit: Audit, *, all_callbacks: bool = False) -> pd.DataFrame:
     (``unknown_token``) the configured webhook the token names, else empty. ``advertiser_id`` is that
     webhook's advertiser (its latest version's), ``(unknown)`` for a token no webhook ever had.
     ``headers`` is JSON text (a list of ``{"name", "value"}`` objects); ``body`` is the text captured.
+    ``examples_per_reason`` keeps only the first that many callbacks (by ``received_at``) of each webhook and
+    outcome: examples to send, bounded however large the capture (the report's packs).
     """
     con = audit.con
     main = _main(con)
@@ -145,6 +147,9 @@ def evidence(audit: Audit, *, all_callbacks: bool = False) -> pd.DataFrame:
     external = f"'external ID ' || {_quoted('r.external_id')} || ' for advertiser ' || {_quoted('r.sent_advertiser')}"
     named = f"concat_ws(' or ', {conversion}, CASE WHEN r.external_id IS NOT NULL THEN {external} END)"
     timeout = _setting("l.deadline_us - l.created_us")
+    limit = "" if examples_per_reason is None else (
+        f"QUALIFY row_number() OVER (PARTITION BY coalesce(o.webhook_id, {token_webhook}, o.token), o.outcome "
+        f"ORDER BY o.us, o.seq) <= {int(examples_per_reason)}")
     frame = con.execute(f"""
         WITH picked AS (
             SELECT o.seq, o.us, o.received_at, o.request_id, o.outcome, o.status_code, o.token, o.lead_row,
@@ -153,6 +158,7 @@ def evidence(audit: Audit, *, all_callbacks: bool = False) -> pd.DataFrame:
                    {owner} AS owner_webhook_id
             FROM {CALLBACK_OUTCOMES} o {owner_join}
             WHERE {selection}
+            {limit}
         ),
         advertisers AS (
             SELECT webhook_id,

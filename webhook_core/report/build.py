@@ -156,11 +156,14 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
 
 #: Where a report writes each advertiser's evidence pack (``evidence.py``: its 404s with reasons and hints).
 EVIDENCE_DIR = "evidence"
+#: A report's pack holds examples, not every 404: the first this many of each webhook and reason (the
+#: whole pack is one command away, ``webhook-audit evidence``), so its size does not grow with the capture.
+EVIDENCE_EXAMPLES = 200
 
 
 def _write_evidence(audit: Audit, folder: Path) -> dict[str, str]:
     """One CSV per advertiser of its callbacks answered 404; their links relative to the index, by advertiser."""
-    rows = evidence(audit)
+    rows = evidence(audit, examples_per_reason=EVIDENCE_EXAMPLES)
     folder.mkdir(exist_ok=True)
     links: dict[str, str] = {}
     for advertiser, part in rows.groupby("advertiser_id", sort=True, dropna=False):
@@ -304,8 +307,10 @@ def _kpi_section(audit: Audit, links: dict[str, str]) -> str:
 <ul>
 {flags}
 </ul>
-<p>(evidence): the advertiser's callbacks answered 404, each with its request as captured, the reason in
-words and what to change (CSV). Misrouted: callbacks sent to another webhook than their lead's (either side).
+<p>(evidence): examples of the advertiser's callbacks answered 404 (the first {EVIDENCE_EXAMPLES} of each
+webhook and reason), each with its request as captured, the reason in words and what to change (CSV);
+every one: <code>webhook-audit evidence DATASET --advertiser ID --out FILE.xlsx</code>.
+Misrouted: callbacks sent to another webhook than their lead's (either side).
 Quarantined: dispatches the
 load could not read, and callbacks that named them. Disagreement: recorded answers production gave
 otherwise than the model.</p>"""
