@@ -1048,13 +1048,13 @@ def _missing_webhooks(folder: Path) -> tuple[Path, str]:
 def _no_dispatches(folder: Path) -> tuple[Path, str]:
     (_bare(folder) / "dispatches.jsonl").unlink()
     return folder, (f"{folder}: no dispatches file; a dataset needs one of dispatches.csv, dispatches.jsonl, "
-                    "dispatches.parquet")
+                    "dispatches.parquet or a folder dispatches/ of them")
 
 
 def _no_callbacks(folder: Path) -> tuple[Path, str]:
     (_bare(folder) / "callbacks.jsonl").unlink()
     return folder, (f"{folder}: no callbacks file; a dataset needs one of callbacks.jsonl, callbacks.har, "
-                    "callbacks.parquet")
+                    "callbacks.parquet or a folder callbacks/ of them")
 
 
 def _two_dispatches(folder: Path) -> tuple[Path, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from webhook_core.audit.audit import Audit
-from webhook_core.audit.schema import CALLBACK_OUTCOMES, CALLBACKS, DISPATCH_QUARANTINE, LEAD_OUTCOMES, LOAD_REPORT
+from webhook_core.audit.schema import CALLBACK_OUTCOMES, CALLBACKS, DISPATCH_QUARANTINE, LEAD_OUTCOMES
 from webhook_core.exceptions import ReplayError
 from webhook_core.timeutil import human_duration
 
@@ -87,10 +87,10 @@ def _quarantined_row(audit: Audit, lead: str) -> str:
     """``: its dispatch … was quarantined …`` when a quarantined dispatch names ``lead``, else nothing: its
     callbacks are then ``not_found`` for the load's reason, not the advertiser's."""
     rows = audit.con.execute(f"""
-        SELECT r.source_file, q.line, q.reason
-        FROM {DISPATCH_QUARANTINE} q, (SELECT source_file FROM {LOAD_REPORT} WHERE table_name = 'dispatches') r
+        SELECT q.source_file, q.line, q.reason
+        FROM {DISPATCH_QUARANTINE} q
         WHERE q.lead_id = $lead OR q.conversion_id = $lead
-        ORDER BY q.line
+        ORDER BY q.source_file, q.line
     """, {"lead": lead}).fetchall()
     if not rows:
         return ""

@@ -287,8 +287,8 @@ def _build_sql(webhooks: WebhookVersions, *, end: str, keys_loaded: bool, releas
     """ + _CALLBACK_OUTCOMES_VIEW.format(not_found=not_found)
 
 
-#: ``ord``, the judging order (received_at, input order) as one sortable key: seq (a line, entry
-#: or row number) is far below 2^40.
+#: ``ord``, the judging order (received_at, file name, line) as one sortable key: seq (the file's rank
+#: × 2^28 + its line, entry or row number; ``load/inputs.py``) is below 2^40.
 _ORD = "CAST(us AS HUGEINT) * 1099511627776 + seq"
 
 #: ``callback_outcome_rows`` stores the outcome, ``matched_by`` and ``body_kind`` as numbers (from 1,

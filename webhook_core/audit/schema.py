@@ -22,7 +22,8 @@ __all__ = [
 ]
 
 #: 2: ``lead_outcomes.waits``, so that no analysis reads the replay's temporary ``replay_leads``.
-SCHEMA_VERSION = 2
+#: 3: ``dispatch_quarantine.source_file``: a dataset's dispatches may be a folder of files.
+SCHEMA_VERSION = 3
 
 AUDIT_META = "audit_meta"
 # Loaded (webhook_core/load/, which spells these names in its own SQL; tests/test_audit_database.py

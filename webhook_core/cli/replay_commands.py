@@ -73,7 +73,8 @@ def duckdb_memory_limit(process_budget: int | None) -> str | None:
               help="Where the replay runs: DuckDB in this process, or Apache Spark (the same outputs; "
                    "pip install 'webhook-audit[spark]'; docs/spark.md).")
 @click.option("--spark-master", default=None, metavar="URL",
-              help="With --engine spark: local[2], spark://HOST:7077, yarn, … (default: spark-submit's, else local[*]).")
+              help="With --engine spark: local[2], spark://HOST:7077, yarn, … "
+                   "(default: spark-submit's, else local[*]).")
 @quarantine_option
 @timestamp_format_option
 def replay_command(dataset: Path, out_dir: Path | None, file_format: str, parquet_version: str,
@@ -146,7 +147,7 @@ def _export_outcomes(con: duckdb.DuckDBPyConnection, out_dir: Path, file_format:
                out_dir / f"{LEAD_OUTCOMES}.{file_format}", file_format, version),
         export(con, f"SELECT * FROM {QUARANTINE} ORDER BY source_file, line",
                out_dir / f"{QUARANTINE}.{file_format}", file_format, version),
-        export(con, f"SELECT * FROM {LOAD_REPORT} ORDER BY table_name DESC",
+        export(con, f"SELECT * FROM {LOAD_REPORT} ORDER BY table_name DESC, source_file",
                out_dir / f"{LOAD_REPORT}.{file_format}", file_format, version),
     ]
 

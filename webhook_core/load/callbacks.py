@@ -1,4 +1,5 @@
-"""Loading ``callbacks.{jsonl,har,parquet}`` into ``callback_rows`` (or ``callback_keys``).
+"""Loading ``callbacks.{jsonl,har,parquet}`` (or the files of ``callbacks/``) into ``callback_rows``
+(or ``callback_keys``).
 
 Every format becomes JSONL-shaped documents, judged by one SQL text (``_CALLBACK_FIELDS``).
 A ``callbacks.jsonl`` whose lines DuckDB's CSV reader splits exactly is read by it in
@@ -7,7 +8,7 @@ parallel; otherwise by the line reader (``linereader.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import duckdb
 from webhook_core.exceptions import DatasetError
 from webhook_core.load import linereader
 from webhook_core.load.formats import json_line_text, parquet_columns, parquet_types
+from webhook_core.load.inputs import UNUSABLE, InputFile, check_lines, stage_unusable, unusable_reason
 from webhook_core.load.numbering import (
     MOST_SKIPPED_LINES_IN_SQL,
     SKIPPED_LINES,
@@ -128,23 +130,27 @@ _STAGE_LINES = f"""
 
 
 
-def load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: ProgressCallback | None,
-                    keys_for: WebhookVersions | None) -> None:
-    """Into ``callback_rows``, or with ``keys_for`` into ``callback_keys`` (their keys for those settings)."""
-    target = _CallbackTarget(keys_for)
-    con.execute(_CALLBACK_STAGE)
-    source = quote_literal(path.name)
-    CALLBACK_READERS[path.suffix.lstrip(".")](con, path, source, progress, target)
-    # Only the requests kept whole keep their capture notes: the keys alone cannot count zone-less times.
-    zone_less = ("NULL::BIGINT" if keys_for is not None else
-                 "(SELECT count(*) FROM callback_rows WHERE list_contains(capture_notes, 'received_at_without_zone'))")
-    con.execute(f"""
-        INSERT INTO load_report
-        SELECT {source}, 'callbacks', loaded + quarantined, loaded, quarantined, {zone_less}
-        FROM (SELECT (SELECT count(*) FROM {target.table}) AS loaded,
-                     (SELECT count(*) FROM quarantine WHERE source_file = {source}) AS quarantined)
-    """)
-    con.execute("DROP TABLE callback_stage")
+def load_callbacks(con: duckdb.DuckDBPyConnection, files: Sequence[InputFile], progress: ProgressCallback | None,
+                   keys_for: WebhookVersions | None) -> None:
+    """Into ``callback_rows``, or with ``keys_for`` into ``callback_keys`` (their keys for those settings).
+
+    Each file is read into the empty table as if it were the only one (the fast reads number the rows
+    by their place in the table); a file after the first is then added to the rows before it with its
+    rank in ``seq`` (``inputs.py``).
+    """
+    _CallbackTarget(keys_for).create(con)
+    for file in files:
+        target = _CallbackTarget(keys_for, file.id_prefix)
+        if file.rank > 0:
+            con.execute(f"ALTER TABLE {target.table} RENAME TO {_EARLIER_FILES}")
+            _empty_target(con, target)
+        _load_file(con, file, progress, target)
+        if file.rank > 0:
+            con.execute(f"""
+                INSERT INTO {_EARLIER_FILES} SELECT * REPLACE (seq + {file.offset} AS seq) FROM {target.table};
+                DROP TABLE {target.table};
+                ALTER TABLE {_EARLIER_FILES} RENAME TO {target.table};
+            """)
     if keys_for is None:
         con.execute(CALLBACKS_VIEW)
     else:
@@ -154,11 +160,62 @@ def load_callbacks(con: duckdb.DuckDBPyConnection, path: Path, progress: Progres
         con.execute(f"COMMENT ON TABLE callback_keys IS {quote_literal(keys_fingerprint(keys_for))}")
 
 
+#: The rows of the files already read while the next one is read into the empty target table.
+_EARLIER_FILES = "wa_callbacks_earlier_files"
+
+
+def _load_file(con: duckdb.DuckDBPyConnection, file: InputFile, progress: ProgressCallback | None,
+               target: _CallbackTarget) -> None:
+    """One file into the empty ``target`` and the quarantine, and its ``load_report`` row. A file in a folder
+    that cannot be used at all is quarantined whole (``inputs.stage_unusable``) instead of stopping the load."""
+    con.execute(_CALLBACK_STAGE)
+    source = quote_literal(file.name)
+    try:
+        CALLBACK_READERS[file.path.suffix.lstrip(".")](con, file.path, source, progress, target)
+    except (DatasetError, OSError, duckdb.Error) as error:
+        if not file.in_folder:
+            raise
+        _empty_target(con, target)
+        stage_unusable(con, file)
+        con.execute(f"""
+            DELETE FROM quarantine WHERE source_file = {source};
+            INSERT INTO quarantine SELECT {source}, line, raw, {quote_literal(unusable_reason(file, error))}
+            FROM {UNUSABLE};
+            DROP TABLE {UNUSABLE};
+        """)
+    check_lines(con, file, f"SELECT greatest((SELECT max(seq) FROM {target.table}), "
+                           f"(SELECT max(line) FROM quarantine WHERE source_file = {source}))")
+    # Only the requests kept whole keep their capture notes: the keys alone cannot count zone-less times.
+    zone_less = ("NULL::BIGINT" if target.keys_for is not None else
+                 "(SELECT count(*) FROM callback_rows WHERE list_contains(capture_notes, 'received_at_without_zone'))")
+    con.execute(f"""
+        INSERT INTO load_report
+        SELECT {source}, 'callbacks', loaded + quarantined, loaded, quarantined, {zone_less}
+        FROM (SELECT (SELECT count(*) FROM {target.table}) AS loaded,
+                     (SELECT count(*) FROM quarantine WHERE source_file = {source}) AS quarantined)
+    """)
+    con.execute("DROP TABLE callback_stage")
+
+
+def _empty_target(con: duckdb.DuckDBPyConnection, target: _CallbackTarget) -> None:
+    """``target`` created anew, empty (``callback_keys`` is shaped after ``callback_rows``)."""
+    con.execute(f"DROP TABLE IF EXISTS {target.table}")
+    con.execute(CREATE_CALLBACKS)
+    target.create(con)
+
+
 @dataclass(frozen=True, slots=True)
 class _CallbackTarget:
     """Where loaded callbacks go: ``callback_rows`` as read, or with ``keys_for`` only their keys."""
 
     keys_for: WebhookVersions | None
+    #: Opens the default ``request_id`` before the line (``InputFile.id_prefix``).
+    id_prefix: str = ""
+
+    def default_id(self, column: str) -> str:
+        """SQL: the ``request_id`` of a row that names none (I3), from its line, the column ``column``."""
+        line = f"CAST({column} AS VARCHAR)"
+        return f"{quote_literal(self.id_prefix)} || {line}" if self.id_prefix else line
 
     @property
     def table(self) -> str:
@@ -227,7 +284,7 @@ CALLBACK_READERS: dict[str, Callable[[duckdb.DuckDBPyConnection, Path, str, Prog
 def _flush_callbacks(con: duckdb.DuckDBPyConnection, source: str, target: _CallbackTarget) -> None:
     """Judge ``callback_stage``: its bad rows to the quarantine, the others to ``target``."""
     con.execute(_JUDGE_STAGE)
-    columns = _CALLBACK_COLUMNS.replace("request_id", "coalesce(request_id, CAST(seq AS VARCHAR)) AS request_id")
+    columns = _CALLBACK_COLUMNS.replace("request_id", f"coalesce(request_id, {target.default_id('seq')}) AS request_id")
     rows = f"(SELECT {columns} FROM callback_judged WHERE reason IS NULL ORDER BY seq)"
     con.execute(f"""
         INSERT INTO quarantine SELECT {source}, seq, raw, reason FROM callback_judged WHERE reason IS NOT NULL;
@@ -306,7 +363,7 @@ def _read_jsonl_in_parallel(con: duckdb.DuckDBPyConnection, path: Path, source: 
         con.execute(f"UPDATE {target.table} SET seq = n.rid + 1 + n.skipped_before FROM {numbered} n "
                     f"WHERE {target.table}.rowid = n.rid")
         con.execute(f"DROP TABLE {SKIPPED_LINES}")
-    con.execute(f"UPDATE {target.table} SET request_id = CAST(seq AS VARCHAR) "
+    con.execute(f"UPDATE {target.table} SET request_id = {target.default_id('seq')} "
                 "WHERE request_id IS NULL AND reason IS NULL")
     rejected = [number for (number,) in con.execute(
         f"SELECT seq FROM {target.table} WHERE reason IS NOT NULL AND reason <> {_BLANK_LINE} ORDER BY seq"

@@ -1,22 +1,26 @@
 """Loading a dataset folder into DuckDB.
 
 A dataset is a folder with ``webhooks.json``, one ``dispatches.{csv,jsonl,parquet}``
-and one ``callbacks.{jsonl,har,parquet}`` (docs/semantics.md, "Inputs").
+and one ``callbacks.{jsonl,har,parquet}``, or in place of either file a folder
+``dispatches/`` or ``callbacks/`` of such files (``inputs.py``; docs/semantics.md, "Inputs").
 
 Loading never stops on a bad row and never drops one silently: a row that cannot
 be used goes to the ``quarantine`` table with its file, line (or HAR entry
 number), raw text and reason, and every file reconciles as
-``read = loaded + quarantined``. A file that cannot be used at all raises a
-:class:`~webhook_core.exceptions.DatasetError` naming the file and field.
+``read = loaded + quarantined``. A lone file that cannot be used at all raises a
+:class:`~webhook_core.exceptions.DatasetError` naming the file and field; such a file
+in a folder is quarantined whole instead.
 
 Tables written (all replaced on each load):
 
 * ``webhook_versions`` – one row per webhook version;
 * ``dispatches`` – waiting webhooks: ``row, lead_id, conversion_id, advertiser_id,
   external_id, webhook_id, created_at, source_line``; ``row`` is the lead's key and its
-  position in the input (its line, or Parquet row number), the tie-break between leads;
+  position in the input (its file's rank and its line, or Parquet row number: ``inputs.py``), the
+  tie-break between leads; ``source_line`` is its line in its file;
 * ``callbacks`` – captured requests: ``seq, request_id, received_at, method, url,
-  headers, body, recorded_status, recorded_body, capture_notes, refused``, ``headers`` a list of
+  headers, body, recorded_status, recorded_body, capture_notes, refused`` (``seq``: the file's rank and
+  the line, ``inputs.py``), ``headers`` a list of
   ``{name, value}`` in captured order. It is a view over ``callback_rows``, which keeps
   the headers as captured (JSON) because building the list for every row cost about as
   much as the rest of the load, while the replay reads a header of few callbacks;
@@ -24,8 +28,11 @@ Tables written (all replaced on each load):
   callback only what the replay judges it by (``webhook_core.rules.keys``), computed while the file is
   read, for a one-shot replay of large captures (``webhook-audit replay`` without ``--database``).
   ``callbacks`` is then a view that fails, when read, with a message saying to load again;
-* ``quarantine`` – ``source_file, line, raw, reason``;
-* ``load_report`` – ``source_file, table_name, read, loaded, quarantined``.
+* ``quarantine`` – ``source_file, line, raw, reason`` (``source_file``: the path in the dataset,
+  ``callbacks.jsonl`` or ``callbacks/2026-11-02.jsonl``; ``line``: the line in that file);
+* ``dispatch_quarantine`` – of the quarantined dispatches with an identifier, ``source_file, line`` and
+  the identifiers;
+* ``load_report`` – ``source_file, table_name, read, loaded, quarantined, zone_less``, one row per file.
 
 Two fast paths, taken only when they give exactly what the line readers give
 (``tests/test_loading.py`` holds them to it): a ``callbacks.jsonl`` that DuckDB's CSV
@@ -49,14 +56,14 @@ from webhook_core.exceptions import DatasetError, MissingFileError
 from webhook_core.load.callbacks import CALLBACK_READERS, load_callbacks
 from webhook_core.load.dispatches import DISPATCH_READERS, load_dispatches
 from webhook_core.load.gate import check_quarantine, load_warnings
+from webhook_core.load.inputs import InputFile, find_inputs
 from webhook_core.load.progress import ProgressCallback
 from webhook_core.load.schema import create_tables, write_webhook_versions
 from webhook_core.load.timestamps import install_timestamp_reader, timestamp_hint
 from webhook_core.rules.macros import install_macros
 from webhook_core.rules.settings import WebhookVersions, load_webhooks
 
-__all__ = ["CALLBACK_FORMATS", "DISPATCH_FORMATS", "Dataset", "FileReport", "connect", "find_input", "load_dataset",
-           "prepare"]
+__all__ = ["CALLBACK_FORMATS", "DISPATCH_FORMATS", "Dataset", "FileReport", "connect", "load_dataset", "prepare"]
 
 #: The formats a dataset's files may have, by suffix, in the order error messages list them.
 DISPATCH_FORMATS = tuple(DISPATCH_READERS)
@@ -112,18 +119,6 @@ def prepare(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None,
     install_macros(con)
 
 
-def find_input(folder: Path, stem: str, formats: tuple[str, ...]) -> Path:
-    """The one ``stem.EXT`` file in ``folder``; none or several is a :class:`DatasetError`."""
-    found = [folder / f"{stem}.{ext}" for ext in formats if (folder / f"{stem}.{ext}").is_file()]
-    if not found:
-        names = ", ".join(f"{stem}.{ext}" for ext in formats)
-        raise MissingFileError(f"no {stem} file; a dataset needs one of {names}", path=str(folder))
-    if len(found) > 1:
-        raise DatasetError(f"several {stem} files ({', '.join(p.name for p in found)}); keep one",
-                           path=str(folder))
-    return found[0]
-
-
 def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
                  progress: ProgressCallback | None = None, keep_requests: bool = True,
                  required: Collection[str] = (), may_be_empty: Collection[str] = (),
@@ -134,10 +129,12 @@ def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
     ``callbacks``): enough for :func:`~webhook_core.audit.replay.replay` with these webhook settings
     (timeouts may differ), and far less memory and time on large captures.
 
-    ``required`` names the tables (``"dispatches"``, ``"callbacks"``) whose file must load at
-    least one row, else a :class:`DatasetError` names the file, what was read and quarantined and
-    the commonest reason (the tables are loaded all the same). Of those, a file named in
-    ``may_be_empty`` may have no rows at all; one whose every row was quarantined is still an error.
+    ``required`` names the tables (``"dispatches"``, ``"callbacks"``) whose file (or the files of whose
+    folder, together) must load at least one row, else a :class:`DatasetError` names the file (folder),
+    what was read and quarantined and the commonest reason (the tables are loaded all the same). Of
+    those, a table named in ``may_be_empty`` may have no rows at all; one whose every row was
+    quarantined is still an error. Entries of a folder that are not read (other suffixes, subfolders;
+    hidden files and ``_`` markers aside) are warnings.
     A file whose quarantined share exceeds ``max_quarantined`` (e.g. ``0.01``) is a :class:`DatasetError`
     too (``webhook_core.load.gate``; the CLI's ``--max-quarantined``). ``timestamp_format`` (strptime
     directives) reads timestamps that are not ISO 8601 (``webhook_core.load.timestamps``).
@@ -147,44 +144,53 @@ def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
         raise MissingFileError("not a folder; a dataset is a folder with webhooks.json, "
                                "dispatches.* and callbacks.*", path=str(folder))
     webhooks = load_webhooks(folder / "webhooks.json")
-    dispatch_path = find_input(folder, "dispatches", DISPATCH_FORMATS)
-    callback_path = find_input(folder, "callbacks", CALLBACK_FORMATS)
+    dispatch_files, skipped = find_inputs(folder, "dispatches", DISPATCH_FORMATS)
+    callback_files, skipped_callbacks = find_inputs(folder, "callbacks", CALLBACK_FORMATS)
     prepare(con)
     install_timestamp_reader(con, timestamp_format)
     create_tables(con)
     write_webhook_versions(con, webhooks)
-    load_dispatches(con, dispatch_path, progress)
-    load_callbacks(con, callback_path, progress, None if keep_requests else webhooks)
+    load_dispatches(con, dispatch_files, progress)
+    load_callbacks(con, callback_files, progress, None if keep_requests else webhooks)
     rows = con.execute(
         "SELECT source_file, table_name, read, loaded, quarantined, zone_less FROM load_report "
-        "ORDER BY table_name DESC"
+        "ORDER BY table_name DESC, source_file"
     ).fetchall()
     files = tuple(FileReport(*row) for row in rows)
-    for report in files:
-        if report.table in required and report.loaded == 0:
-            if report.read == 0 and report.table in may_be_empty:
+    for table, inputs in (("dispatches", dispatch_files), ("callbacks", callback_files)):
+        reports = [report for report in files if report.table == table]
+        if table in required and sum(report.loaded for report in reports) == 0:
+            if sum(report.read for report in reports) == 0 and table in may_be_empty:
                 continue
-            raise _nothing_loaded(con, folder, report)
+            raise _nothing_loaded(con, folder, table, inputs, reports)
     if max_quarantined is not None:
         check_quarantine(con, folder, max_quarantined)
-    return Dataset(folder, webhooks, files, load_warnings(con))
+    return Dataset(folder, webhooks, files, (*skipped, *skipped_callbacks, *load_warnings(con)))
 
 
-def _nothing_loaded(con: duckdb.DuckDBPyConnection, folder: Path, report: FileReport) -> DatasetError:
-    """The error for a required file of which no row was loaded."""
-    path = str(folder / report.path)
-    if report.read == 0:
-        fix = ("the file has no dispatches; add one row per waiting webhook" if report.table == "dispatches"
-               else "the file has no callbacks; add the captured requests (docs/semantics.md, I3-I5)")
+def _nothing_loaded(con: duckdb.DuckDBPyConnection, folder: Path, table: str, inputs: list[InputFile],
+                    reports: list[FileReport]) -> DatasetError:
+    """The error for a required table of which no row was loaded, from any of its files: it names the file,
+    or the folder (and in the example the file)."""
+    in_folder = not inputs or inputs[0].in_folder
+    path = str(folder / table) if in_folder else str(folder / inputs[0].name)
+    read = sum(report.read for report in reports)
+    if read == 0:
+        kind = "folder" if in_folder else "file"
+        fix = (f"the {kind} has no dispatches; add one row per waiting webhook" if table == "dispatches"
+               else f"the {kind} has no callbacks; add the captured requests (docs/semantics.md, I3-I5)")
         return DatasetError(f"0 rows: {fix}", path=path)
     found = con.execute("""
-        SELECT reason, min(line) FROM quarantine WHERE source_file = ?
-        GROUP BY reason ORDER BY count(*) DESC, min(line) LIMIT 1
-    """, [report.path]).fetchone()
-    reason, line = found if found is not None else ("unknown", 0)
-    unit = {".har": "entry", ".parquet": "row"}.get(Path(report.path).suffix, "line")
+        SELECT reason, arg_min(source_file, (source_file, line)) AS source, arg_min(line, (source_file, line)) AS line
+        FROM quarantine WHERE list_contains(?, source_file)
+        GROUP BY reason ORDER BY count(*) DESC, source, line LIMIT 1
+    """, [[report.path for report in reports]]).fetchone()
+    reason, source, line = found if found is not None else ("unknown", "", 0)
+    unit = {".har": "entry", ".parquet": "row"}.get(Path(source).suffix, "line")
+    where = f"{source} {unit}" if in_folder else unit
     # Every dispatch reason but a malformed row or duplicate can also be fixed in webhooks.json (Q3).
-    fix = ("fix those rows or webhooks.json (docs/semantics.md, Q3)" if report.table == "dispatches"
+    fix = ("fix those rows or webhooks.json (docs/semantics.md, Q3)" if table == "dispatches"
            else "fix those rows (docs/semantics.md, Q2)") + timestamp_hint(reason)
-    return DatasetError(f"0 of {report.read:,} rows loaded ({report.quarantined:,} quarantined; commonest reason: "
-                        f"{reason}, e.g. {unit} {line}); {fix}", path=path)
+    quarantined = sum(report.quarantined for report in reports)
+    return DatasetError(f"0 of {read:,} rows loaded ({quarantined:,} quarantined; commonest reason: "
+                        f"{reason}, e.g. {where} {line}); {fix}", path=path)

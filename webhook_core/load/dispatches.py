@@ -1,4 +1,5 @@
-"""Loading ``dispatches.{csv,jsonl,parquet}`` into ``dispatches``: the waiting webhooks.
+"""Loading ``dispatches.{csv,jsonl,parquet}`` (or the files of ``dispatches/``) into ``dispatches``: the
+waiting webhooks.
 
 Each format is staged into ``dispatch_stage`` (line, raw text, fields as text), then one
 statement types, checks and quarantines the rows of every format alike (docs/semantics.md, Q3).
@@ -6,7 +7,7 @@ statement types, checks and quarantines the rows of every format alike (docs/sem
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -14,6 +15,7 @@ import duckdb
 from webhook_core.exceptions import DatasetError
 from webhook_core.load import linereader
 from webhook_core.load.formats import JSON_LINE, parquet_columns
+from webhook_core.load.inputs import UNUSABLE, InputFile, check_lines, stage_unusable, unusable_reason
 from webhook_core.load.numbering import (
     SKIPPED_LINES,
     blank_lines,
@@ -38,10 +40,48 @@ _DISPATCH_STAGE = """
 """
 
 
-def load_dispatches(con: duckdb.DuckDBPyConnection, path: Path, progress: ProgressCallback | None) -> None:
-    con.execute(_DISPATCH_STAGE)
-    staged = DISPATCH_READERS[path.suffix.lstrip(".")](con, path, progress)
-    _finish_dispatches(con, path, staged)
+def load_dispatches(con: duckdb.DuckDBPyConnection, files: Sequence[InputFile],
+                    progress: ProgressCallback | None) -> None:
+    """Each file's rows checked into ``dispatch_checked`` (``row``: its rank and line, ``inputs.py``), then the
+    conversion IDs across all of them (Q3) and the tables written. A file in a folder that cannot be used
+    at all is quarantined whole (``inputs.stage_unusable``) instead of stopping the load."""
+    con.execute(_DISPATCH_CHECKED)
+    for file in files:
+        source = quote_literal(file.name)
+        con.execute(_DISPATCH_STAGE)
+        try:
+            staged = DISPATCH_READERS[file.path.suffix.lstrip(".")](con, file.path, progress)
+            _check_dispatches(con, file, staged)
+        except (DatasetError, OSError, duckdb.Error) as error:
+            if not file.in_folder:
+                raise
+            con.execute(_DROP_STAGING)
+            stage_unusable(con, file)
+            con.execute(f"""
+                DELETE FROM dispatch_checked WHERE source_file = {source};
+                INSERT INTO dispatch_checked (source_file, "row", line, raw, zone_less, final_reason)
+                SELECT {source}, {file.offset} + line, line, raw, false, {quote_literal(unusable_reason(file, error))}
+                FROM {UNUSABLE};
+                DROP TABLE {UNUSABLE};
+            """)
+        check_lines(con, file, f"SELECT max(line) FROM dispatch_checked WHERE source_file = {source}")
+    _finish_dispatches(con, files)
+
+
+#: Every file's rows, typed and checked: ``final_reason`` is NULL for a row to load.
+_DISPATCH_CHECKED = """
+    CREATE OR REPLACE TEMP TABLE dispatch_checked (
+        source_file VARCHAR, "row" BIGINT, line BIGINT, raw VARCHAR, lead_id VARCHAR, conversion_id VARCHAR,
+        advertiser_id VARCHAR, external_id VARCHAR, webhook_id VARCHAR, created_at TIMESTAMPTZ, zone_less BOOLEAN,
+        final_reason VARCHAR)
+"""
+
+#: What a reader that failed part-way may leave behind.
+_DROP_STAGING = f"""
+    DROP TABLE IF EXISTS dispatch_stage; DROP TABLE IF EXISTS csv_rows; DROP TABLE IF EXISTS csv_lines;
+    DROP TABLE IF EXISTS csv_record_lines; DROP TABLE IF EXISTS csv_rejects; DROP TABLE IF EXISTS wa_csv_rejects;
+    DROP TABLE IF EXISTS wa_csv_scans; DROP TABLE IF EXISTS {SKIPPED_LINES};
+"""
 
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, progress: ProgressCallback | None) -> str:
@@ -215,16 +255,16 @@ def _csv_header(path: Path) -> tuple[int, list[str]]:
                        path=str(path))
 
 
-def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path, staged: str) -> None:
-    source = quote_literal(path.name)
+def _check_dispatches(con: duckdb.DuckDBPyConnection, file: InputFile, staged: str) -> None:
+    """``staged`` (one file's rows) typed and checked into ``dispatch_checked``, all but the duplicates (Q3)."""
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE dispatch_checked AS
+        INSERT INTO dispatch_checked
         WITH typed AS (
             SELECT *, wa_input_timestamp(created_at_text) AS created_at FROM {staged}
         )
         -- Versions of one webhook never overlap (S3): at most one is live at created_at.
-        SELECT typed.line, typed.raw, typed.lead_id, typed.conversion_id, typed.advertiser_id,
-            typed.external_id, typed.webhook_id, typed.created_at,
+        SELECT {quote_literal(file.name)}, {file.offset} + typed.line, typed.line, typed.raw, typed.lead_id,
+            typed.conversion_id, typed.advertiser_id, typed.external_id, typed.webhook_id, typed.created_at,
             typed.created_at IS NOT NULL AND {ZONE_LESS_SQL.format("created_at_text")} AS zone_less,
             CASE
                 WHEN parse_error IS NOT NULL THEN parse_error
@@ -245,36 +285,55 @@ def _finish_dispatches(con: duckdb.DuckDBPyConnection, path: Path, staged: str) 
          AND (v.active_to_us IS NULL OR epoch_us(typed.created_at) < v.active_to_us)
     """)
     con.execute(f"DROP TABLE IF EXISTS csv_rows; DROP TABLE IF EXISTS {SKIPPED_LINES}; DROP TABLE dispatch_stage")
-    # Conversion IDs are unique: the first usable row keeps one, later ones are quarantined. As
-    # many distinct 64-bit hashes as rows proves there are no repeats, far cheaper than grouping
-    # the text; a repeat (or, once in billions, a hash collision) takes the exact way.
+
+
+def _finish_dispatches(con: duckdb.DuckDBPyConnection, files: Sequence[InputFile]) -> None:
+    # Conversion IDs are unique: the first usable row (by row: file, then line) keeps one, later ones are
+    # quarantined. As many distinct 64-bit hashes as rows proves there are no repeats, far cheaper than
+    # grouping the text; a repeat (or, once in billions, a hash collision) takes the exact way.
     distinct = con.execute("""
         SELECT count(*) = count(DISTINCT hash(conversion_id)) FROM dispatch_checked WHERE final_reason IS NULL
     """).fetchone()
     if distinct is None or not distinct[0]:
+        # The first row's file is named only when it is another file.
         con.execute("""
             UPDATE dispatch_checked
-            SET final_reason = 'duplicate conversion_id (first on line ' || CAST(r.first_line AS VARCHAR) || ')'
-            FROM (SELECT conversion_id, min(line) AS first_line FROM dispatch_checked WHERE final_reason IS NULL
+            SET final_reason = 'duplicate conversion_id (first on '
+                || CASE WHEN r.first_file = dispatch_checked.source_file THEN '' ELSE r.first_file || ' ' END
+                || 'line ' || CAST(r.first_line AS VARCHAR) || ')'
+            FROM (SELECT conversion_id, min("row") AS first_row, arg_min(source_file, "row") AS first_file,
+                         arg_min(line, "row") AS first_line
+                  FROM dispatch_checked WHERE final_reason IS NULL
                   GROUP BY conversion_id HAVING count(*) > 1) r
             WHERE dispatch_checked.final_reason IS NULL AND dispatch_checked.conversion_id = r.conversion_id
-              AND dispatch_checked.line > r.first_line
+              AND dispatch_checked."row" > r.first_row
         """)
-    fill_raw_text(con, "dispatch_checked", path)
-    con.execute(f"""
+    for file in files:
+        fill_raw_text(con, "dispatch_checked", file.path, f"source_file = {quote_literal(file.name)}")
+    con.execute("""
         INSERT INTO quarantine
-        SELECT {source}, line, raw, final_reason FROM dispatch_checked WHERE final_reason IS NOT NULL;
+        SELECT source_file, line, raw, final_reason FROM dispatch_checked WHERE final_reason IS NOT NULL;
         INSERT INTO dispatch_quarantine
-        SELECT line, lead_id, conversion_id, advertiser_id, external_id, webhook_id, final_reason
+        SELECT source_file, line, lead_id, conversion_id, advertiser_id, external_id, webhook_id, final_reason
         FROM dispatch_checked
         WHERE final_reason IS NOT NULL
           AND (lead_id IS NOT NULL OR conversion_id IS NOT NULL OR external_id IS NOT NULL);
         INSERT INTO dispatches
-        SELECT line, lead_id, conversion_id, advertiser_id, external_id, webhook_id, created_at, line
+        SELECT "row", lead_id, conversion_id, advertiser_id, external_id, webhook_id, created_at, line
         FROM dispatch_checked WHERE final_reason IS NULL;
-        INSERT INTO load_report
-        SELECT {source}, 'dispatches', count(*), count(*) FILTER (final_reason IS NULL),
-               count(*) FILTER (final_reason IS NOT NULL), count(*) FILTER (final_reason IS NULL AND zone_less)
-        FROM dispatch_checked;
-        DROP TABLE dispatch_checked;
     """)
+    if files:
+        # One row per file, in name order, a file without rows included.
+        names = ", ".join(f"({file.rank}, {quote_literal(file.name)})" for file in files)
+        con.execute(f"""
+            INSERT INTO load_report
+            SELECT f.name, 'dispatches', coalesce(c.read, 0), coalesce(c.loaded, 0), coalesce(c.quarantined, 0),
+                   coalesce(c.zone_less, 0)
+            FROM (VALUES {names}) f(rank, name)
+            LEFT JOIN (SELECT source_file, count(*) AS read, count(*) FILTER (final_reason IS NULL) AS loaded,
+                              count(*) FILTER (final_reason IS NOT NULL) AS quarantined,
+                              count(*) FILTER (final_reason IS NULL AND zone_less) AS zone_less
+                       FROM dispatch_checked GROUP BY source_file) c ON c.source_file = f.name
+            ORDER BY f.rank
+        """)
+    con.execute("DROP TABLE dispatch_checked")

@@ -92,10 +92,15 @@ def _percent(share: float) -> str:
 
 
 def load_warnings(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
-    """What an analyst should know of a load that did not stop it: each file's quarantine under the limit
-    and its timestamps read as UTC for want of a zone, as ``FILE: …`` lines (from ``load_report``)."""
+    """What an analyst should know of a load that did not stop it: each file's quarantine under the limit,
+    its timestamps read as UTC for want of a zone, and a file of a folder without rows, as ``FILE: …`` lines
+    (from ``load_report``)."""
     lines = [f"{file.path}: {file.describe()}" for file in quarantine_shares(con) if file.quarantined]
-    for path, zone_less in con.execute(
-            "SELECT source_file, zone_less FROM load_report WHERE zone_less > 0 ORDER BY table_name DESC").fetchall():
+    for path, zone_less in con.execute("SELECT source_file, zone_less FROM load_report WHERE zone_less > 0 "
+                                       "ORDER BY table_name DESC, source_file").fetchall():
         lines.append(f"{path}: {zone_less:,} timestamps name no zone (no Z, no +hh:mm); read as UTC")
+    # A lone empty file is an error where rows are required; in a folder it may be a rotated log's quiet day.
+    for (path,) in con.execute("SELECT source_file FROM load_report WHERE read = 0 AND contains(source_file, '/') "
+                               "ORDER BY table_name DESC, source_file").fetchall():
+        lines.append(f"{path}: no rows; nothing loaded from it")
     return tuple(lines)

@@ -114,12 +114,12 @@ def _folder_inputs(directory: Path, stem: str, formats: Sequence[str]) -> tuple[
     return [InputFile(path, f"{stem}/{path.name}", rank, True) for rank, path in enumerate(readable)], warnings
 
 
-def check_lines(con: duckdb.DuckDBPyConnection, file: InputFile, lines: str) -> None:
-    """A :class:`DatasetError` when a file in a folder has a row past :data:`MAX_LINE` (``lines`` is SQL
+def check_lines(con: duckdb.DuckDBPyConnection, file: InputFile, sql: str) -> None:
+    """A :class:`DatasetError` when a file in a folder has a row past :data:`MAX_LINE` (``sql`` is a query
     giving its rows' largest line): its ``seq`` would run into the next file's."""
     if not file.in_folder:
         return
-    found = con.execute(lines).fetchone()
+    found = con.execute(sql).fetchone()
     if found is not None and found[0] is not None and found[0] > MAX_LINE:
         raise DatasetError(f"more than {MAX_LINE:,} lines; a file in a folder holds at most that many: "
                            "split it in two", path=str(file.path))
@@ -141,7 +141,7 @@ def stage_unusable(con: duckdb.DuckDBPyConnection, file: InputFile) -> None:
 
     A readable Parquet file gives its rows (raw: the row as JSON, as its reader quarantines one); any
     other file its non-blank lines, as the line reader reads them; a file that cannot be opened at all,
-    one row: line 0 with no text, so that it counts as read and quarantined (and the gate sees it).
+    one row: line 0 with empty text, so that it counts as read and quarantined (and the gate sees it).
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE {UNUSABLE} (line BIGINT, raw VARCHAR)")
     literal = quote_literal(str(file.path))
@@ -167,4 +167,4 @@ def stage_unusable(con: duckdb.DuckDBPyConnection, file: InputFile) -> None:
             con.unregister("wa_unusable_chunk")
     except OSError:
         con.execute(f"DELETE FROM {UNUSABLE}")
-        con.execute(f"INSERT INTO {UNUSABLE} VALUES (0, NULL)")
+        con.execute(f"INSERT INTO {UNUSABLE} VALUES (0, '')")

@@ -90,15 +90,16 @@ def with_lines_skipped_before(con: duckdb.DuckDBPyConnection, skipped: list[int]
             f"ASOF LEFT JOIN {SKIPPED_LINES} s ON r.rid >= s.rows_before)")
 
 
-def fill_raw_text(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
-    """Give quarantined rows staged without their raw text (the fast CSV path) their line as written."""
+def fill_raw_text(con: duckdb.DuckDBPyConnection, table: str, path: Path, rows: str = "true") -> None:
+    """Give quarantined rows staged without their raw text (the fast CSV path) their line as written;
+    ``rows`` (SQL) picks the rows of ``table`` that are ``path``'s."""
     numbers = [line for (line,) in con.execute(
-        f"SELECT line FROM {table} WHERE final_reason IS NOT NULL AND raw IS NULL").fetchall()]
+        f"SELECT line FROM {table} WHERE final_reason IS NOT NULL AND raw IS NULL AND ({rows})").fetchall()]
     if not numbers:
         return
     con.register("picked", linereader.pick_lines(path, numbers))
     con.execute(f"""
         UPDATE {table} SET raw = regexp_replace(picked.raw, '\\r$', '')
-        FROM picked WHERE picked.line = {table}.line
+        FROM picked WHERE picked.line = {table}.line AND ({rows})
     """)
     con.unregister("picked")

@@ -73,8 +73,8 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE TABLE quarantine (source_file VARCHAR, line BIGINT, raw VARCHAR, reason VARCHAR);
         -- The identifiers of the quarantined dispatches that had any: their callbacks are flagged, not blamed.
         CREATE OR REPLACE TABLE dispatch_quarantine (
-            line BIGINT, lead_id VARCHAR, conversion_id VARCHAR, advertiser_id VARCHAR, external_id VARCHAR,
-            webhook_id VARCHAR, reason VARCHAR);
+            source_file VARCHAR, line BIGINT, lead_id VARCHAR, conversion_id VARCHAR, advertiser_id VARCHAR,
+            external_id VARCHAR, webhook_id VARCHAR, reason VARCHAR);
         CREATE OR REPLACE TABLE load_report (
             source_file VARCHAR, table_name VARCHAR, read BIGINT, loaded BIGINT, quarantined BIGINT,
             zone_less BIGINT);
