@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from webhook_core import CALLBACK_ORDER, SparkEngineError, connect, load_dataset, replay
@@ -86,10 +86,18 @@ def spark_outputs(spark: Any, folder: Path, timeouts: dict[str | None, float] | 
         return result.collect()
 
 
+def arrow_types(table: pa.Table) -> list[tuple[str, pa.DataType]]:
+    """Each column's name and type; a timestamp's zone UTC however spelled (DuckDB says Etc/UTC, Spark UTC)."""
+    def plain(kind: pa.DataType) -> pa.DataType:
+        return pa.timestamp(kind.unit, "UTC") if pa.types.is_timestamp(kind) and kind.tz == "Etc/UTC" else kind
+
+    return [(field.name, plain(field.type)) for field in table.schema]
+
+
 def assert_same(duck: pa.Table, spark: pa.Table, what: str) -> None:
     """Same columns in the same order, of the same Arrow types, and the same rows in the same order."""
     assert spark.column_names == duck.column_names, what
-    assert [(f.name, f.type) for f in spark.schema] == [(f.name, f.type) for f in duck.schema], what
+    assert arrow_types(spark) == arrow_types(duck), what
     assert spark.num_rows == duck.num_rows, what
     for index, (expected, got) in enumerate(zip(duck.to_pylist(), spark.to_pylist(), strict=True)):
         differing = {name: (expected[name], got[name]) for name in expected if got[name] != expected[name]}
@@ -143,7 +151,9 @@ def every_kind_compared(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @given(case=datasets(), end_s=st.sampled_from((None, 30.5)), partitions=st.sampled_from((1, 3)))
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# No shrinking: each example costs seconds of Spark, and a failing one is small as drawn.
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
 def test_spark_replay_equals_duckdb_replay(spark: Any, tmp_path_factory: pytest.TempPathFactory, case: Case,
                                            end_s: float | None, partitions: int) -> None:
     folder = write_dataset(tmp_path_factory.mktemp("spark"), case.webhooks, case.leads, case.callbacks)
@@ -168,6 +178,76 @@ def test_sample_with_a_what_if_and_an_observation_end(spark: Any) -> None:
     # Mid-sample: some leads are still waiting, others timed out under the shorter timeout.
     moment = datetime.fromisoformat("2026-11-20T12:00:00+00:00")
     assert_engines_agree(spark, SAMPLE, timeouts={None: 20.0}, observation_end=moment)
+
+
+# --------------------------------------------------------------------------- rule cases
+
+
+T0 = datetime.fromisoformat("2026-11-20T10:00:00+00:00")
+#: M3's choices among the leads of one webhook sharing an external ID (tests/test_rules.py's cases), each on a
+#: webhook of its own: the leads' creation seconds in file order, the callback's second, the lead it resolves.
+M3_CASES = (
+    ((0, 10, 30), 20, 1),  # the most recent created before the callback
+    ((0, 10, 30), 10, 1),  # created at the instant received counts as before
+    ((10, 0), 20, 0),      # by creation time, not file order
+    ((30, 10), 5, 1),      # none before: the earliest created
+    ((0, 0), 5, 1),        # created at the same instant, before: the later row
+    ((10, 10), 5, 0),      # created at the same instant, all after: the earlier row
+)
+
+
+def rule_cases(folder: Path) -> Path:
+    """One dataset holding M3's tie rules, two callbacks at one instant (a match and a duplicate, by line), and
+    callbacks at a deadline and 1 µs past it."""
+    webhooks = [{"webhook_id": f"wh-{n}", "advertiser_id": "A", "wait": True, "timeout_s": 10}
+                for n in range(len(M3_CASES) + 1)]
+    leads: list[dict[str, Any]] = []
+    callbacks: list[dict[str, Any]] = []
+
+    def at(seconds: float) -> str:
+        return (T0 + timedelta(seconds=seconds)).isoformat()
+
+    for n, (created, received, _) in enumerate(M3_CASES):
+        leads += [{"lead_id": f"M{n}-{i}", "conversion_id": f"C{n}-{i}", "advertiser_id": "A", "external_id": "E1",
+                   "webhook_id": f"wh-{n}", "created_at": at(second)} for i, second in enumerate(created)]
+        callbacks.append({"request_id": f"m3-{n}", "received_at": at(received),
+                          "url": f"/webhooks/wh-{n}?external_id=E1"})
+    last = f"wh-{len(M3_CASES)}"
+    leads += [{"lead_id": name, "conversion_id": name, "advertiser_id": "A", "webhook_id": last, "created_at": at(0)}
+              for name in ("tie", "in-time", "late")]
+    callbacks += [{"request_id": request_id, "received_at": at(seconds), "url": f"/webhooks/{last}?pcid={lead_id}"}
+                  for request_id, seconds, lead_id in (("tie-1", 5, "tie"), ("tie-2", 5, "tie"),
+                                                       ("at-deadline", 10, "in-time"),
+                                                       ("past-deadline", 10.000001, "late"))]
+    return write_dataset(folder, webhooks, leads, callbacks)
+
+
+@pytest.mark.parametrize("end_s", [None, 10], ids=["latest", "at-a-deadline"])
+def test_rule_cases(spark: Any, tmp_path: Path, end_s: float | None) -> None:
+    observation_end = None if end_s is None else T0 + timedelta(seconds=end_s)
+    callbacks = assert_engines_agree(spark, rule_cases(tmp_path / "ds"), observation_end=observation_end,
+                                     partitions=3)
+    # The cases are what they say (the rules themselves: tests/test_rules.py).
+    judged = {row["request_id"]: (row["lead_id"], row["outcome"]) for row in callbacks.to_pylist()}
+    assert [judged[f"m3-{n}"][0] for n in range(len(M3_CASES))] == [
+        f"M{n}-{pick}" for n, (_, _, pick) in enumerate(M3_CASES)]
+    assert [judged[name][1] for name in ("tie-1", "tie-2", "at-deadline", "past-deadline")] == [
+        "matched", "duplicate", "matched", "late"]
+
+
+def test_a_folder_of_files(spark: Any, tmp_path: Path) -> None:
+    """docs/semantics.md, I7: the rule cases' callbacks spread over ``callbacks/`` (ties across files are judged by
+    file name), the dispatches over ``dispatches/``, and a HAR that is not JSON, quarantined and named."""
+    folder = rule_cases(tmp_path / "ds")
+    for stem in ("callbacks", "dispatches"):
+        lines = (folder / f"{stem}.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+        (folder / f"{stem}.jsonl").unlink()
+        (folder / stem).mkdir()
+        (folder / stem / "b.jsonl").write_text("".join(lines[0::2]), encoding="utf-8")
+        (folder / stem / "a.jsonl").write_text("".join(lines[1::2]), encoding="utf-8")
+    (folder / "callbacks" / "c.har").write_text("not a HAR", encoding="utf-8")
+    callbacks = assert_engines_agree(spark, folder, partitions=3)
+    assert callbacks.column("seq").to_pylist() != sorted(callbacks.column("seq").to_pylist())  # files interleave
 
 
 # --------------------------------------------------------------------------- the command line
@@ -248,8 +328,9 @@ def test_cli_spark_master_needs_the_spark_engine(tmp_path: Path) -> None:
 
 
 def test_cli_without_pyspark_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # As if the spark extra were not installed: importing pyspark fails.
-    monkeypatch.setitem(sys.modules, "pyspark", None)
+    # As if the spark extra were not installed: importing pyspark, or any module of it, fails.
+    for name in ["pyspark", *(m for m in sys.modules if m.startswith("pyspark."))]:
+        monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "webhook_core.audit.spark_replay", raising=False)
     result = invoke("replay", small_dataset(tmp_path / "ds"), "--out", tmp_path / "out", "--engine", "spark",
                     "--max-quarantined", "100%")
@@ -272,9 +353,9 @@ def test_a_keys_only_load_is_refused(spark: Any) -> None:
     con = connect()
     try:
         loaded = load_dataset(con, SAMPLE, keep_requests=False)
-        with pytest.raises(SparkEngineError, match="^the callbacks were loaded with keep_requests=False: the Spark "
-                                                   "engine extracts their keys itself; load the dataset with "
-                                                   "keep_requests=True$"):
+        with pytest.raises(SparkEngineError, match=r"^the callbacks were loaded with keep_requests=False: the Spark "
+                                                   r"engine extracts their keys itself; load the dataset with "
+                                                   r"keep_requests=True$"):
             replay_loaded(spark, con, loaded)
     finally:
         con.close()

@@ -55,6 +55,7 @@ from webhook_core.timeutil import from_us, to_us
 try:
     from pyspark.errors import PySparkException
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.functions import asc_nulls_last
 except ImportError as error:  # the spark extra is not installed
     raise SparkEngineError("the Spark engine needs pyspark: pip install 'webhook-audit[spark]'") from error
 
@@ -99,7 +100,8 @@ def spark_session(master: str | None = None, config: Mapping[str, str] | None = 
     only earns a warning.
     """
     active = SparkSession.getActiveSession()
-    if active is not None and master in (None, active.sparkContext.master):
+    # (a Spark Connect session has no sparkContext: ask it for its master only when one was named)
+    if active is not None and (master is None or active.sparkContext.master == master):
         return active
     launched = "PYSPARK_GATEWAY_PORT" in os.environ  # a JVM started by spark-submit: it set master and workers
     if (master or "local").startswith("local") and not launched:
@@ -121,7 +123,8 @@ def spark_session(master: str | None = None, config: Mapping[str, str] | None = 
 
 @dataclass
 class SparkReplay:
-    """The replay's outputs as Spark DataFrames, lazily computed from the staged Parquet files.
+    """The replay's outputs as Spark DataFrames. The keys and each callback's lead were computed when the
+    replay was made (and written to the staging folder); the outcomes are computed from them when read.
 
     Use it as a context manager (or call :meth:`close`): the DataFrames read the staging folder (the loaded
     rows and the extracted keys), which :meth:`close` removes when the replay made it.
@@ -187,7 +190,8 @@ def replay_spark(dataset: str | Path, *, spark: SparkSession | None = None,
 def replay_loaded(spark: SparkSession, con: duckdb.DuckDBPyConnection, loaded: Dataset, *,
                   timeouts: Mapping[str | None, float] | None = None, observation_end: datetime | None = None,
                   stage_dir: str | Path | None = None, partitions: int | None = None) -> SparkReplay:
-    """:func:`replay_spark` of a dataset loaded into ``con`` (with ``keep_requests=True``, the default)."""
+    """:func:`replay_spark` of a dataset loaded into ``con`` (with ``keep_requests=True``, the default). Runs the
+    extraction and the callbacks' resolution on ``spark`` before it returns."""
     webhooks = loaded.webhooks
     if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'callback_keys'").fetchone() != (0,):
         raise SparkEngineError("the callbacks were loaded with keep_requests=False: the Spark engine extracts their "
@@ -274,7 +278,7 @@ def _match(spark: SparkSession, keys: DataFrame, *, dispatches: DataFrame, dispa
     """``replay.py``'s matching in Spark SQL: ``callback_outcomes`` and ``lead_outcomes`` (every column)."""
     end = "CAST(NULL AS BIGINT)" if end_us is None else str(int(end_us))
     keys = checkpoint("keys", keys)
-    leads = checkpoint("leads", spark.sql(_LEADS, dispatches=dispatches, versions=versions))
+    leads = spark.sql(_LEADS, dispatches=dispatches, versions=versions)
     by_conversion = spark.sql(_BY_CONVERSION, keys=keys, leads=leads)
     by_external = spark.sql(_BY_EXTERNAL, by_conversion=by_conversion, leads=leads)
     resolved = checkpoint("resolved", spark.sql(_RESOLVED, by_conversion=by_conversion, by_external=by_external))
@@ -283,8 +287,8 @@ def _match(spark: SparkSession, keys: DataFrame, *, dispatches: DataFrame, dispa
         _CALLBACK_OUTCOMES, args={"not_found": NOT_FOUND_BODY.decode()}, resolved=resolved, lead_calls=lead_calls,
         versions=versions, dispatch_quarantine=dispatch_quarantine)
     lead_outcomes = spark.sql(_lead_outcomes_sql(end), leads=leads, lead_calls=lead_calls)
-    return (callback_outcomes.orderBy("us", "seq").select(*CALLBACK_OUTCOME_COLUMNS),
-            lead_outcomes.orderBy("row").select(*LEAD_OUTCOME_COLUMNS))
+    return (callback_outcomes.sort(asc_nulls_last("us"), asc_nulls_last("seq")).select(*CALLBACK_OUTCOME_COLUMNS),
+            lead_outcomes.sort(asc_nulls_last("row")).select(*LEAD_OUTCOME_COLUMNS))
 
 
 # The statements below are replay.py's, in Spark SQL; ``{name}`` is a DataFrame passed to ``spark.sql``.
@@ -400,7 +404,8 @@ _CALLBACK_OUTCOMES = f"""
                CASE WHEN r.lead_row IS NOT NULL THEN (r.us - r.created_us) / 1e6 END AS wait_s,
                r.recorded_status, r.lead_row, r.is_interim, r.body_kind,
                coalesce(r.lead_row IS NULL AND r.webhook_id IS NOT NULL AND (
-                   r.conversion_id IN (SELECT conversion_id FROM {{dispatch_quarantine}} WHERE conversion_id IS NOT NULL)
+                   r.conversion_id IN (
+                       SELECT conversion_id FROM {{dispatch_quarantine}} WHERE conversion_id IS NOT NULL)
                    OR (r.external_id IS NOT NULL AND EXISTS (
                        SELECT 1 FROM {{dispatch_quarantine}} q
                        WHERE q.external_id = r.external_id AND q.advertiser_id = r.advertiser_id))), false)

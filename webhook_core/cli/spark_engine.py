@@ -38,17 +38,18 @@ def replay_on_spark(con: duckdb.DuckDBPyConnection, dataset: Path, *, master: st
     loaded = load_with_progress(con, dataset, keep_requests=True, max_quarantined=max_quarantined,
                                 timestamp_format=timestamp_format)
     print_load_report(loaded)
-    from py4j.protocol import Py4JError
     from pyspark.errors import PySparkException
 
     spark = spark_session(master)
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)  # as DuckDB makes it to spill
     try:
         with (tempfile.TemporaryDirectory(prefix="webhook-audit-spark-", dir=temp_dir) as stage,
               stderr.status("Replaying on Spark…"),
               replay_loaded(spark, con, loaded, timeouts=timeouts, observation_end=observation_end,
                             stage_dir=stage) as result):
             callbacks, leads = result.collect()
-    except (PySparkException, Py4JError) as exc:
+    except PySparkException as exc:
         raise SparkEngineError(f"Spark: {str(exc).strip().splitlines()[0]}") from exc
     con.register(CALLBACK_OUTCOMES, callbacks)
     con.register(LEAD_OUTCOMES, leads)
