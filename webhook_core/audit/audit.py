@@ -5,7 +5,6 @@ same either way (docs/audit-database.md).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,7 +17,7 @@ from webhook_core.audit.filters import Filters
 from webhook_core.audit.replay import replay
 from webhook_core.audit.schema import SCHEMA_VERSION, read_meta
 from webhook_core.exceptions import AuditDatabaseError, AuditDatabaseLockedError, MissingFileError
-from webhook_core.load.dataset import Dataset, connect, load_dataset
+from webhook_core.load.dataset import Dataset, configure, connect, load_dataset
 from webhook_core.load.gate import check_quarantine, load_warnings
 from webhook_core.rules.settings import WebhookVersions, parse_webhooks
 from webhook_core.timeutil import to_us
@@ -119,15 +118,8 @@ def _connect_read_only(path: Path, *, memory_limit: str | None,
             raise AuditDatabaseError("not a dataset folder nor an audit database (not a DuckDB file); give the "
                                      f"dataset folder, or {_WRITE_ONE}", path=str(path)) from exc
         raise
-    # The session settings of load.dataset.prepare; its macros are in the file already (and a read-only
-    # database cannot take them again).
-    con.execute("SET TimeZone = 'UTC'")
-    with contextlib.suppress(duckdb.InvalidInputException):
-        con.execute("SET enable_progress_bar = false")
-    if memory_limit is not None:
-        con.execute("SET memory_limit = ?", [memory_limit])
-    if temp_directory is not None:
-        con.execute("SET temp_directory = ?", [temp_directory])
+    # The macros are in the file already (and a read-only database cannot take them again).
+    configure(con, memory_limit=memory_limit, temp_directory=temp_directory)
     return con
 
 

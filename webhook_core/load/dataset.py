@@ -63,7 +63,8 @@ from webhook_core.load.timestamps import install_timestamp_reader, timestamp_hin
 from webhook_core.rules.macros import install_macros
 from webhook_core.rules.settings import WebhookVersions, load_webhooks
 
-__all__ = ["CALLBACK_FORMATS", "DISPATCH_FORMATS", "Dataset", "FileReport", "connect", "load_dataset", "prepare"]
+__all__ = ["CALLBACK_FORMATS", "DISPATCH_FORMATS", "Dataset", "FileReport", "configure", "connect", "load_dataset",
+           "prepare"]
 
 #: The formats a dataset's files may have, by suffix, in the order error messages list them.
 DISPATCH_FORMATS = tuple(DISPATCH_READERS)
@@ -104,6 +105,15 @@ def connect(database: str = ":memory:", *, memory_limit: str | None = None,
 
 def prepare(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None,
             temp_directory: str | None = None, threads: int | None = None) -> None:
+    """The session settings of :func:`configure`, and the package's SQL macros installed."""
+    configure(con, memory_limit=memory_limit, temp_directory=temp_directory, threads=threads)
+    install_macros(con)
+
+
+def configure(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None,
+              temp_directory: str | None = None, threads: int | None = None) -> None:
+    """A session's settings: UTC, no progress bar of DuckDB's, the memory budget and where to spill. (A
+    read-only audit database takes these, and holds the macros already.)"""
     # A naive timestamp means UTC, whatever the machine's zone.
     con.execute("SET TimeZone = 'UTC'")
     # DuckDB's own bar would write to stdout mid-table; the CLI shows its own progress. (In Jupyter
@@ -116,7 +126,6 @@ def prepare(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None,
         con.execute("SET temp_directory = ?", [temp_directory])
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
-    install_macros(con)
 
 
 def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
