@@ -14,6 +14,8 @@ fastest run of each command; every round's time is in the table.
   the database run writes ``--out DIR2`` too, and the table says so.
 - (t2) ``summary``, ``wait-times``, ``timeouts``, ``pairing`` and ``timeline LEAD`` (a lead with
   callbacks, read from the database) on the audit database, each ≤ 0.3 × ``replay --out``.
+  Beside them, ``pairing floor`` (``benchmarks.pairing_floor``): discovery's necessary work alone,
+  every value of every callback read and counted.
 - (t3) ``report`` on the audit database ≤ 2.5 × ``report`` on a ``--small``-lead one (its database
   written once, before the rounds, by ``replay --database``); ``--skip-report`` leaves both out.
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -44,6 +47,7 @@ from benchmarks.harness import (
     machine,
     measure,
     print_table,
+    process_role,
     side_by_side,
     source_fingerprint,
 )
@@ -63,6 +67,8 @@ class Command:
 
     name: str
     args: Callable[[], list[str]]
+    #: What runs the args: the CLI, or another module (``benchmarks.pairing_floor``).
+    program: tuple[str, ...] = CLI
     #: Run before each measurement, untimed (e.g. deleting the database a replay writes).
     prepare: Callable[[], None] = lambda: None
     runs: dict[int, Measurement] = field(default_factory=dict)
@@ -73,10 +79,11 @@ class Command:
         return min(self.runs.values(), key=lambda m: m.wall_s) if self.runs else None
 
 
-def cli(args: Sequence[str], code: Path, log: Path | None = None) -> Measurement:
-    """``webhook-audit ARGS`` of checkout ``code``, measured."""
-    env = None if code == REPO else {**os.environ, "PYTHONPATH": str(code)}
-    return measure([*CLI, *args], log=log, cwd=code, env=env)
+def cli(args: Sequence[str], code: Path, log: Path | None = None, program: Sequence[str] = CLI) -> Measurement:
+    """``webhook-audit ARGS`` (or ``program ARGS``) of checkout ``code``, measured."""
+    # The checkout first, then this one (whose benchmarks package a checkout of another commit may lack).
+    env = None if code == REPO else {**os.environ, "PYTHONPATH": f"{code}{os.pathsep}{REPO}"}
+    return measure([*program, *args], log=log, cwd=code, env=env, roles=process_role)
 
 
 def generate(dataset: Path, leads: int, seed: int, code: Path, log: Path) -> Measurement | None:
@@ -182,6 +189,7 @@ def main() -> None:
         Command("timeouts", lambda: ["timeouts", str(database), "--out", str(out / "timeouts.parquet")]),
         Command("pairing", lambda: ["pairing", str(database), "--out", str(out / "pairing.parquet")]),
         Command("timeline", timeline_args),
+        Command("pairing floor", lambda: [str(database)], program=(sys.executable, "-m", "benchmarks.pairing_floor")),
     ]
     if not options.skip_report:
         commands += [
@@ -197,11 +205,12 @@ def main() -> None:
             continue
         try:
             args = command.args()
-            command.shown = "webhook-audit " + " ".join(args)
+            command.shown = ("webhook-audit" if command.program == CLI else " ".join(command.program[1:])) + " " + \
+                " ".join(args)
             command.prepare()
             print(f"round {number}: {command.shown} …", flush=True)
-            slug = command.name.split()[0] + ("-db" if "--database" in command.name else "")
-            command.runs[number] = cli(args, code, logs / f"{slug}-r{number}.log")
+            slug = re.sub(r"[^a-z0-9]+", "-", command.name.split(":")[0]).strip("-")
+            command.runs[number] = cli(args, code, logs / f"{slug}-r{number}.log", command.program)
         except MeasurementFailed as exc:
             command.error = str(exc)
             print(f"FAILED: {exc}", flush=True)
@@ -238,9 +247,11 @@ def report(options: argparse.Namespace, big: Path, setup: Sequence[tuple[str, Me
         walls = [f"{command.runs[n].wall_s:.1f}" if n in command.runs else "-" for n in rounds]
         rows.append((command.name, *walls, f"{best.cpu_s:.1f}" if best else "-",
                      f"{max(m.peak_rss_mib for m in command.runs.values()):,.0f}" if best else "-",
+                     f"{max(m.tree_peak_rss_mib or 0 for m in command.runs.values()):,.0f}" if best else "-",
                      f"{max(m.loadavg_after for m in command.runs.values()):.2f}" if best else "-",
                      "FAILED" if command.error else ""))
-    print_table(("command", *(f"r{n} wall s" for n in rounds), "CPU s (fastest)", "peak RSS MiB", "load max", ""),
+    print_table(("command", *(f"r{n} wall s" for n in rounds), "CPU s (fastest)", "peak RSS MiB", "tree peak MiB",
+                 "load max", ""),
                 rows)
     parent = max((m.parent_peak_rss_mib for c in commands for m in c.runs.values()), default=0.0)
     print(f"(the measuring process's own peak RSS: {parent:,.0f} MiB; a child's cannot read below it)")
@@ -250,6 +261,8 @@ def report(options: argparse.Namespace, big: Path, setup: Sequence[tuple[str, Me
     targets = [ratio_row(f"(t1) {replay_db.name} / replay --out", replay_db, replay_out, 1.2)]
     targets += [ratio_row(f"(t2) {name} on the database / replay --out", by_name[name], replay_out, 0.3)
                 for name in ANALYSES]
+    targets.append(ratio_row("     pairing's floor: every value read, alone", by_name["pairing floor"], replay_out,
+                             0.3))
     if not options.skip_report:
         targets.append(ratio_row(f"(t3) report {options.leads:,} / {options.small:,} leads", by_name["report"],
                                  commands[-1], 2.5))

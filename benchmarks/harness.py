@@ -13,9 +13,10 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -43,6 +44,13 @@ class Measurement:
     loadavg_after: float
     #: What the command wrote to stdout and stderr.
     output: str
+    #: With ``roles``: the peak of the summed RSS of the whole process tree (``ru_maxrss`` sees one process
+    #: at a time), and per role the peak of its processes' summed RSS (sampled, :class:`TreeSampler`).
+    tree_peak_rss_mib: float | None = None
+    role_peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    #: With ``roles``: CPU seconds per role, each process's as last sampled (``ru_*`` above count only the
+    #: descendants the command waited for; a JVM's Python workers are not among them).
+    role_cpu_s: dict[str, float] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
         """Every field but the output, e.g. for a JSON file."""
@@ -52,14 +60,16 @@ class Measurement:
 
 
 def measure(command: Sequence[str], *, log: Path | None = None, cwd: Path | None = None,
-            env: Mapping[str, str] | None = None) -> Measurement:
+            env: Mapping[str, str] | None = None, roles: Callable[[str], str] | None = None) -> Measurement:
     """Run ``command`` as a subprocess (stdout and stderr into ``log``, or a temporary file); raise
     :class:`MeasurementFailed` when it exits with an error.
 
     Peak RSS is ``os.wait4``'s ``ru_maxrss``: the largest of the child and of the descendants it
     waited for (not their sum). Linux starts a child's ``ru_maxrss`` from its parent's peak at the
     fork, so the measuring process must stay small: no DuckDB work of its own before measuring
-    (``parent_peak_rss_mib`` shows it).
+    (``parent_peak_rss_mib`` shows it). ``roles`` (a process's command line → its role) samples the whole
+    tree too: a command whose processes run side by side (a JVM and its Python workers, a notebook kernel
+    beside its caller) peaks at their sum.
     """
     parent_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # A file, not a pipe: nothing has to read the output while the child runs.
@@ -67,7 +77,12 @@ def measure(command: Sequence[str], *, log: Path | None = None, cwd: Path | None
         start = time.perf_counter()
         process = subprocess.Popen(list(command), stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=cwd, env=None if env is None else dict(env))
+        sampler = TreeSampler(process.pid, roles) if roles is not None else None
+        if sampler is not None:
+            sampler.start()
         _, status, usage = os.wait4(process.pid, 0)
+        if sampler is not None:
+            sampler.stop()
         wall = time.perf_counter() - start
         # Reaped by wait4: Popen must not wait for it again.
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -78,7 +93,90 @@ def measure(command: Sequence[str], *, log: Path | None = None, cwd: Path | None
                                 f"{output[-3000:]}")
     return Measurement(wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime, user_s=usage.ru_utime,
                        sys_s=usage.ru_stime, peak_rss_mib=usage.ru_maxrss / 1024, parent_peak_rss_mib=parent_peak,
-                       loadavg_after=os.getloadavg()[0], output=output)
+                       loadavg_after=os.getloadavg()[0], output=output,
+                       tree_peak_rss_mib=None if sampler is None else sampler.peak_mib,
+                       role_peak_rss_mib={} if sampler is None else dict(sampler.role_peaks_mib),
+                       role_cpu_s={} if sampler is None else sampler.role_cpu_s())
+
+
+def process_role(command: str) -> str:
+    """The role of a process in a measured tree, from its command line: a notebook kernel, Spark's JVM, a
+    PySpark Python worker, or the command itself (``cli``)."""
+    if "ipykernel" in command:
+        return "kernels"
+    if "pyspark.daemon" in command or "pyspark.worker" in command:
+        return "python workers"
+    if command.split(" ", 1)[0].endswith("java"):
+        return "jvm"
+    return "cli"
+
+
+class TreeSampler(threading.Thread):
+    """The summed RSS of a process and its descendants, read from ``/proc`` every ``interval`` seconds.
+
+    A sample can miss a short peak: figures are a floor of the true peak, close to it for processes that
+    hold their memory (a JVM, a DuckDB connection).
+    """
+
+    def __init__(self, pid: int, roles: Callable[[str], str], interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.roles, self.interval = pid, roles, interval
+        self.peak_mib = 0.0
+        self.role_peaks_mib: dict[str, float] = {}
+        #: pid → (role, user + system CPU seconds when last seen).
+        self._cpu: dict[int, tuple[str, float]] = {}
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.is_set():
+            self.sample()
+            self._stopped.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+    def role_cpu_s(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for role, seconds in self._cpu.values():
+            totals[role] = totals.get(role, 0.0) + seconds
+        return totals
+
+    def sample(self) -> None:
+        children: dict[int, list[int]] = {}
+        stats: dict[int, list[str]] = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    stat = Path(entry.path, "stat").read_text()
+                except OSError:
+                    continue
+                # The command name in parentheses may hold spaces: the fields after its last ")" are fixed.
+                fields = stat.rpartition(")")[2].split()
+                stats[int(entry.name)] = fields
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+        total = 0.0
+        by_role: dict[str, float] = {}
+        pending = [self.pid]
+        while pending:
+            pid = pending.pop()
+            pending.extend(children.get(pid, ()))
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            rss = next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")),
+                       0.0)
+            total += rss
+            role = self.roles(command)
+            by_role[role] = by_role.get(role, 0.0) + rss
+            if pid in stats:  # utime and stime, fields 14 and 15 of stat (11 and 12 after the name)
+                self._cpu[pid] = (role, (int(stats[pid][11]) + int(stats[pid][12])) / self._ticks)
+        self.peak_mib = max(self.peak_mib, total)
+        for role, rss in by_role.items():
+            self.role_peaks_mib[role] = max(self.role_peaks_mib.get(role, 0.0), rss)
 
 
 def side_by_side(variants: Sequence[T], rounds: int, *, alternate: bool = True) -> Iterator[tuple[int, T]]:

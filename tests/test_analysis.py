@@ -1329,6 +1329,21 @@ def test_near_misses_on_a_webhook_with_unmapped_locations(
     assert set(frame.webhook_id) == {"wh-p", "wh-n"}  # only webhooks with not_found / no_identifiers
 
 
+def test_near_misses_alone_read_only_the_unresolved_callbacks_values(dataset: MakeDataset) -> None:
+    # The 404s' evidence pays for the unresolved callbacks' values only, not for discovery's every value,
+    # and finds the same rescues as after discovery.
+    folder = dataset(PAIRING_WEBHOOKS, PAIRING_LEADS, PAIRING_CALLBACKS)
+    alone, after_discovery = replayed_dataset(folder), replayed_dataset(folder)
+    discover_locations(after_discovery)
+    tables = "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'pairing_%' ORDER BY table_name"
+    assert records(near_misses(alone)) == records(near_misses(after_discovery))
+    assert alone.con.execute(tables).fetchall() == [("pairing_unresolved_values",)]
+    assert after_discovery.con.execute(tables).fetchall() == [("pairing_request_values",)]
+    unresolved = alone.con.execute("SELECT DISTINCT o.request_id FROM pairing_unresolved_values "
+                                   "JOIN callback_outcomes o USING (seq) ORDER BY 1").fetchall()
+    assert unresolved == [("n1",), ("n2",), ("n3",), ("n4",), ("n5",), ("n6",), ("p2",), ("p3",), ("p7",), ("p8",)]
+
+
 def test_near_misses_external_id_with_a_wrong_advertiser_is_not_rescued(dataset: MakeDataset,
                                                                         con: duckdb.DuckDBPyConnection) -> None:
     hooks = [webhook("wh-e", "E", wait=True)]

@@ -280,10 +280,20 @@ def test_report_whose_audit_database_another_process_holds_is_one_line(tmp_path:
     assert "Traceback" not in result.output
 
 
-def test_report_memory_limit_reaches_the_replay_and_every_notebook(tmp_path: Path) -> None:
+def test_report_memory_limit_reaches_the_replay_every_notebook_and_the_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[tuple[str | None, str | None]] = []
+
+    def recording_open_audit(path: str | Path, **options: Any) -> wc.Audit:
+        opened.append((options.get("memory_limit"), options.get("temp_directory")))
+        return wc.open_audit(path, **options)
+
+    # The index's KPIs and evidence run in this process, after the notebooks: they keep to the budget too.
+    monkeypatch.setattr("webhook_core.report.build.open_audit", recording_open_audit)
     result = CliRunner().invoke(cli, ["report", str(SAMPLE), "--out", str(tmp_path), "--memory-limit", "1GiB",
                                       "--temp-dir", str(tmp_path / "spill")])
     assert result.exit_code == 0, result.output
+    assert opened == [("819MiB", str((tmp_path / "spill").resolve()))]
     for executed in (tmp_path / "executed").glob("*.ipynb"):
         injected = _injected(executed)
         # DuckDB gets its share of the process's budget, as in replay --memory-limit.

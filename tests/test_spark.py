@@ -16,6 +16,7 @@ failure.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -33,7 +34,7 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from webhook_core import CALLBACK_ORDER, SparkEngineError, connect, load_dataset, replay
+from webhook_core import CALLBACK_ORDER, DatasetError, SparkEngineError, connect, load_dataset, replay
 from webhook_core.cli import cli
 
 from datasets import write_dataset
@@ -359,3 +360,128 @@ def test_a_keys_only_load_is_refused(spark: Any) -> None:
             replay_loaded(spark, con, loaded)
     finally:
         con.close()
+
+
+# --------------------------------------------------------------------------- a dataset given as a URI
+
+
+def spark_replay_of(spark: Any, dataset: str | Path) -> dict[str, pa.Table]:
+    from webhook_core.audit.spark_replay import replay_spark
+
+    with replay_spark(dataset, spark=spark) as result:
+        callbacks, leads = result.collect()
+        assert result.load_report is not None and result.quarantine is not None
+        return {"callback_outcomes": callbacks, "lead_outcomes": leads, "load_report": result.load_report,
+                "quarantine": result.quarantine}
+
+
+def mixed_folder(folder: Path) -> Path:
+    """The rule cases as folders of files of every format: callbacks in JSONL (one with a bad line, one whose
+    name holds glob characters), Parquet and a HAR that is not JSON (quarantined whole); dispatches in two
+    files."""
+    folder = rule_cases(folder)
+    for stem in ("callbacks", "dispatches"):
+        lines = (folder / f"{stem}.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+        (folder / f"{stem}.jsonl").unlink()
+        (folder / stem).mkdir()
+        (folder / stem / "b[2].jsonl").write_text("".join(lines[0::3]) + "not json\n", encoding="utf-8")
+        (folder / stem / "a.jsonl").write_text("".join(lines[1::3]), encoding="utf-8")
+        if stem == "callbacks":
+            records = [json.loads(line) for line in lines[2::3]]
+            pq.write_table(pa.Table.from_pylist(records), folder / stem / "d.parquet")
+        else:
+            (folder / stem / "a.jsonl").write_text("".join(lines[1::3] + lines[2::3]), encoding="utf-8")
+    (folder / "callbacks" / "c.har").write_text("not a HAR", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("which", ["sample", "mixed folder"])
+def test_a_uri_loads_in_tasks_as_the_path_loads_on_the_driver(spark: Any, tmp_path: Path, which: str) -> None:
+    folder = SAMPLE if which == "sample" else mixed_folder(tmp_path / "ds")
+    by_path, by_uri = spark_replay_of(spark, folder), spark_replay_of(spark, folder.as_uri())
+    for name, table in by_path.items():
+        assert_same(table, by_uri[name], name)
+    if which == "mixed folder":
+        quarantined = {(row["source_file"], row["reason"]) for row in by_uri["quarantine"].to_pylist()}
+        assert ("callbacks/c.har", "unusable file: not valid JSON; a HAR file is one JSON document") in quarantined
+        assert ("callbacks/b[2].jsonl", "not valid JSON") in quarantined
+        assert {row["source_file"] for row in by_uri["load_report"].to_pylist()} == {
+            "callbacks/a.jsonl", "callbacks/b[2].jsonl", "callbacks/c.har", "callbacks/d.parquet",
+            "dispatches/a.jsonl", "dispatches/b[2].jsonl"}
+        assert by_uri["callback_outcomes"].num_rows > 0
+
+
+def test_a_lone_file_a_uri_cannot_use_is_named_in_the_dataset(spark: Any, tmp_path: Path) -> None:
+    from webhook_core.audit.spark_replay import replay_spark
+
+    folder = small_dataset(tmp_path / "ds")
+    (folder / "callbacks.jsonl").unlink()
+    (folder / "callbacks.har").write_text("not a HAR", encoding="utf-8")
+    with pytest.raises(DatasetError) as by_path:
+        replay_spark(folder, spark=spark)
+    with pytest.raises(DatasetError) as by_uri:
+        replay_spark(folder.as_uri(), spark=spark)
+    assert str(by_path.value) == f"{folder}/callbacks.har: not valid JSON; a HAR file is one JSON document"
+    assert str(by_uri.value) == f"{folder.as_uri()}/callbacks.har: not valid JSON; a HAR file is one JSON document"
+
+
+def test_a_callbacks_file_past_binary_files_limit_is_an_error(spark: Any, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from webhook_core.audit import spark_load
+    from webhook_core.audit.spark_replay import replay_spark
+
+    folder = small_dataset(tmp_path / "ds")
+    size = (folder / "callbacks.jsonl").stat().st_size
+    monkeypatch.setattr(spark_load, "MAX_FILE_BYTES", size - 1)
+    with pytest.raises(DatasetError) as raised:
+        replay_spark(folder.as_uri(), spark=spark)
+    assert str(raised.value) == (
+        f"{folder.as_uri()}/callbacks.jsonl: {size / (1 << 30):.1f} GiB; Spark's binaryFile reader, which loads each "
+        "callbacks file of a URI dataset in a task, reads at most 2 GiB a file: split it into a folder callbacks/ of "
+        "smaller files, or give the dataset as a local path")
+
+
+def test_cli_with_a_uri_writes_what_duckdb_writes_from_the_path(spark: Any, tmp_path: Path) -> None:
+    dataset = small_dataset(tmp_path / "ds")
+    (tmp_path / "stage").mkdir()
+    common = ("--max-quarantined", "100%", "--timeout", "wh-a=20", "--format", "csv")
+    by_duckdb = invoke("replay", dataset, "--out", tmp_path / "duckdb", *common)
+    by_spark = invoke("replay", dataset.as_uri(), "--out", tmp_path / "spark", "--engine", "spark", "--spark-master",
+                      "local[2]", "--spark-stage", (tmp_path / "stage").as_uri(), *common)
+    assert by_duckdb.exit_code == 0, by_duckdb.output
+    assert by_spark.exit_code == 0, by_spark.output
+    assert by_spark.stdout.replace(str(tmp_path / "spark"), "OUT") == by_duckdb.stdout.replace(
+        str(tmp_path / "duckdb"), "OUT")
+    assert [p.name for p in (tmp_path / "stage").iterdir() if not p.name.startswith(".")] == []  # staged rows removed
+    for name in ("callback_outcomes", "lead_outcomes", "quarantine", "load_report"):
+        expected = (tmp_path / "duckdb" / f"{name}.csv").read_text(encoding="utf-8")
+        if name == "load_report":  # (see test_cli_writes_the_same_files_with_either_engine)
+            expected = expected.replace("callbacks,8,7,1,\n", "callbacks,8,7,1,0\n")
+        assert (tmp_path / "spark" / f"{name}.csv").read_text(encoding="utf-8") == expected, name
+
+
+def test_cli_a_uri_needs_the_spark_engine(tmp_path: Path) -> None:
+    result = invoke("replay", "s3a://bucket/ds", "--out", tmp_path)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("Error: s3a://bucket/ds: the DuckDB engine reads local folders; use --engine "
+                                     "spark for a URI, or copy the dataset here")
+
+
+def test_cli_a_uri_naming_nothing(spark: Any, tmp_path: Path) -> None:
+    nothing = (tmp_path / "nothing").as_uri()
+    result = invoke("replay", nothing, "--out", tmp_path / "out", "--engine", "spark", "--spark-master", "local[2]")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: {nothing}: not a folder; a dataset is a folder with webhooks.json, "
+                                     "dispatches.* and callbacks.*")
+
+
+def test_cli_a_scheme_spark_has_no_file_system_for(spark: Any, tmp_path: Path) -> None:
+    version = spark._jvm.org.apache.hadoop.util.VersionInfo.getVersion()
+    result = invoke("replay", "s3a://bucket/ds", "--out", tmp_path / "out", "--engine", "spark", "--spark-master",
+                    "local[2]")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "Error: s3a://bucket/ds: Spark has no file system for s3a:// (Class org.apache.hadoop.fs.s3a.S3AFileSystem "
+        f"not found); add org.apache.hadoop:hadoop-aws:{version} to Spark (--conf spark.jars.packages=… or the "
+        "cluster's libraries)")
+    assert "Traceback" not in result.output

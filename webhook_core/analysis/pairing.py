@@ -32,7 +32,8 @@ from webhook_core.quoting import quote_literal
 from webhook_core.rules.extraction import STANDARD_NAMES
 from webhook_core.rules.settings import IDENTIFIERS, WebhookVersions
 
-__all__ = ["NEAR_MISS_TRANSFORMS", "discover_locations", "near_miss_rescues", "near_misses", "pairing_validation"]
+__all__ = ["EVERY_VALUE", "NEAR_MISS_TRANSFORMS", "discover_locations", "near_miss_rescues", "near_misses",
+           "pairing_validation"]
 
 #: Transform name → (SQL applied to the callback's value, SQL applied to the lead's key); ``{}`` is the column.
 NEAR_MISS_TRANSFORMS = {
@@ -47,18 +48,20 @@ NEAR_MISS_TRANSFORMS = {
 #: ``(seq, webhook_id, location, value)``: every value of every live callback, a temporary table of
 #: this module's own (beside a read-only database too).
 _REQUEST_VALUES = "pairing_request_values"
+#: The same for the unresolved callbacks alone (``not_found``, ``no_identifiers``): all that the near misses
+#: read, a small share of the callbacks, so the evidence of 404s does not pay for discovery.
+_UNRESOLVED_VALUES = "pairing_unresolved_values"
+_UNRESOLVED = "('not_found', 'no_identifiers')"
 
 
-def _request_values(audit: Audit) -> None:
-    """Write :data:`_REQUEST_VALUES` once per audit; the three reports below share it."""
-    if audit.cache.get(_REQUEST_VALUES):
-        return
-    audit.con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {_REQUEST_VALUES} AS
+def _every_value(where: str) -> str:
+    """SQL: ``(seq, webhook_id, location, value, pos)`` for every value of every live callback whose outcome
+    meets ``where`` — query and form pairs, headers, JSON leaves — each occurrence, blank ones included."""
+    return f"""
         WITH live AS (
             SELECT c.seq, o.webhook_id, c.url, c.headers, c.body, o.body_kind
             FROM {CALLBACKS} c JOIN {CALLBACK_OUTCOMES} o USING (seq)
-            WHERE o.webhook_id IS NOT NULL
+            WHERE o.webhook_id IS NOT NULL AND {where}
         ),
         query_values AS (
             SELECT seq, webhook_id, 'query.' || p.k AS location, p.v AS value, p.pos AS pos
@@ -92,12 +95,33 @@ def _request_values(audit: Audit) -> None:
             SELECT * FROM query_values UNION ALL SELECT * FROM form_values
             UNION ALL SELECT * FROM header_values UNION ALL SELECT * FROM json_values
         )
-        SELECT seq, webhook_id, location, arg_min(value, pos) AS value
-        FROM everything
-        WHERE value IS NOT NULL AND value <> ''
-        GROUP BY seq, webhook_id, location
-    """)
-    audit.cache[_REQUEST_VALUES] = True
+        SELECT * FROM everything
+    """
+
+
+#: Every value of every live callback (:func:`_every_value`). Discovery reads them all: the floor of its work
+#: (``benchmarks/pairing_floor.py`` times it alone).
+EVERY_VALUE = _every_value("true")
+
+
+def _request_values(audit: Audit, *, unresolved_only: bool = False) -> str:
+    """The table of request values (the first non-empty value per location, L1–L6), written once per audit
+    and shared by the reports below: :data:`_REQUEST_VALUES`, or with ``unresolved_only`` (unless that one
+    is written already) :data:`_UNRESOLVED_VALUES`."""
+    if audit.cache.get(_REQUEST_VALUES):
+        return _REQUEST_VALUES
+    table, where = ((_UNRESOLVED_VALUES, f"o.outcome IN {_UNRESOLVED}") if unresolved_only
+                    else (_REQUEST_VALUES, "true"))
+    if not audit.cache.get(table):
+        audit.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT seq, webhook_id, location, arg_min(value, pos) AS value
+            FROM ({_every_value(where)})
+            WHERE value IS NOT NULL AND value <> ''
+            GROUP BY seq, webhook_id, location
+        """)
+        audit.cache[table] = True
+    return table
 
 
 def _expected_locations(webhooks: WebhookVersions) -> str:
@@ -194,7 +218,7 @@ def near_miss_rescues(audit: Audit) -> str:
     NULL for ``unmapped_location``) and ``location`` (where an unmapped value was found; NULL otherwise).
     The per-callback form of :func:`near_misses` (``webhook_core.analysis.evidence`` names each rescue).
     """
-    _request_values(audit)
+    values = _request_values(audit, unresolved_only=True)
     branches = []
     for name, (value_sql, key_sql) in NEAR_MISS_TRANSFORMS.items():
         # An equi-join on the transformed value: a hash join, never misses × leads.
@@ -218,7 +242,7 @@ def near_miss_rescues(audit: Audit) -> str:
             VALUES {_expected_locations(audit.webhooks)}),
         candidates AS (
             SELECT seq, webhook_id, outcome FROM {CALLBACK_OUTCOMES}
-            WHERE outcome IN ('not_found', 'no_identifiers')
+            WHERE outcome IN {_UNRESOLVED}
         ),
         misses AS (
             SELECT seq, webhook_id, 'conversion_id' AS identifier, conversion_id AS v, advertiser_id
@@ -231,7 +255,7 @@ def near_miss_rescues(audit: Audit) -> str:
         UNION ALL
         SELECT DISTINCT c.seq, c.webhook_id, 'unmapped_location', k.identifier, v.value, NULL, v.location
         FROM candidates c
-        JOIN {_REQUEST_VALUES} v ON v.seq = c.seq
+        JOIN {values} v ON v.seq = c.seq
         JOIN keys k ON k.webhook_id = c.webhook_id AND k.k = v.value AND k.identifier <> 'advertiser_id'
         WHERE NOT EXISTS (SELECT 1 FROM expected e WHERE e.webhook_id = c.webhook_id
                                                     AND e.identifier = k.identifier AND e.location = v.location)
@@ -249,7 +273,7 @@ def near_misses(audit: Audit) -> pd.DataFrame:
         WITH rescued AS ({near_miss_rescues(audit)}),
         candidates AS (
             SELECT seq, webhook_id, outcome FROM {CALLBACK_OUTCOMES}
-            WHERE outcome IN ('not_found', 'no_identifiers')
+            WHERE outcome IN {_UNRESOLVED}
         ),
         totals AS (
             SELECT webhook_id, count(*) FILTER (outcome = 'not_found') AS not_found,

@@ -43,10 +43,11 @@ from webhook_core.audit.replay import (
     TOKEN_NOT_LIVE,
     _latest_us,
 )
-from webhook_core.audit.schema import CALLBACK_ROWS, DISPATCH_QUARANTINE, DISPATCHES
+from webhook_core.audit.schema import DISPATCH_QUARANTINE, DISPATCHES, LOAD_REPORT, QUARANTINE
 from webhook_core.domain import NOT_FOUND_BODY, LeadState, MatchedBy, Outcome
 from webhook_core.exceptions import SparkEngineError
 from webhook_core.load.dataset import Dataset, connect, load_dataset, prepare
+from webhook_core.load.inputs import is_uri
 from webhook_core.quoting import quote_literal
 from webhook_core.rules.keys import KEY_COLUMNS, keys_sql
 from webhook_core.rules.settings import WebhookVersions
@@ -58,6 +59,8 @@ try:
     from pyspark.sql.functions import asc_nulls_last
 except ImportError as error:  # the spark extra is not installed
     raise SparkEngineError("the Spark engine needs pyspark: pip install 'webhook-audit[spark]'") from error
+
+from webhook_core.audit.spark_load import LOADED_CALLBACKS, join, load_uri, remove  # (imports pyspark)
 
 __all__ = ["SparkReplay", "replay_loaded", "replay_spark", "spark_session"]
 
@@ -135,9 +138,15 @@ class SparkReplay:
     #: Every column of ``lead_outcomes`` (:data:`LEAD_OUTCOME_COLUMNS`), in dispatch order.
     lead_outcomes: DataFrame
     observation_end: datetime | None
-    stage_dir: Path
+    #: Where the rows were staged: a local folder, or a URI (``replay_spark(stage_dir=…)``).
+    stage_dir: Path | str
     _owns_stage: bool
     _closed: bool = field(default=False)
+    #: The load's ``load_report`` and ``quarantine`` (as ``replay --out`` writes them), when
+    #: :func:`replay_spark` loaded the dataset.
+    load_report: pa.Table | None = None
+    quarantine: pa.Table | None = None
+    _spark: SparkSession | None = None
 
     def callbacks(self) -> DataFrame:
         """What ``replay --out`` writes as ``callback_outcomes``: ``replay.CALLBACK_COLUMNS``, in judging order."""
@@ -156,7 +165,7 @@ class SparkReplay:
             return
         self._closed = True
         if self._owns_stage:
-            shutil.rmtree(self.stage_dir, ignore_errors=True)
+            _remove_stage(self._spark, self.stage_dir)
 
     def __enter__(self) -> SparkReplay:
         return self
@@ -170,68 +179,138 @@ def replay_spark(dataset: str | Path, *, spark: SparkSession | None = None,
                  timeouts: Mapping[str | None, float] | None = None, observation_end: datetime | None = None,
                  stage_dir: str | Path | None = None, partitions: int | None = None,
                  max_quarantined: float | None = None, timestamp_format: str | None = None) -> SparkReplay:
-    """Load ``dataset`` (a folder, as :func:`~webhook_core.load.dataset.load_dataset` reads it) and replay it on
-    Spark: the same outputs as :func:`~webhook_core.audit.replay.replay` with the same arguments.
+    """Load ``dataset`` and replay it on Spark: the same outputs as :func:`~webhook_core.audit.replay.replay` with
+    the same arguments. A local folder is loaded on the driver (:func:`~webhook_core.load.dataset.load_dataset`);
+    a URI (``s3a://…``, ``file:///…``) through Spark, each callbacks file in a task (``spark_load.py``).
 
     ``spark`` defaults to :func:`spark_session` (the active session, else a local one). ``stage_dir`` is where
-    the loaded rows are staged as Parquet (default: a new temporary folder, removed by ``close()``); on a
-    cluster it must be a folder the driver writes and every executor reads (docs/spark.md). ``partitions``
-    splits the callbacks into that many tasks for the extraction (default: as Spark reads the file).
+    the loaded rows are staged as Parquet, a local folder or a URI (default: a new temporary folder, removed by
+    ``close()``); on a cluster it must be storage the driver writes and every executor reads (docs/spark.md).
+    ``partitions`` splits the callbacks into that many tasks for the extraction (default: as Spark reads them).
     """
     con = connect()
     try:
-        loaded = load_dataset(con, dataset, max_quarantined=max_quarantined, timestamp_format=timestamp_format)
-        return replay_loaded(spark or spark_session(), con, loaded, timeouts=timeouts,
-                             observation_end=observation_end, stage_dir=stage_dir, partitions=partitions)
+        callbacks = None
+        if is_uri(dataset):
+            spark = spark or spark_session()
+            owns_stage = stage_dir is None
+            stage = tempfile.mkdtemp(prefix="webhook-audit-spark-") if stage_dir is None else str(stage_dir)
+            try:
+                staged = load_uri(spark, con, str(dataset), _location(stage), max_quarantined=max_quarantined,
+                                  timestamp_format=timestamp_format)
+            except BaseException:
+                if owns_stage:
+                    _remove_stage(spark, stage)
+                raise
+            loaded, callbacks, stage_dir = staged.dataset, staged.callbacks, stage
+        else:
+            loaded = load_dataset(con, dataset, max_quarantined=max_quarantined, timestamp_format=timestamp_format)
+            owns_stage = stage_dir is None
+        result = _replay(spark or spark_session(), con, loaded, timeouts=timeouts, observation_end=observation_end,
+                         stage_dir=stage_dir, owns_stage=owns_stage, partitions=partitions, callbacks=callbacks)
+        cursor = con.cursor()  # (an execute() above leaves a result open on con)
+        result.load_report = cursor.sql(
+            f"SELECT * FROM {LOAD_REPORT} ORDER BY table_name DESC, source_file").to_arrow_table()
+        result.quarantine = cursor.sql(f"SELECT * FROM {QUARANTINE} ORDER BY source_file, line").to_arrow_table()
+        return result
     finally:
         con.close()
 
 
 def replay_loaded(spark: SparkSession, con: duckdb.DuckDBPyConnection, loaded: Dataset, *,
                   timeouts: Mapping[str | None, float] | None = None, observation_end: datetime | None = None,
-                  stage_dir: str | Path | None = None, partitions: int | None = None) -> SparkReplay:
-    """:func:`replay_spark` of a dataset loaded into ``con`` (with ``keep_requests=True``, the default). Runs the
+                  stage_dir: str | Path | None = None, partitions: int | None = None,
+                  callbacks: DataFrame | None = None) -> SparkReplay:
+    """:func:`replay_spark` of a dataset loaded into ``con`` (with ``keep_requests=True``, the default), or, with
+    ``callbacks``, of a URI dataset whose callbacks Spark loaded and staged (``spark_load.load_uri``). Runs the
     extraction and the callbacks' resolution on ``spark`` before it returns."""
+    return _replay(spark, con, loaded, timeouts=timeouts, observation_end=observation_end, stage_dir=stage_dir,
+                   owns_stage=stage_dir is None, partitions=partitions, callbacks=callbacks)
+
+
+def _replay(spark: SparkSession, con: duckdb.DuckDBPyConnection, loaded: Dataset, *,
+            timeouts: Mapping[str | None, float] | None, observation_end: datetime | None,
+            stage_dir: str | Path | None, owns_stage: bool, partitions: int | None,
+            callbacks: DataFrame | None) -> SparkReplay:
     webhooks = loaded.webhooks
     if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'callback_keys'").fetchone() != (0,):
         raise SparkEngineError("the callbacks were loaded with keep_requests=False: the Spark engine extracts their "
                                "keys itself; load the dataset with keep_requests=True")
     versions = webhooks.with_timeouts(timeouts) if timeouts else webhooks
-    end_us = to_us(observation_end) if observation_end is not None else _latest_us(con, False)
-    owns_stage = stage_dir is None
-    stage = Path(tempfile.mkdtemp(prefix="webhook-audit-spark-") if stage_dir is None else stage_dir)
+    stage = tempfile.mkdtemp(prefix="webhook-audit-spark-") if stage_dir is None else str(stage_dir)
     try:
-        _stage(con, stage)
-        callbacks = spark.read.parquet((stage / "callbacks.parquet").resolve().as_uri())
+        end_us = to_us(observation_end) if observation_end is not None else _latest(con, callbacks)
+        _stage(spark, con, stage, with_callbacks=callbacks is None)
+        if callbacks is None:
+            callbacks = spark.read.parquet(_location(stage, "callbacks.parquet"))
         if partitions is not None:
             callbacks = callbacks.repartition(int(partitions))
         keys = callbacks.mapInArrow(partial(_keys_of_partition, _task_sql(webhooks)), _KEYS_SCHEMA)
-        _stage_versions(versions, stage)
+        _stage_versions(spark, versions, stage)
         callback_outcomes, lead_outcomes = _match(
             spark, keys, end_us=end_us, checkpoint=partial(_checkpoint, spark, stage),
-            **{name: spark.read.parquet((stage / f"{name}.parquet").resolve().as_uri())
+            **{name: spark.read.parquet(_location(stage, f"{name}.parquet"))
                for name in ("dispatches", "dispatch_quarantine", "versions")})
     except BaseException:
         if owns_stage:
-            shutil.rmtree(stage, ignore_errors=True)
+            _remove_stage(spark, stage)
         raise
     resolved_end = observation_end if observation_end is not None or end_us is None else from_us(end_us)
-    return SparkReplay(callback_outcomes, lead_outcomes, resolved_end, stage, owns_stage)
+    return SparkReplay(callback_outcomes, lead_outcomes, resolved_end, stage if is_uri(stage) else Path(stage),
+                       owns_stage, _spark=spark)
 
 
-def _stage(con: duckdb.DuckDBPyConnection, stage: Path) -> None:
-    """The loaded rows the replay reads, as Parquet files in ``stage``: ``callbacks`` as ``keys_sql`` reads them."""
-    stage.mkdir(parents=True, exist_ok=True)
+def _location(stage: str, name: str | None = None) -> str:
+    """``name`` in the staging location ``stage`` (a local folder or a URI), as a URI for Spark."""
+    if is_uri(stage):
+        return stage.rstrip("/") if name is None else join(stage, name)
+    folder = Path(stage).resolve()
+    return (folder if name is None else folder / name).as_uri()
+
+
+def _remove_stage(spark: SparkSession | None, stage: str | Path) -> None:
+    if is_uri(stage) and spark is not None:
+        remove(spark, str(stage))
+    elif not is_uri(stage):
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _latest(con: duckdb.DuckDBPyConnection, callbacks: DataFrame | None) -> int | None:
+    """The default observation end (``replay._latest_us``): of ``con``'s tables, and of the ``callbacks`` Spark
+    loaded (a URI dataset's) when given."""
+    latest = _latest_us(con, False)
+    con.complete()  # (its fetchone leaves the result open, and DuckDB refuses con other work until it ends)
+    if callbacks is None:
+        return latest
+    (staged,) = callbacks.selectExpr("max(unix_micros(received_at))").first() or (None,)
+    return max((us for us in (latest, staged) if us is not None), default=None)
+
+
+def _stage(spark: SparkSession, con: duckdb.DuckDBPyConnection, stage: str, *, with_callbacks: bool) -> None:
+    """The loaded rows the replay reads, as Parquet in ``stage``: ``callbacks`` as ``keys_sql`` reads them (unless
+    Spark loaded them). DuckDB writes them to a local folder; Spark to a URI (storage the executors read)."""
     relations = {
-        "callbacks": f"""SELECT seq, request_id, received_at, recorded_status, refused, url,
-                                CAST(headers AS VARCHAR) AS headers, body FROM {CALLBACK_ROWS}""",
+        "callbacks": LOADED_CALLBACKS,
         "dispatches": f"""SELECT "row", lead_id, conversion_id, advertiser_id, external_id, webhook_id, created_at
                           FROM {DISPATCHES}""",
         "dispatch_quarantine": f"SELECT conversion_id, external_id, advertiser_id FROM {DISPATCH_QUARANTINE}",
     }
+    if not with_callbacks:
+        del relations["callbacks"]
+    if not is_uri(stage):
+        Path(stage).mkdir(parents=True, exist_ok=True)
+    cursor = con.cursor()
     for name, query in relations.items():
-        target = quote_literal(str(stage / f"{name}.parquet"))
-        con.execute(f"COPY ({query}) TO {target} (FORMAT parquet)")
+        if is_uri(stage):
+            _write(spark, cursor.sql(query).to_arrow_table(), join(stage, f"{name}.parquet"))
+        else:
+            target = quote_literal(str(Path(stage) / f"{name}.parquet"))
+            con.execute(f"COPY ({query}) TO {target} (FORMAT parquet)")
+
+
+def _write(spark: SparkSession, table: pa.Table, uri: str) -> None:
+    """``table`` written by Spark as Parquet at ``uri``."""
+    spark.createDataFrame(table).write.mode("overwrite").parquet(uri)
 
 
 def _task_sql(webhooks: WebhookVersions) -> str:
@@ -253,7 +332,7 @@ def _keys_of_partition(sql: str, batches: Iterator[pa.RecordBatch]) -> Iterator[
         con.close()
 
 
-def _stage_versions(webhooks: WebhookVersions, stage: Path) -> None:
+def _stage_versions(spark: SparkSession, webhooks: WebhookVersions, stage: str) -> None:
     """The versions (with the what-if timeouts) as ``versions.parquet``: a Parquet scan gives Spark their size,
     so it broadcasts small ones (a DataFrame made from Python rows would be of unknown size)."""
     rows = [(v.webhook_id, v.wait, v.timeout_us, None if v.active_from is None else to_us(v.active_from),
@@ -261,13 +340,17 @@ def _stage_versions(webhooks: WebhookVersions, stage: Path) -> None:
     names = ("webhook_id", "wait", "timeout_us", "active_from_us", "active_to_us")
     types = (pa.string(), pa.bool_(), pa.int64(), pa.int64(), pa.int64())
     columns = [pa.array([row[index] for row in rows], kind) for index, kind in enumerate(types)]
-    parquet.write_table(pa.table(columns, names=list(names)), stage / "versions.parquet")
+    table = pa.table(columns, names=list(names))
+    if is_uri(stage):
+        _write(spark, table, join(stage, "versions.parquet"))
+    else:
+        parquet.write_table(table, Path(stage) / "versions.parquet")
 
 
-def _checkpoint(spark: SparkSession, stage: Path, name: str, frame: DataFrame) -> DataFrame:
+def _checkpoint(spark: SparkSession, stage: str, name: str, frame: DataFrame) -> DataFrame:
     """``frame`` written to ``stage`` and read back, so that the plans reading it several times compute it once
     (a cached DataFrame was not reused by the SQL below: Spark extracted the keys again for each reader)."""
-    location = (stage / f"{name}.parquet").resolve().as_uri()
+    location = _location(stage, f"{name}.parquet")
     frame.write.mode("overwrite").parquet(location)
     return spark.read.parquet(location)
 

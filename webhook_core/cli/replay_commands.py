@@ -31,6 +31,7 @@ from webhook_core.cli.output import (
 from webhook_core.cli.params import MemorySize, TimeoutOption, Timestamp, quarantine_option, timestamp_format_option
 from webhook_core.exceptions import MissingFileError
 from webhook_core.load.dataset import Dataset, connect, load_dataset
+from webhook_core.load.inputs import is_uri
 from webhook_core.load.progress import ProgressCallback
 from webhook_core.rules.settings import load_webhooks
 
@@ -48,7 +49,8 @@ def duckdb_memory_limit(process_budget: int | None) -> str | None:
 
 
 @click.command("replay")
-@click.argument("dataset", type=click.Path(path_type=Path))
+# (text, not a Path: with --engine spark DATASET may be a URI, which a Path would spoil)
+@click.argument("dataset")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for callback_outcomes, lead_outcomes, quarantine and load_report. "
                    "Give --out, --database or both.")
@@ -75,12 +77,17 @@ def duckdb_memory_limit(process_budget: int | None) -> str | None:
 @click.option("--spark-master", default=None, metavar="URL",
               help="With --engine spark: local[2], spark://HOST:7077, yarn, … "
                    "(default: spark-submit's, else local[*]).")
+@click.option("--spark-stage", default=None, metavar="DIR|URI",
+              help="With --engine spark: where Spark stages the loaded rows, storage every executor reads "
+                   "(a shared folder, s3a://…); a temporary folder in it is removed afterwards "
+                   "(default: one under --temp-dir, else the system's).")
 @quarantine_option
 @timestamp_format_option
-def replay_command(dataset: Path, out_dir: Path | None, file_format: str, parquet_version: str,
+def replay_command(dataset: str, out_dir: Path | None, file_format: str, parquet_version: str,
                    timeouts: tuple[tuple[str | None, float], ...], observation_end: datetime | None,
                    database: Path | None, memory_limit: int | None, temp_dir: Path | None, engine: str,
-                   spark_master: str | None, max_quarantined: float, timestamp_format: str | None) -> None:
+                   spark_master: str | None, spark_stage: str | None, max_quarantined: float,
+                   timestamp_format: str | None) -> None:
     """Replay DATASET's captured callbacks and write one outcome per callback and per lead.
 
     --out writes them as files; --database keeps them, with the loaded dataset, as an audit database.
@@ -93,17 +100,22 @@ def replay_command(dataset: Path, out_dir: Path | None, file_format: str, parque
                                    "DIR with --engine spark, or drop --engine spark")
     if spark_master is not None and engine != "spark":
         raise click.ClickException("--spark-master applies to --engine spark; add --engine spark")
+    if spark_stage is not None and engine != "spark":
+        raise click.ClickException("--spark-stage applies to --engine spark; add --engine spark")
+    if is_uri(dataset) and engine != "spark":
+        raise click.ClickException(f"{dataset}: the DuckDB engine reads local folders; use --engine spark for a URI, "
+                                   "or copy the dataset here")
     # The connection is closed before the error is reported: a --database left open would hold its lock.
     with user_errors(), contextlib.ExitStack() as cleanup:
         if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
             raise click.ClickException(f"{out_dir}: --out must be a folder, and this is a file")
-        if timeouts and (dataset / "webhooks.json").is_file():
-            load_webhooks(dataset / "webhooks.json").with_timeouts(dict(timeouts))  # fail before a long load
+        if timeouts and not is_uri(dataset) and (Path(dataset) / "webhooks.json").is_file():
+            load_webhooks(Path(dataset) / "webhooks.json").with_timeouts(dict(timeouts))  # fail before a long load
         con = connect(str(database) if database else ":memory:", memory_limit=duckdb_memory_limit(memory_limit),
                       temp_directory=str(temp_dir) if temp_dir else None)
         cleanup.callback(con.close)
         if database is not None:
-            loaded, result = write_audit_database(con, dataset, load=partial(_load_and_print,
+            loaded, result = write_audit_database(con, Path(dataset), load=partial(_load_and_print,
                                                                               max_quarantined=max_quarantined,
                                                                               timestamp_format=timestamp_format),
                                                   timeouts=dict(timeouts),
@@ -113,10 +125,10 @@ def replay_command(dataset: Path, out_dir: Path | None, file_format: str, parque
 
             result = replay_on_spark(con, dataset, master=spark_master, timeouts=dict(timeouts),
                                      observation_end=observation_end, max_quarantined=max_quarantined,
-                                     timestamp_format=timestamp_format, temp_dir=temp_dir)
+                                     timestamp_format=timestamp_format, temp_dir=temp_dir, stage=spark_stage)
         else:
             # Without --database only the replay reads the callbacks: keep just what it judges them by.
-            loaded = load_with_progress(con, dataset, keep_requests=False, max_quarantined=max_quarantined,
+            loaded = load_with_progress(con, Path(dataset), keep_requests=False, max_quarantined=max_quarantined,
                                         timestamp_format=timestamp_format)
             print_load_report(loaded)
             with stderr.status("Replaying…"):

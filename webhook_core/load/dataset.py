@@ -63,8 +63,8 @@ from webhook_core.load.timestamps import install_timestamp_reader, timestamp_hin
 from webhook_core.rules.macros import install_macros
 from webhook_core.rules.settings import WebhookVersions, load_webhooks
 
-__all__ = ["CALLBACK_FORMATS", "DISPATCH_FORMATS", "Dataset", "FileReport", "configure", "connect", "load_dataset",
-           "prepare"]
+__all__ = ["CALLBACK_FORMATS", "DISPATCH_FORMATS", "Dataset", "FileReport", "configure", "connect", "finish_load",
+           "load_dataset", "prepare"]
 
 #: The formats a dataset's files may have, by suffix, in the order error messages list them.
 DISPATCH_FORMATS = tuple(DISPATCH_READERS)
@@ -161,20 +161,30 @@ def load_dataset(con: duckdb.DuckDBPyConnection, folder: str | Path, *,
     write_webhook_versions(con, webhooks)
     load_dispatches(con, dispatch_files, progress)
     load_callbacks(con, callback_files, progress, None if keep_requests else webhooks)
+    return finish_load(con, folder, webhooks, {"dispatches": dispatch_files, "callbacks": callback_files},
+                       (*skipped, *skipped_callbacks), required=required, may_be_empty=may_be_empty,
+                       max_quarantined=max_quarantined)
+
+
+def finish_load(con: duckdb.DuckDBPyConnection, folder: Path, webhooks: WebhookVersions,
+                inputs: dict[str, list[InputFile]], skipped: tuple[str, ...], *, required: Collection[str],
+                may_be_empty: Collection[str], max_quarantined: float | None) -> Dataset:
+    """:func:`load_dataset`'s checks of what ``con``'s ``load_report`` and ``quarantine`` say, once every file is
+    loaded (also run by the Spark engine's load of a URI dataset); the :class:`Dataset`."""
     rows = con.execute(
         "SELECT source_file, table_name, read, loaded, quarantined, zone_less FROM load_report "
         "ORDER BY table_name DESC, source_file"
     ).fetchall()
     files = tuple(FileReport(*row) for row in rows)
-    for table, inputs in (("dispatches", dispatch_files), ("callbacks", callback_files)):
+    for table, table_inputs in inputs.items():
         reports = [report for report in files if report.table == table]
         if table in required and sum(report.loaded for report in reports) == 0:
             if sum(report.read for report in reports) == 0 and table in may_be_empty:
                 continue
-            raise _nothing_loaded(con, folder, table, inputs, reports)
+            raise _nothing_loaded(con, folder, table, table_inputs, reports)
     if max_quarantined is not None:
         check_quarantine(con, folder, max_quarantined)
-    return Dataset(folder, webhooks, files, (*skipped, *skipped_callbacks, *load_warnings(con)))
+    return Dataset(folder, webhooks, files, (*skipped, *load_warnings(con)))
 
 
 def _nothing_loaded(con: duckdb.DuckDBPyConnection, folder: Path, table: str, inputs: list[InputFile],

@@ -20,9 +20,10 @@ quarantine gate (``gate.py``) judges it like any other file.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import duckdb
 
@@ -31,8 +32,8 @@ from webhook_core.load import linereader
 from webhook_core.load.formats import parquet_columns
 from webhook_core.quoting import quote_identifier, quote_literal
 
-__all__ = ["MAX_FILES", "MAX_LINE", "ORDER_BITS", "UNUSABLE", "InputFile", "check_lines", "find_inputs",
-           "stage_unusable", "unusable_reason"]
+__all__ = ["MAX_FILES", "MAX_LINE", "ORDER_BITS", "UNUSABLE", "ChosenInput", "InputFile", "Listing", "check_lines",
+           "choose_inputs", "find_inputs", "is_uri", "stage_unusable", "unusable_reason"]
 
 #: Bits of ``seq`` (and a dispatch's ``row``) that hold the line; the bits above hold the file's rank.
 ORDER_BITS = 28
@@ -68,50 +69,87 @@ class InputFile:
         return "" if self.rank == 0 else f"{self.path.name}:"
 
 
+def is_uri(dataset: str | Path) -> bool:
+    """Whether ``dataset`` names a place by URI (``scheme://…``: ``s3a://``, ``file:///``), which only the Spark
+    engine reads (docs/spark.md), rather than a local path."""
+    return isinstance(dataset, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", dataset) is not None
+
+
+#: A listing of one folder: each entry's name and whether it is a file (else a folder, or something else).
+Listing = Mapping[str, bool]
+
+
 def find_inputs(folder: Path, stem: str, formats: Sequence[str]) -> tuple[list[InputFile], list[str]]:
     """The ``stem`` input of the dataset ``folder``: the one ``stem.EXT`` file, or the files of the folder
     ``stem/`` in byte order of their names; with the warnings for the folder's entries not read.
 
     None, several ``stem.EXT`` files, or a file and the folder, is a :class:`DatasetError`.
     """
-    found = [folder / f"{stem}.{ext}" for ext in formats if (folder / f"{stem}.{ext}").is_file()]
-    directory = folder / stem
-    if directory.is_dir():
+    # Only the entries the rules look at: a file named like an input, and the folder of the stem.
+    top = {f"{stem}.{ext}": True for ext in formats if (folder / f"{stem}.{ext}").is_file()}
+    if (folder / stem).is_dir():
+        top[stem] = False
+
+    def list_folder() -> Listing:
+        directory = folder / stem
+        return {entry: (directory / entry).is_file() for entry in os.listdir(directory)}
+
+    chosen, warnings = choose_inputs(top, list_folder, stem, formats, where=str(folder),
+                                     folder_where=str(folder / stem))
+    return [InputFile(folder / file.name, file.name, file.rank, file.in_folder) for file in chosen], warnings
+
+
+@dataclass(frozen=True, slots=True)
+class ChosenInput:
+    """An input file picked by :func:`choose_inputs`, wherever the dataset is."""
+
+    #: Its path relative to the dataset: ``callbacks.jsonl`` or ``callbacks/2026-11-02.jsonl``.
+    name: str
+    rank: int
+    in_folder: bool
+
+
+def choose_inputs(top: Listing, list_folder: Callable[[], Listing], stem: str, formats: Sequence[str], *,
+                  where: str, folder_where: str) -> tuple[list[ChosenInput], list[str]]:
+    """:func:`find_inputs`' rules on listings, for any file system: ``top`` lists the dataset folder (at least its
+    ``stem.EXT`` files and the entry ``stem``), ``list_folder`` the folder ``stem/`` when ``top`` holds it as a
+    folder. ``where`` and ``folder_where`` name the dataset and that folder in errors."""
+    found = [f"{stem}.{ext}" for ext in formats if top.get(f"{stem}.{ext}") is True]
+    if top.get(stem) is False:
         if found:
-            names = ", ".join(p.name for p in found)
-            raise DatasetError(f"both {names} and the folder {stem}/; keep the file or the folder", path=str(folder))
-        return _folder_inputs(directory, stem, formats)
+            raise DatasetError(f"both {', '.join(found)} and the folder {stem}/; keep the file or the folder",
+                               path=where)
+        return _folder_inputs(list_folder(), stem, formats, folder_where)
     if not found:
         names = ", ".join(f"{stem}.{ext}" for ext in formats)
         raise MissingFileError(f"no {stem} file; a dataset needs one of {names} or a folder {stem}/ of them",
-                               path=str(folder))
+                               path=where)
     if len(found) > 1:
-        raise DatasetError(f"several {stem} files ({', '.join(p.name for p in found)}); keep one",
-                           path=str(folder))
-    return [InputFile(found[0], found[0].name)], []
+        raise DatasetError(f"several {stem} files ({', '.join(found)}); keep one", path=where)
+    return [ChosenInput(found[0], 0, False)], []
 
 
-def _folder_inputs(directory: Path, stem: str, formats: Sequence[str]) -> tuple[list[InputFile], list[str]]:
+def _folder_inputs(listing: Listing, stem: str, formats: Sequence[str],
+                   where: str) -> tuple[list[ChosenInput], list[str]]:
     # Byte order of the names, whatever the locale: the order a rotated log's date or counter gives.
-    entries = sorted(os.listdir(directory), key=os.fsencode)
-    readable: list[Path] = []
+    entries = sorted(listing, key=os.fsencode)
+    readable: list[str] = []
     warnings: list[str] = []
     for entry in entries:
-        path = directory / entry
         # Hidden files and Hadoop/Spark markers (_SUCCESS, .part-0.crc) are never captures.
         if entry.startswith((".", "_")):
             continue
-        if not path.is_file():
+        if not listing[entry]:
             warnings.append(f"{stem}/{entry}: not a file; not read (only the files directly in {stem}/ are)")
-        elif path.suffix.lstrip(".") not in formats:
+        elif PurePosixPath(entry).suffix.lstrip(".") not in formats:
             suffixes = ", ".join(f".{ext}" for ext in formats)
             warnings.append(f"{stem}/{entry}: not read: {stem} files end in {suffixes}")
         else:
-            readable.append(path)
+            readable.append(entry)
     if len(readable) > MAX_FILES:
         raise DatasetError(f"{len(readable):,} files; a folder holds at most {MAX_FILES:,}: "
-                           "merge some (e.g. a day's files into one)", path=str(directory))
-    return [InputFile(path, f"{stem}/{path.name}", rank, True) for rank, path in enumerate(readable)], warnings
+                           "merge some (e.g. a day's files into one)", path=where)
+    return [ChosenInput(f"{stem}/{entry}", rank, True) for rank, entry in enumerate(readable)], warnings
 
 
 def check_lines(con: duckdb.DuckDBPyConnection, file: InputFile, sql: str) -> None:

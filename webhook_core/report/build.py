@@ -146,7 +146,8 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
         pages.append(ReportPage(path.name, page, title, question))
     if progress is not None:
         progress("index.html", len(paths), len(paths))
-    with open_audit(database) as whole:
+    # The index's figures and evidence keep to the notebooks' memory budget.
+    with open_audit(database, memory_limit=memory_limit, temp_directory=temp_directory) as whole:
         audit = apply_filters(whole, (settings or ReportSettings()).filters)
         links = _write_evidence(audit, out / EVIDENCE_DIR)
         front = _index(pages, dataset, audit, links)
