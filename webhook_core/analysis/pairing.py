@@ -54,14 +54,14 @@ _UNRESOLVED_VALUES = "pairing_unresolved_values"
 _UNRESOLVED = "('not_found', 'no_identifiers')"
 
 
-def _every_value(where: str) -> str:
-    """SQL: ``(seq, webhook_id, location, value, pos)`` for every value of every live callback whose outcome
-    meets ``where`` — query and form pairs, headers, JSON leaves — each occurrence, blank ones included."""
+def _every_value(unresolved_only: bool) -> str:
+    """SQL: ``(seq, webhook_id, location, value, pos)`` for every value of every live callback (or only of the
+    unresolved ones) — query and form pairs, headers, JSON leaves — each occurrence, blank ones included."""
     return f"""
         WITH live AS (
             SELECT c.seq, o.webhook_id, c.url, c.headers, c.body, o.body_kind
             FROM {CALLBACKS} c JOIN {CALLBACK_OUTCOMES} o USING (seq)
-            WHERE o.webhook_id IS NOT NULL AND {where}
+            WHERE o.webhook_id IS NOT NULL {f"AND o.outcome IN {_UNRESOLVED}" if unresolved_only else ""}
         ),
         query_values AS (
             SELECT seq, webhook_id, 'query.' || p.k AS location, p.v AS value, p.pos AS pos
@@ -101,7 +101,7 @@ def _every_value(where: str) -> str:
 
 #: Every value of every live callback (:func:`_every_value`). Discovery reads them all: the floor of its work
 #: (``benchmarks/pairing_floor.py`` times it alone).
-EVERY_VALUE = _every_value("true")
+EVERY_VALUE = _every_value(False)
 
 
 def _request_values(audit: Audit, *, unresolved_only: bool = False) -> str:
@@ -110,13 +110,12 @@ def _request_values(audit: Audit, *, unresolved_only: bool = False) -> str:
     is written already) :data:`_UNRESOLVED_VALUES`."""
     if audit.cache.get(_REQUEST_VALUES):
         return _REQUEST_VALUES
-    table, where = ((_UNRESOLVED_VALUES, f"o.outcome IN {_UNRESOLVED}") if unresolved_only
-                    else (_REQUEST_VALUES, "true"))
+    table = _UNRESOLVED_VALUES if unresolved_only else _REQUEST_VALUES
     if not audit.cache.get(table):
         audit.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {table} AS
             SELECT seq, webhook_id, location, arg_min(value, pos) AS value
-            FROM ({_every_value(where)})
+            FROM ({_every_value(unresolved_only)})
             WHERE value IS NOT NULL AND value <> ''
             GROUP BY seq, webhook_id, location
         """)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -64,21 +64,20 @@ _LOADED_ARROW = pa.schema([(name, arrow) for name, _, arrow in _LOADED])
 _CALLBACK_NAMES = ("seq", "request_id", "received_at", "recorded_status", "refused", "url", "headers", "body")
 
 
-def _columns(kind: str, given: Mapping[str, str]) -> str:
-    """A SELECT list of every :data:`_LOADED` column: ``kind``, the ``given`` ones, NULL for the others."""
+def _columns(kind: str, present: Collection[str]) -> str:
+    """A SELECT list of every :data:`_LOADED` column: ``kind``, the ``present`` ones, NULL for the others."""
     duck = {"STRING": "VARCHAR", "BIGINT": "BIGINT", "TIMESTAMP": "TIMESTAMPTZ", "INT": "INTEGER",
             "BOOLEAN": "BOOLEAN"}
-    return ", ".join(f"'{kind}' AS kind" if name == "kind" else f"{given.get(name, 'NULL')}::{duck[spark]} AS {name}"
-                     for name, spark, _ in _LOADED)
+    return ", ".join(f"'{kind}' AS kind" if name == "kind" else
+                     f"{name if name in present else 'NULL'}::{duck[spark]} AS {name}" for name, spark, _ in _LOADED)
 
 
 _TASK_ROWS = f"""
-    SELECT {_columns("callback", {name: name for name in _CALLBACK_NAMES})} FROM ({LOADED_CALLBACKS})
+    SELECT {_columns("callback", _CALLBACK_NAMES)} FROM ({LOADED_CALLBACKS})
     UNION ALL
-    SELECT {_columns("quarantine", {name: name for name in ("source_file", "line", "raw", "reason")})} FROM quarantine
+    SELECT {_columns("quarantine", ("source_file", "line", "raw", "reason"))} FROM quarantine
     UNION ALL
-    SELECT {_columns("report", {name: name for name in ("source_file", "read", "loaded", "quarantined",
-                                                         "zone_less")})} FROM load_report
+    SELECT {_columns("report", ("source_file", "read", "loaded", "quarantined", "zone_less"))} FROM load_report
 """
 
 
