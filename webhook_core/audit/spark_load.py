@@ -39,7 +39,8 @@ from webhook_core.load.schema import create_tables, write_webhook_versions
 from webhook_core.load.timestamps import install_timestamp_reader
 from webhook_core.rules.settings import load_webhooks
 
-__all__ = ["LOADED_CALLBACKS", "MAX_FILE_BYTES", "StagedLoad", "hadoop_path", "join", "load_uri", "remove"]
+__all__ = ["LOADED_CALLBACKS", "MAX_FILE_BYTES", "StagedLoad", "copy_to_local", "hadoop_path", "join", "load_uri",
+           "remove"]
 
 #: The callbacks as the keys' extraction reads them (``rules/keys.py``), from a connection's ``callback_rows``.
 LOADED_CALLBACKS = f"""SELECT seq, request_id, received_at, recorded_status, refused, url,
@@ -166,7 +167,7 @@ def load_uri(spark: SparkSession, con: duckdb.DuckDBPyConnection, uri: str, stag
     with tempfile.TemporaryDirectory(prefix="webhook-audit-load-") as local, _relocated(local, uri):
         mirror = Path(local)
         if files.get("webhooks.json"):
-            _copy(spark, join(uri, "webhooks.json"), mirror / "webhooks.json")
+            copy_to_local(spark, join(uri, "webhooks.json"), mirror / "webhooks.json")
         webhooks = load_webhooks(mirror / "webhooks.json")
         dispatch_inputs, skipped, _ = chosen("dispatches", DISPATCH_FORMATS)
         callback_inputs, skipped_callbacks, sizes = chosen("callbacks", CALLBACK_FORMATS)
@@ -178,7 +179,7 @@ def load_uri(spark: SparkSession, con: duckdb.DuckDBPyConnection, uri: str, stag
                                    path=join(uri, file.name))
         dispatch_files = []
         for file in dispatch_inputs:
-            _copy(spark, join(uri, file.name), mirror / file.name)
+            copy_to_local(spark, join(uri, file.name), mirror / file.name)
             dispatch_files.append(InputFile(mirror / file.name, file.name, file.rank, file.in_folder))
         prepare(con)
         install_timestamp_reader(con, timestamp_format)
@@ -196,8 +197,8 @@ def load_uri(spark: SparkSession, con: duckdb.DuckDBPyConnection, uri: str, stag
     return StagedLoad(dataset, callbacks)
 
 
-def _copy(spark: SparkSession, uri: str, target: Path) -> None:
-    """The file ``uri`` copied to the local file ``target``, through Hadoop (streamed: any size)."""
+def copy_to_local(spark: SparkSession, uri: str, target: Path) -> None:
+    """The file or folder ``uri`` copied to the local ``target``, through Hadoop (streamed: any size)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     file_system, path = hadoop_path(spark, uri)
     # (scheme and path apart: a URI's percent-encoding, of a [ say, would be taken literally)

@@ -21,6 +21,7 @@ imports this module.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -48,7 +49,7 @@ from webhook_core.domain import NOT_FOUND_BODY, LeadState, MatchedBy, Outcome
 from webhook_core.exceptions import SparkEngineError
 from webhook_core.load.dataset import Dataset, connect, load_dataset, prepare
 from webhook_core.load.inputs import is_uri
-from webhook_core.quoting import quote_literal
+from webhook_core.quoting import quote_identifier, quote_literal
 from webhook_core.rules.keys import KEY_COLUMNS, keys_sql
 from webhook_core.rules.settings import WebhookVersions
 from webhook_core.timeutil import from_us, to_us
@@ -60,7 +61,13 @@ try:
 except ImportError as error:  # the spark extra is not installed
     raise SparkEngineError("the Spark engine needs pyspark: pip install 'webhook-audit[spark]'") from error
 
-from webhook_core.audit.spark_load import LOADED_CALLBACKS, join, load_uri, remove  # (imports pyspark)
+from webhook_core.audit.spark_load import (  # (imports pyspark)
+    LOADED_CALLBACKS,
+    copy_to_local,
+    join,
+    load_uri,
+    remove,
+)
 
 __all__ = ["SparkReplay", "replay_loaded", "replay_spark", "spark_session"]
 
@@ -157,8 +164,32 @@ class SparkReplay:
         return self.lead_outcomes.select(*LEAD_COLUMNS)
 
     def collect(self) -> tuple[pa.Table, pa.Table]:
-        """Both outcome tables on the driver, as Arrow (every column; in judging and dispatch order)."""
+        """Both outcome tables on the driver, as Arrow (every column; in judging and dispatch order). Bounded by
+        the driver's memory and ``spark.driver.maxResultSize`` (1 GiB by default: about 8M callbacks); for
+        more, :meth:`into_duckdb`."""
         return self.callback_outcomes.toArrow(), self.lead_outcomes.toArrow()
+
+    def into_duckdb(self, con: duckdb.DuckDBPyConnection, callbacks_table: str, leads_table: str) -> None:
+        """Both outcome tables (every column) into ``con`` as the tables ``callbacks_table`` and ``leads_table``,
+        through Parquet that Spark writes to the staging location (copied here through Hadoop when that is a
+        URI): the rows never pass through the driver's JVM, so no result size limits them. DuckDB holds them
+        within its ``memory_limit``, spilling beyond it. In no particular order: sort when reading."""
+        assert self._spark is not None, "into_duckdb needs the session the replay ran on"
+        spark = self._spark
+        stage = str(self.stage_dir)
+        with tempfile.TemporaryDirectory(prefix="webhook-audit-outcomes-") as local:
+            for table, frame in ((callbacks_table, self.callback_outcomes), (leads_table, self.lead_outcomes)):
+                location = _location(stage, f"outcomes-{table}")
+                # Microseconds with their zone (the default, INT96, would read back without one).
+                with _session_setting(spark, "spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"):
+                    frame.write.mode("overwrite").parquet(location)
+                folder = Path(local) / table
+                if is_uri(stage):
+                    copy_to_local(spark, location, folder)
+                else:
+                    folder = Path(stage).resolve() / f"outcomes-{table}"
+                files = quote_literal(str(folder / "*.parquet"))
+                con.execute(f"CREATE OR REPLACE TABLE {quote_identifier(table)} AS SELECT * FROM read_parquet({files})")
 
     def close(self) -> None:
         if self._closed:
@@ -258,6 +289,20 @@ def _replay(spark: SparkSession, con: duckdb.DuckDBPyConnection, loaded: Dataset
     resolved_end = observation_end if observation_end is not None or end_us is None else from_us(end_us)
     return SparkReplay(callback_outcomes, lead_outcomes, resolved_end, stage if is_uri(stage) else Path(stage),
                        owns_stage, _spark=spark)
+
+
+@contextlib.contextmanager
+def _session_setting(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """``key`` set to ``value`` in the session for the block, then as it was."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def _location(stage: str, name: str | None = None) -> str:

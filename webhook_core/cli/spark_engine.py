@@ -46,6 +46,7 @@ def replay_on_spark(con: duckdb.DuckDBPyConnection, dataset: str, *, master: str
         loaded = load_with_progress(con, Path(dataset), keep_requests=True, max_quarantined=max_quarantined,
                                     timestamp_format=timestamp_format)
         print_load_report(loaded)
+    from py4j.protocol import Py4JJavaError  # type: ignore[import-untyped]
     from pyspark.errors import PySparkException
 
     from webhook_core.audit.spark_load import load_uri, remove
@@ -72,9 +73,18 @@ def replay_on_spark(con: duckdb.DuckDBPyConnection, dataset: str, *, master: str
             with (stderr.status("Replaying on Spark…"),
                   replay_loaded(spark, con, loaded, timeouts=timeouts, observation_end=observation_end,
                                 stage_dir=staging, callbacks=callbacks) as result):
-                outcomes, leads = result.collect()
-    except PySparkException as exc:
-        raise SparkEngineError(f"Spark: {str(exc).strip().splitlines()[0]}") from exc
-    con.register(CALLBACK_OUTCOMES, outcomes)
-    con.register(LEAD_OUTCOMES, leads)
+                # Through Parquet files, not collected: a result past spark.driver.maxResultSize would fail.
+                result.into_duckdb(con, CALLBACK_OUTCOMES, LEAD_OUTCOMES)
+    except (PySparkException, Py4JJavaError) as exc:
+        raise SparkEngineError(f"Spark: {_first_line(exc)}") from exc
     return ReplayResult(con, result.observation_end)
+
+
+def _first_line(error: Exception) -> str:
+    """What went wrong, on one line: a Java error's innermost cause (a Py4J error's text is a Java stack)."""
+    java = getattr(error, "java_exception", None)
+    if java is not None:
+        while java.getCause() is not None:
+            java = java.getCause()
+        return str(java.getMessage() or java.toString()).strip().splitlines()[0]
+    return str(error).strip().splitlines()[0]
