@@ -67,10 +67,10 @@ class Command:
 
     name: str
     args: Callable[[], list[str]]
-    #: What runs the args: the CLI, or another module (``benchmarks.pairing_floor``).
-    program: tuple[str, ...] = CLI
     #: Run before each measurement, untimed (e.g. deleting the database a replay writes).
     prepare: Callable[[], None] = lambda: None
+    #: What runs the args: the CLI, or another module (``benchmarks.pairing_floor``).
+    program: tuple[str, ...] = CLI
     runs: dict[int, Measurement] = field(default_factory=dict)
     error: str | None = None
     shown: str = ""

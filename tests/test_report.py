@@ -296,8 +296,11 @@ def test_report_memory_limit_reaches_the_replay_every_notebook_and_the_index(
     assert opened == [("819MiB", str((tmp_path / "spill").resolve()))]
     for executed in (tmp_path / "executed").glob("*.ipynb"):
         injected = _injected(executed)
-        # DuckDB gets its share of the process's budget, as in replay --memory-limit.
-        assert 'MEMORY_LIMIT = "819MiB"' in injected, executed.name
+        # A notebook runs beside the report's own process: its DuckDB gets its share (80 %, as in replay
+        # --memory-limit) of what that process (well over 50 MiB, with its libraries) leaves of the budget.
+        found = re.search(r'^MEMORY_LIMIT = "([0-9]+)MiB"$', injected, re.MULTILINE)
+        assert found is not None, executed.name
+        assert 0 < int(found[1]) < int(0.8 * (1024 - 50)), executed.name
         assert f"TEMP_DIRECTORY = {json.dumps(str((tmp_path / 'spill').resolve()))}" in injected, executed.name
 
 

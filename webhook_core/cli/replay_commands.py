@@ -30,22 +30,12 @@ from webhook_core.cli.output import (
 )
 from webhook_core.cli.params import MemorySize, TimeoutOption, Timestamp, quarantine_option, timestamp_format_option
 from webhook_core.exceptions import MissingFileError
-from webhook_core.load.dataset import Dataset, connect, load_dataset
+from webhook_core.load.dataset import DUCKDB_SHARE, Dataset, connect, duckdb_memory_limit, load_dataset
 from webhook_core.load.inputs import is_uri
 from webhook_core.load.progress import ProgressCallback
 from webhook_core.rules.settings import load_webhooks
 
-__all__ = ["DUCKDB_SHARE", "duckdb_memory_limit", "load_with_progress", "replay_command", "replayed"]
-
-#: The share of ``--memory-limit`` given to DuckDB's buffer pool. The process also holds the
-#: interpreter, its libraries and memory DuckDB allocates outside its pool: about 0.55 GiB
-#: above DuckDB's limit in the 10M-callback benchmark (docs/benchmarks.md).
-DUCKDB_SHARE = 0.8
-
-
-def duckdb_memory_limit(process_budget: int | None) -> str | None:
-    """DuckDB's ``memory_limit`` for a process budget in bytes: its share, :data:`DUCKDB_SHARE`."""
-    return None if process_budget is None else f"{int(process_budget * DUCKDB_SHARE) // 1024**2}MiB"
+__all__ = ["load_with_progress", "replay_command", "replayed"]
 
 
 @click.command("replay")

@@ -20,7 +20,7 @@ from webhook_core.cli.params import (
     target_option,
     timestamp_format_option,
 )
-from webhook_core.cli.replay_commands import DUCKDB_SHARE, duckdb_memory_limit
+from webhook_core.load.dataset import DUCKDB_SHARE, duckdb_memory_limit
 from webhook_core.synth.generate import generate
 
 __all__ = ["generate_command", "report_command"]
@@ -33,8 +33,9 @@ __all__ = ["generate_command", "report_command"]
 @click.option("--with-http", is_flag=True,
               help="Also run notebook 05: the reference receiver answering the captured callbacks over HTTP.")
 @click.option("--memory-limit", type=MemorySize(), default=None, metavar="SIZE",
-              help="Memory budget of the replay and of each notebook, e.g. 4GiB. DuckDB is given "
-                   f"{DUCKDB_SHARE:.0%} of it and spills to disk beyond that.")
+              help="Memory budget of the whole report, e.g. 4GiB: the replay, and each notebook with this "
+                   f"process beside it. DuckDB is given {DUCKDB_SHARE:.0%} of what is left to it and spills to "
+                   "disk beyond that.")
 @click.option("--temp-dir", type=click.Path(path_type=Path), default=None, help="Where DuckDB spills.")
 @click.option("--show-code", is_flag=True, help="Keep the notebooks' code on the pages (hidden by default: the report "
                                                  "is for people who do not read code).")
@@ -69,7 +70,7 @@ def report_command(dataset: Path, out_dir: Path, with_http: bool, memory_limit: 
                              highlight=False)
 
         pages = build_report(dataset, out_dir, with_http=with_http, progress=advance,
-                             memory_limit=duckdb_memory_limit(memory_limit),
+                             memory_limit=duckdb_memory_limit(memory_limit), memory_budget=memory_limit,
                              temp_directory=None if temp_dir is None else str(temp_dir.resolve()),
                              max_quarantined=max_quarantined, timestamp_format=timestamp_format,
                              warn=print_warnings, show_code=show_code, observation_end=observation_end,

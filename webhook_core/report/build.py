@@ -13,6 +13,7 @@ since the notebooks use neither.
 from __future__ import annotations
 
 import html
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from webhook_core.audit.database import write_audit_database
 from webhook_core.audit.filters import Filters, apply_filters
 from webhook_core.audit.schema import read_meta
 from webhook_core.exceptions import AuditDatabaseLockedError, ReportError
-from webhook_core.load.dataset import connect
+from webhook_core.load.dataset import connect, duckdb_memory_limit
 from webhook_core.report.findings import FLAGS, advertiser_kpis
 
 __all__ = ["AUDIT_DATABASE", "HTTP_NOTEBOOK", "NOTEBOOKS_DIR", "ReportPage", "ReportSettings", "build_report",
@@ -98,7 +99,7 @@ def report_notebooks(*, with_http: bool = False, folder: Path = NOTEBOOKS_DIR) -
 
 def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Path] | None = None,
                  with_http: bool = False, progress: ReportProgress | None = None,
-                 timeout_s: int = 1800, memory_limit: str | None = None,
+                 timeout_s: int = 1800, memory_limit: str | None = None, memory_budget: int | None = None,
                  temp_directory: str | None = None, max_quarantined: float | None = None,
                  timestamp_format: str | None = None,
                  warn: Callable[[Sequence[str]], None] | None = None, show_code: bool = False,
@@ -108,8 +109,11 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
     ``dataset`` is a dataset folder, replayed once into ``out_dir/audit.duckdb``, or an audit database
     (``webhook-audit replay --database``). ``notebooks`` defaults to ``report_notebooks(with_http=with_http)``.
     ``memory_limit`` is DuckDB's (e.g. ``"3GiB"``), for the replay and in every notebook, which spill to
-    ``temp_directory`` beyond it. An input file quarantined beyond ``max_quarantined`` stops the report
-    before any notebook runs; ``warn`` is given the load's warnings (``Dataset.warnings``).
+    ``temp_directory`` beyond it. ``memory_budget`` (bytes) is the whole report's instead: a notebook runs
+    beside this process, so its DuckDB gets its share (``DUCKDB_SHARE``) of what this process leaves of the
+    budget when the notebook starts (the replay and the index, here, of all of it). An input file quarantined
+    beyond ``max_quarantined`` stops the report before any notebook runs; ``warn`` is given the load's
+    warnings (``Dataset.warnings``).
     """
     dataset = Path(dataset).resolve()
     if not dataset.exists():
@@ -118,6 +122,8 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
     out.mkdir(parents=True, exist_ok=True)
     (out / "executed").mkdir(exist_ok=True)
     paths = notebooks if notebooks is not None else report_notebooks(with_http=with_http)
+    if memory_limit is None and memory_budget is not None:
+        memory_limit = duckdb_memory_limit(memory_budget)
     limits = {"MEMORY_LIMIT": memory_limit, "TEMP_DIRECTORY": temp_directory}
     database, folder, warnings = _audit_database(dataset, out, limits, max_quarantined, timestamp_format,
                                                  observation_end)
@@ -137,7 +143,8 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
         executed = out / "executed" / path.name
         # The receiver of notebook 05 reads the dataset folder itself; the others read the audit database.
         source = folder if path.name == HTTP_NOTEBOOK and folder is not None else database
-        _execute(path, executed, {"DATASET": str(source), **limits, **injected}, timeout_s)
+        budget = {} if memory_budget is None else {"MEMORY_LIMIT": duckdb_memory_limit(memory_budget - _own_rss())}
+        _execute(path, executed, {"DATASET": str(source), **limits, **budget, **injected}, timeout_s)
         notebook = nbformat.read(executed, as_version=4)
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": path.stem}})
         page = out / f"{path.stem}.html"
@@ -208,6 +215,18 @@ def _audit_database(dataset: Path, out: Path, limits: dict[str, str | None], max
     finally:
         con.close()
     return database, dataset, loaded.warnings
+
+
+def _own_rss() -> int:
+    """This process's resident memory in bytes (its peak where ``/proc`` is missing; 0 where that is too)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        try:
+            import resource  # (macOS counts ru_maxrss in bytes)
+        except ImportError:
+            return 0
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def _execute(path: Path, executed: Path, parameters: Mapping[str, object], timeout_s: int) -> None:
