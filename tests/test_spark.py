@@ -442,6 +442,22 @@ def test_a_lone_file_a_uri_cannot_use_is_named_in_the_dataset(spark: Any, tmp_pa
     assert str(by_uri.value) == f"{folder.as_uri()}/callbacks.har: not valid JSON; a HAR file is one JSON document"
 
 
+def test_a_reason_quoting_a_file_of_a_uri_names_it_in_the_dataset(spark: Any, tmp_path: Path) -> None:
+    # DuckDB's error quotes the file it read: in a task that is a temporary copy the user never saw.
+    from webhook_core.audit.spark_replay import replay_spark
+
+    folder = small_dataset(tmp_path / "ds")
+    (folder / "callbacks").mkdir()
+    (folder / "callbacks.jsonl").rename(folder / "callbacks" / "a.jsonl")
+    (folder / "callbacks" / "b.parquet").write_bytes(b"PAR1garbage")
+    with replay_spark(folder.as_uri(), spark=spark, max_quarantined=1.0) as result:
+        assert result.quarantine is not None
+        reasons = [row["reason"] for row in result.quarantine.to_pylist()
+                   if row["source_file"] == "callbacks/b.parquet"]
+    assert reasons == [f"unusable file: not a readable Parquet file: Invalid Input Error: File "
+                       f"'{folder.as_uri()}/callbacks/b.parquet' too small to be a Parquet file"]
+
+
 def test_a_callbacks_file_past_binary_files_limit_is_an_error(spark: Any, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from webhook_core.audit import spark_load

@@ -232,7 +232,7 @@ def _load_callbacks_in_tasks(spark: SparkSession, con: duckdb.DuckDBPyConnection
     by_base = {file.name.rsplit("/", 1)[-1]: file for file in files}
     paths = [_escape_glob(join(uri, file.name)) for file in files]
     contents = spark.read.format("binaryFile").load(paths).select("path", "content")
-    loaded = contents.mapInArrow(partial(_load_in_task, by_base, timestamp_format), _LOADED_SCHEMA)
+    loaded = contents.mapInArrow(partial(_load_in_task, uri, by_base, timestamp_format), _LOADED_SCHEMA)
     loaded.write.mode("overwrite").parquet(target)
     staged = spark.read.parquet(target)
     others = staged.where("kind <> 'callback'").toArrow()
@@ -256,17 +256,18 @@ def _escape_glob(uri: str) -> str:
     return "".join(f"\\{char}" if char in "\\*?[]{}" else char for char in uri)
 
 
-def _load_in_task(files: Mapping[str, ChosenInput], timestamp_format: str | None,
+def _load_in_task(uri: str, files: Mapping[str, ChosenInput], timestamp_format: str | None,
                   batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """In a Spark task: each file of its rows (``path``, ``content``) loaded by the DuckDB loader, as a local
-    load of the dataset would load it; its rows as :data:`_LOADED` says."""
+    """In a Spark task: each file of its rows (``path``, ``content``) of the dataset ``uri`` loaded by the DuckDB
+    loader, as a local load of the dataset would load it; its rows as :data:`_LOADED` says."""
     for batch in batches:
         for index in range(batch.num_rows):
             base = str(batch.column("path")[index]).rsplit("/", 1)[-1]
-            yield from _load_one(files[base], batch.column("content")[index].as_buffer(), timestamp_format)
+            yield from _load_one(uri, files[base], batch.column("content")[index].as_buffer(), timestamp_format)
 
 
-def _load_one(file: ChosenInput, content: pa.Buffer, timestamp_format: str | None) -> Iterator[pa.RecordBatch]:
+def _load_one(uri: str, file: ChosenInput, content: pa.Buffer,
+              timestamp_format: str | None) -> Iterator[pa.RecordBatch]:
     local = Path(tempfile.mkdtemp(prefix="webhook-audit-task-"))
     con = duckdb.connect()
     try:
@@ -286,6 +287,8 @@ def _load_one(file: ChosenInput, content: pa.Buffer, timestamp_format: str | Non
             yield pa.RecordBatch.from_pylist([{"kind": "error", "source_file": file.name, "reason": message}],
                                              schema=_LOADED_ARROW)
             return
+        # A reason that quotes the file (a reader's error) names it in the dataset, not at the task's copy.
+        con.execute("UPDATE quarantine SET reason = replace(reason, ?, ?)", [str(path), join(uri, file.name)])
         reader = con.sql(_TASK_ROWS).to_arrow_reader(10_000)
         for rows in reader:
             yield rows.cast(_LOADED_ARROW)
