@@ -304,6 +304,18 @@ def test_report_memory_limit_reaches_the_replay_every_notebook_and_the_index(
         assert f"TEMP_DIRECTORY = {json.dumps(str((tmp_path / 'spill').resolve()))}" in injected, executed.name
 
 
+def test_report_memory_limit_that_leaves_a_notebook_nothing_is_an_error(tmp_path: Path) -> None:
+    # The budget covers the report's own process too: what it leaves must hold a notebook, or nothing runs
+    # (a budget below the process's size once reached DuckDB as a negative limit, which it ignored).
+    result = CliRunner().invoke(cli, ["report", str(SAMPLE), "--out", str(tmp_path / "out"), "--memory-limit", "200MB"])
+    assert result.exit_code == 1
+    assert re.fullmatch(r"Error: a memory budget of 191 MiB: the report's own process holds [0-9,]+ MiB of it, which "
+                        r"leaves a notebook less than 512 MiB; give at least ([0-9]+) GiB \(--memory-limit \1GiB\)",
+                        result.stderr.strip().splitlines()[-1]), result.stderr
+    assert not (tmp_path / "out" / "audit.duckdb").exists()
+    assert "Traceback" not in result.output
+
+
 def _at(seconds: float) -> str:
     return f"2026-11-20T10:{int(seconds) // 60:02d}:{seconds % 60:09.6f}Z"
 

@@ -183,8 +183,8 @@ class SparkReplay:
                 # Microseconds with their zone (the default, INT96, would read back without one).
                 with _session_setting(spark, "spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"):
                     frame.write.mode("overwrite").parquet(location)
-                folder = Path(local) / table
                 if is_uri(stage):
+                    folder = Path(local) / table
                     copy_to_local(spark, location, folder)
                 else:
                     folder = Path(stage).resolve() / f"outcomes-{table}"

@@ -20,7 +20,7 @@ from webhook_core.cli.params import (
     target_option,
     timestamp_format_option,
 )
-from webhook_core.load.dataset import DUCKDB_SHARE, duckdb_memory_limit
+from webhook_core.load.dataset import DUCKDB_SHARE
 from webhook_core.synth.generate import generate
 
 __all__ = ["generate_command", "report_command"]
@@ -70,7 +70,7 @@ def report_command(dataset: Path, out_dir: Path, with_http: bool, memory_limit: 
                              highlight=False)
 
         pages = build_report(dataset, out_dir, with_http=with_http, progress=advance,
-                             memory_limit=duckdb_memory_limit(memory_limit), memory_budget=memory_limit,
+                             memory_budget=memory_limit,
                              temp_directory=None if temp_dir is None else str(temp_dir.resolve()),
                              max_quarantined=max_quarantined, timestamp_format=timestamp_format,
                              warn=print_warnings, show_code=show_code, observation_end=observation_end,

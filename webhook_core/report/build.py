@@ -13,6 +13,7 @@ since the notebooks use neither.
 from __future__ import annotations
 
 import html
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +36,7 @@ from webhook_core.audit.database import write_audit_database
 from webhook_core.audit.filters import Filters, apply_filters
 from webhook_core.audit.schema import read_meta
 from webhook_core.exceptions import AuditDatabaseLockedError, ReportError
-from webhook_core.load.dataset import connect, duckdb_memory_limit
+from webhook_core.load.dataset import DUCKDB_SHARE, connect, duckdb_memory_limit
 from webhook_core.report.findings import FLAGS, advertiser_kpis
 
 __all__ = ["AUDIT_DATABASE", "HTTP_NOTEBOOK", "NOTEBOOKS_DIR", "ReportPage", "ReportSettings", "build_report",
@@ -122,8 +123,9 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
     out.mkdir(parents=True, exist_ok=True)
     (out / "executed").mkdir(exist_ok=True)
     paths = notebooks if notebooks is not None else report_notebooks(with_http=with_http)
-    if memory_limit is None and memory_budget is not None:
-        memory_limit = duckdb_memory_limit(memory_budget)
+    if memory_budget is not None:
+        _notebook_memory_limit(memory_budget)  # a budget too small stops the report before the replay
+        memory_limit = memory_limit or duckdb_memory_limit(memory_budget)
     limits = {"MEMORY_LIMIT": memory_limit, "TEMP_DIRECTORY": temp_directory}
     database, folder, warnings = _audit_database(dataset, out, limits, max_quarantined, timestamp_format,
                                                  observation_end)
@@ -143,7 +145,7 @@ def build_report(dataset: str | Path, out_dir: str | Path, *, notebooks: list[Pa
         executed = out / "executed" / path.name
         # The receiver of notebook 05 reads the dataset folder itself; the others read the audit database.
         source = folder if path.name == HTTP_NOTEBOOK and folder is not None else database
-        budget = {} if memory_budget is None else {"MEMORY_LIMIT": duckdb_memory_limit(memory_budget - _own_rss())}
+        budget = {} if memory_budget is None else {"MEMORY_LIMIT": _notebook_memory_limit(memory_budget)}
         _execute(path, executed, {"DATASET": str(source), **limits, **budget, **injected}, timeout_s)
         notebook = nbformat.read(executed, as_version=4)
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": path.stem}})
@@ -215,6 +217,22 @@ def _audit_database(dataset: Path, out: Path, limits: dict[str, str | None], max
     finally:
         con.close()
     return database, dataset, loaded.warnings
+
+
+#: The least a notebook must be left of the report's memory budget: its interpreter, libraries and DuckDB.
+MIN_NOTEBOOK_MEMORY = 512 * 1024**2
+
+
+def _notebook_memory_limit(budget: int) -> str:
+    """DuckDB's share of what this process leaves of the report's ``budget`` (bytes) to a notebook beside it."""
+    used = _own_rss()
+    if budget - used < MIN_NOTEBOOK_MEMORY:
+        least = math.ceil((used + MIN_NOTEBOOK_MEMORY) / 1024**3)
+        raise ReportError(f"a memory budget of {budget / 1024**2:,.0f} MiB: the report's own process holds "
+                          f"{used / 1024**2:,.0f} MiB of it, which leaves a notebook less than "
+                          f"{MIN_NOTEBOOK_MEMORY // 1024**2} MiB; give at least {least} GiB "
+                          f"(--memory-limit {least}GiB)")
+    return f"{int((budget - used) * DUCKDB_SHARE) // 1024**2}MiB"
 
 
 def _own_rss() -> int:
